@@ -1,0 +1,174 @@
+"""``python -m bot``: serve the webhook, run the local WeChat sandbox, simulate a user, and more."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .config import Config, ConfigError, load_config
+
+DEFAULT_CONFIGS = ("config.toml", "config.example.toml")
+
+EPILOG = """\
+examples:
+  python -m bot run --config config.example.toml      sandbox + bot, no WeChat account needed
+  python -m bot serve --config config.toml --port 8080
+  python -m bot simulate text "打开客厅的灯"
+  python -m bot simulate voice "打开客厅的灯"          needs the sandbox (python -m bot run)
+  python -m bot sandbox --port 8090
+production: gunicorn -c gunicorn.conf.py 'bot.wsgi:app'  (see README, "Deploying")
+"""
+
+
+def find_config(path: str | None) -> Config:
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIGS if Path(p).exists()), None)
+        if path is None:
+            raise ConfigError("no config file: pass --config FILE (start from config.example.toml)")
+    return load_config(path)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def webhook_url(config: Config, host: str | None = None, port: int | None = None) -> str:
+    host = host or config.server.host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port or config.server.port}{config.server.path}"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .flask_adapter import create_app
+    config = find_config(args.config)
+    setup_logging(config.logging.level)
+    app = create_app(config)
+    host, port = args.host or config.server.host, args.port or config.server.port
+    print(f"wechat-voicebot: serving {webhook_url(config, host, port)} (development server; use gunicorn in production)",
+          flush=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    return 0
+
+
+def sandbox_address(config: Config) -> tuple[str, int] | None:
+    """The sandbox to start for ``run``: only when the API base URL points at this machine."""
+    parts = urlsplit(config.wechat.api_base_url)
+    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
+        return parts.hostname, parts.port or 80
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Development: the sandbox (when api_base_url is local) and the bot, in one process."""
+    config = find_config(args.config)
+    address = sandbox_address(config)
+    if address:
+        from .sandbox import Sandbox
+        sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
+                          host=address[0], port=address[1]).start()
+        print(f"wechat-voicebot: WeChat API sandbox on {sandbox.url} (calls: {sandbox.url}/sandbox/calls)", flush=True)
+    else:
+        print(f"wechat-voicebot: using the real WeChat API at {config.wechat.api_base_url}", flush=True)
+    print("try:  python -m bot simulate text '打开客厅的灯'   and   python -m bot simulate voice '打开客厅的灯'",
+          flush=True)
+    return cmd_serve(args)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import main
+    return main(args.rest)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .testing import BotClient, messages
+    config = find_config(args.config)
+    url = args.url or webhook_url(config)
+    client = BotClient(config, url=url, mode=args.mode, openid=args.openid)
+    started = time.perf_counter()
+    try:
+        if args.kind == "text":
+            reply = client.text(args.content)
+        elif args.kind == "event":
+            reply = client.event(args.content)
+        else:
+            xml = voice_push(config, args)
+            reply = client.send(xml)
+    except OSError as exc:
+        print(f"error: cannot reach the bot at {url}: {exc.__class__.__name__}. Is it running? (make run)",
+              file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+    print(str(reply))
+    print(f"({client.envelope.mode} mode, HTTP {reply.status}, {elapsed:.2f}s)", file=sys.stderr)
+    return 0 if reply.status == 200 else 1
+
+
+def voice_push(config: Config, args: argparse.Namespace) -> str:
+    """Register a real clip for the sentence in the sandbox and build the push that names it."""
+    import requests
+
+    from .testing import messages
+    if args.recognition is not None:
+        return messages.voice(recognition=args.recognition, openid=args.openid)
+    base = config.wechat.api_base_url.rstrip("/")
+    r = requests.post(f"{base}/sandbox/voices", json={"text": args.content, "format": args.format,
+                                                      "duration_s": args.duration, "with_16k": args.with_16k},
+                      timeout=10)
+    if r.status_code != 200:
+        raise SystemExit(f"error: the sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
+    clip = r.json()
+    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
+                          openid=args.openid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="wechat-voicebot: a WeChat Official Account webhook that understands voice.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="FILE", help="TOML config (default: config.toml, else config.example.toml)")
+        return p
+
+    for name, func, help_ in (("serve", cmd_serve, "serve the webhook (development server)"),
+                              ("run", cmd_run, "start the local WeChat sandbox and the bot against it")):
+        p = with_config(sub.add_parser(name, help=help_, description=help_))
+        p.add_argument("--host", help="listen address (default: [server] host)")
+        p.add_argument("--port", type=int, help="listen port (default: [server] port)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("sandbox", help="run the local stand-in for api.weixin.qq.com", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sandbox)
+
+    p = with_config(sub.add_parser("simulate", help="send a message as a WeChat user and print the reply",
+                                   description="Sign (and encrypt) a push like WeChat, post it, print the reply."))
+    p.add_argument("kind", choices=["text", "voice", "event"], help="what to send")
+    p.add_argument("content", help="the text; for voice, the sentence the clip says; for event, its name")
+    p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
+    p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
+                   help="crypto mode (default: safe when encoding_aes_key is set)")
+    p.add_argument("--openid", default="oSIMULATEDUSER00000000000000")
+    p.add_argument("--format", default="amr", choices=["amr", "speex"], help="voice: clip format")
+    p.add_argument("--duration", type=float, default=2.0, help="voice: clip length in seconds")
+    p.add_argument("--with-16k", action="store_true", help="voice: also offer MediaId16K")
+    p.add_argument("--recognition", help="voice: put this in <Recognition> instead of registering a clip")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,199 @@
+"""Typed configuration, loaded from TOML and checked once at start-up.
+
+A wrong or missing key stops start-up with one line that names the key and what was expected, so an
+operator never debugs a half-configured bot at request time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """One clear line: which key, what was expected."""
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    appid: str
+    appsecret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(default="", repr=False)  # empty: plaintext mode only
+    api_base_url: str = "https://api.weixin.qq.com"
+    token_endpoint: Literal["stable", "classic"] = "stable"
+    http_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/wechat"
+    max_body_bytes: int = 65536
+    replay_window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class HandlersConfig:
+    routers: list[str] = field(default_factory=lambda: ["handlers.echo:router"])
+    search_paths: list[str] = field(default_factory=lambda: ["."])
+    apology: str = "抱歉，出了点问题，请稍后再试。"
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    url: str = ""
+    model: str = "whisper-1"
+    api_key: str = field(default="", repr=False)
+    timeout_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    recognizers: list[str] = field(default_factory=lambda: ["push", "wechat"])
+    lang: Literal["zh_CN", "en_US"] = "zh_CN"
+    use_push_recognition: bool = True
+    window_s: float = 10.0
+    poll_initial_s: float = 0.2
+    poll_max_s: float = 1.0
+    not_understood: str = "抱歉，没听清，请再说一遍。"
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = "sqlite:///.voicebot/state.db"
+    prefix: str = "wvb:"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    wechat: WeChatConfig
+    server: ServerConfig = field(default_factory=ServerConfig)
+    handlers: HandlersConfig = field(default_factory=HandlersConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    base_dir: Path = Path(".")
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some sections or keys changed: ``cfg.replace(server={"port": 9000})``."""
+        changes = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+
+ENV_OVERRIDES = {
+    "WECHAT_APPID": ("wechat", "appid"),
+    "WECHAT_APPSECRET": ("wechat", "appsecret"),
+    "WECHAT_TOKEN": ("wechat", "token"),
+    "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
+}
+
+
+def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None = None) -> Config:
+    """Read a TOML file, apply environment secrets, and validate everything."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(raw, env=os.environ if env is None else env, base_dir=path.parent.resolve())
+
+
+def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | None = None,
+                     base_dir: Path | None = None) -> Config:
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env and env.get(var):
+            raw.setdefault(section, {})[key] = env[var]
+    raw.pop("intents", None)  # reserved for no-code intents
+    cfg = _build(Config, raw, "")
+    cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd())
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    key = cfg.wechat.encoding_aes_key
+    if key and len(key) != 43:
+        raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
+    if not cfg.server.path.startswith("/"):
+        raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
+    if not 0 < cfg.server.port < 65536:
+        raise ConfigError(f"[server] port: expected 1-65535, got {cfg.server.port}")
+    for i, spec in enumerate(cfg.handlers.routers):
+        if ":" not in spec and "." not in spec and not spec.isidentifier():
+            raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return _build(tp, value, section)
+    if origin is list and isinstance(value, list):
+        item = typing.get_args(tp)[0]
+        return [_coerce(item, v, f"{where}[{i}]", section) for i, v in enumerate(value)]
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = origin is None and isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, naming ``[section] key`` in every error."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+
+    def where(name: str) -> str:
+        return f"[{section}] {name}" if section else f"[{name}]"
+
+    for name in raw:
+        if name not in fields:
+            raise ConfigError(f"{where(name)}: unknown key (expected one of: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{section}.{name}" if section else name
+        if name in raw:
+            kwargs[name] = _coerce(hints[name], raw[name], where(name), sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if dataclasses.is_dataclass(hints[name]):
+                kwargs[name] = _build(hints[name], {}, sub)
+            else:
+                raise ConfigError(f"{where(name)}: missing; expected {_describe(hints[name])}")
+    return cls(**kwargs)

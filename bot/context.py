@@ -1,0 +1,62 @@
+"""What a handler receives: the message, its text (typed or transcribed) and reply helpers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wechatpy import replies
+from wechatpy.messages import BaseMessage
+
+Reply = str | replies.BaseReply | None
+
+
+@dataclass
+class Context:
+    """One message on its way through the routers.
+
+    ``text`` is the text message's content or the voice message's transcript, so an intent written once
+    answers both; ``transcript_source`` says where a transcript came from (``push``, ``wechat``,
+    ``openai``…) and is ``"text"`` for typed text.
+    """
+
+    message: BaseMessage
+    text: str | None = None
+    transcript_source: str | None = None
+    msg_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
+    original_text: str | None = None
+
+    @property
+    def openid(self) -> str:
+        return self.message.source
+
+    @property
+    def type(self) -> str:
+        return self.message.type
+
+    @property
+    def event(self) -> str | None:
+        return getattr(self.message, "event", None)
+
+    def reply_text(self, content: str) -> replies.TextReply:
+        return replies.TextReply(message=self.message, content=content)
+
+    def reply_image(self, media_id: str) -> replies.ImageReply:
+        return replies.ImageReply(message=self.message, media_id=media_id)
+
+    def reply_voice(self, media_id: str) -> replies.VoiceReply:
+        return replies.VoiceReply(message=self.message, media_id=media_id)
+
+    def reply_articles(self, articles: list[dict[str, str]]) -> replies.ArticlesReply:
+        return replies.ArticlesReply(message=self.message, articles=articles)
+
+    def render(self, reply: Reply) -> str | None:
+        """Turn a handler's answer into reply XML (``None`` means nothing to say)."""
+        if reply is None:
+            return None
+        if isinstance(reply, str):
+            reply = self.reply_text(reply)
+        elif not isinstance(reply, replies.BaseReply):
+            raise TypeError(f"a handler returned {type(reply).__name__}; expected str, a wechatpy reply or None")
+        return reply.render()

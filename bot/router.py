@@ -1,0 +1,217 @@
+"""Routers: the public extension API.
+
+A router is an ordered list of handlers plus middleware and error handlers. Routers compose (a router
+includes others) and the configured ones run in order; the first handler that answers something other
+than ``None`` wins. Fallbacks run only after every router's regular handlers declined, so the first
+router's fallback never hides the second router's intents.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from .context import Context, Reply
+
+log = logging.getLogger("bot.router")
+
+Handler = Callable[..., Reply]
+Matcher = Callable[[Context], "dict[str, Any] | None"]
+Next = Callable[[Context], Reply]
+Middleware = Callable[[Next, Context], Reply]
+ErrorHandler = Callable[[Context, Exception], Reply]
+
+TEXT_TYPES = ("text", "voice")
+
+
+@dataclass
+class Route:
+    """A handler and the test that decides whether it sees a message (kwargs on a match, else None)."""
+
+    matcher: Matcher
+    handler: Handler
+    description: str
+
+    def __call__(self, ctx: Context) -> Reply:
+        kwargs = self.matcher(ctx)
+        return None if kwargs is None else self.handler(ctx, **kwargs)
+
+
+class HandlerError(Exception):
+    """A handler raised; carries the router whose error handlers get the first say."""
+
+    def __init__(self, router: "Router", route: Route, exc: Exception) -> None:
+        super().__init__(f"{route.description} in router {router.name!r} raised {type(exc).__name__}: {exc}")
+        self.router, self.route, self.original = router, route, exc
+
+
+class Router:
+    """Handlers for one concern (lights, echo, FAQ…), registered with decorators."""
+
+    def __init__(self, name: str = "router") -> None:
+        self.name = name
+        self.routes: list[Route] = []
+        self.fallbacks: list[Route] = []
+        self.children: list[Router] = []
+        self.middlewares: list[Middleware] = []
+        self.error_handlers: list[ErrorHandler] = []
+
+    def __repr__(self) -> str:
+        return f"Router({self.name!r}, {len(self.routes)} routes)"
+
+    # -- registration ---------------------------------------------------------------------------
+    def add(self, matcher: Matcher, handler: Handler, description: str = "", *, fallback: bool = False) -> Handler:
+        route = Route(matcher, handler, description or getattr(handler, "__name__", "handler"))
+        (self.fallbacks if fallback else self.routes).append(route)
+        return handler
+
+    def _decorate(self, matcher: Matcher, what: str, *, fallback: bool = False) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            return self.add(matcher, handler, f"{what} {handler.__name__}", fallback=fallback)
+        return register
+
+    def intent(self, pattern: str | re.Pattern[str], *, flags: int = 0) -> Callable[[Handler], Handler]:
+        """Regex searched in ``ctx.text`` (text or transcript); named groups become keyword arguments."""
+        regex = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+
+        def match(ctx: Context) -> dict[str, Any] | None:
+            found = regex.search(ctx.text) if ctx.text else None
+            return None if found is None else {k: v for k, v in found.groupdict().items()}
+        return self._decorate(match, f"intent {regex.pattern!r}")
+
+    def keyword(self, *words: str, exact: bool = False) -> Callable[[Handler], Handler]:
+        """Any of ``words`` contained in the text (or equal to it, with ``exact=True``)."""
+        if not words:
+            raise ValueError("keyword() needs at least one word")
+        lowered = tuple(w.lower() for w in words)
+
+        def match(ctx: Context) -> dict[str, Any] | None:
+            text = (ctx.text or "").strip().lower()
+            hit = text in lowered if exact else any(w in text for w in lowered)
+            return {} if text and hit else None
+        return self._decorate(match, f"keyword {words!r}")
+
+    def _type(self, msg_type: str, handler: Handler | None) -> Any:
+        register = self._decorate(lambda ctx: {} if ctx.type == msg_type else None, msg_type)
+        return register(handler) if handler is not None else register
+
+    def text(self, handler: Handler | None = None) -> Any:
+        """Every text message. Usable as ``@router.text`` or ``@router.text()``."""
+        return self._type("text", handler)
+
+    def voice(self, handler: Handler | None = None) -> Any:
+        """Every voice message (``ctx.text`` holds the transcript, or None when none was made)."""
+        return self._type("voice", handler)
+
+    def message(self, msg_type: str) -> Callable[[Handler], Handler]:
+        """Any other message type: ``image``, ``location``, ``link``, ``video``…"""
+        return self._type(msg_type, None)
+
+    def event(self, name: str) -> Callable[[Handler], Handler]:
+        """An event by name (``subscribe``, ``unsubscribe``, ``click``, ``subscribe_scan``…)."""
+        name = name.lower()
+        return self._decorate(lambda ctx: {} if ctx.type == "event" and (ctx.event or "").lower() == name else None,
+                              f"event {name}")
+
+    def fallback(self, handler: Handler) -> Handler:
+        """Answers what no regular handler of any router answered."""
+        return self.add(lambda ctx: {}, handler, f"fallback {handler.__name__}", fallback=True)
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """``fn(next, ctx)``: call ``next(ctx)`` to go on, or return a reply to short-circuit."""
+        self.middlewares.append(fn)
+        return fn
+
+    def before(self, fn: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
+        """Runs before this router's handlers; a non-None return answers the message."""
+        def mw(call_next: Next, ctx: Context) -> Reply:
+            early = fn(ctx)
+            return early if early is not None else call_next(ctx)
+        self.middlewares.append(mw)
+        return fn
+
+    def after(self, fn: Callable[[Context, Reply], Reply]) -> Callable[[Context, Reply], Reply]:
+        """Sees (and may replace) this router's answer."""
+        self.middlewares.append(lambda call_next, ctx: fn(ctx, call_next(ctx)))
+        return fn
+
+    def error(self, fn: ErrorHandler) -> ErrorHandler:
+        """``fn(ctx, exc)`` for exceptions raised by this router's handlers (or its children's).
+
+        Return a reply to answer the user, or None to let the including router (and finally the
+        configured apology) answer.
+        """
+        self.error_handlers.append(fn)
+        return fn
+
+    def include(self, *routers: "Router") -> "Router":
+        for r in routers:
+            if r is self or r in self.walk():
+                raise ValueError(f"router {r.name!r} is already included")
+            self.children.append(r)
+        return self
+
+    def walk(self) -> Iterator["Router"]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def dispatch(self, ctx: Context) -> Reply:
+        """The first non-None answer of the regular handlers, else of the fallbacks."""
+        answer = self._turn(ctx, fallback=False)
+        return answer if answer is not None else self._turn(ctx, fallback=True)
+
+    def _turn(self, ctx: Context, *, fallback: bool) -> Reply:
+        routes = self.fallbacks if fallback else self.routes
+
+        def inner(ctx: Context) -> Reply:
+            for route in routes:
+                try:
+                    answer = route(ctx)
+                except HandlerError:
+                    raise
+                except Exception as exc:
+                    raise HandlerError(self, route, exc) from exc
+                if answer is not None:
+                    return answer
+            for child in self.children:
+                answer = child._turn(ctx, fallback=fallback)
+                if answer is not None:
+                    return answer
+            return None
+
+        if fallback and not any(r.fallbacks for r in self.walk()):
+            return None
+        chain: Next = inner
+        for mw in reversed(self.middlewares):
+            chain = _bind(mw, chain)
+        try:
+            return chain(ctx)
+        except HandlerError as err:
+            answer = self._on_error(ctx, err)
+            if answer is None:
+                raise
+            return answer
+
+    def _on_error(self, ctx: Context, err: HandlerError) -> Reply:
+        """This router's error handlers get a say before the routers that include it."""
+        for fn in self.error_handlers:
+            try:
+                answer = fn(ctx, err.original)
+            except Exception:
+                log.exception("error handler of router %r raised msg_id=%s", self.name, ctx.msg_id)
+                continue
+            if answer is not None:
+                return answer
+        return None
+
+
+def _bind(mw: Middleware, call_next: Next) -> Next:
+    return lambda ctx: mw(call_next, ctx)
+
+
+def combine(routers: Iterable[Router], name: str = "app") -> Router:
+    """One root router over the configured ones, in priority order."""
+    return Router(name).include(*routers)

@@ -1,0 +1,13 @@
+"""Testing kit: build any push, sign and encrypt it like WeChat, post it, read the reply.
+
+In pytest (the plugin is registered automatically), a handler is tested in three lines::
+
+    def test_lights(wechat_client):
+        client = wechat_client(my_router)
+        assert client.text("打开客厅的灯").content == "已打开客厅的灯"
+"""
+from . import messages
+from .client import BotClient, Envelope, Reply
+from .config import test_config
+
+__all__ = ["BotClient", "Envelope", "Reply", "messages", "test_config"]

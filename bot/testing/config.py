@@ -1,0 +1,24 @@
+"""A ready-made config with throwaway secrets, for tests."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config, config_from_dict
+
+TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def test_config(*, encrypted: bool = True, **sections: dict[str, Any]) -> Config:
+    """Secrets for a fake account (safe mode when ``encrypted``), memory storage, plus any overrides."""
+    raw: dict[str, Any] = {
+        "wechat": {"appid": "wxtestappid000001", "appsecret": "test-secret", "token": "test-token",
+                   "encoding_aes_key": TEST_AES_KEY if encrypted else ""},
+        "handlers": {"routers": []},
+        "storage": {"url": "memory://"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return config_from_dict(raw)
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,0 +1,51 @@
+"""Build the XML WeChat would push, for any message type."""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+_ids = itertools.count(int(time.time() * 1000) % 10**9 * 10**6)
+
+DEFAULT_OPENID = "oTESTUSER0000000000000000000"
+DEFAULT_ACCOUNT = "gh_test_account"
+
+
+def next_msg_id() -> int:
+    return next(_ids)
+
+
+def _field(name: str, value: Any) -> str:
+    if isinstance(value, int):
+        return f"<{name}>{value}</{name}>"
+    safe = str(value).replace("]]>", "]]]]><![CDATA[>")
+    return f"<{name}><![CDATA[{safe}]]></{name}>"
+
+
+def build(msg_type: str, fields: dict[str, Any], *, openid: str = DEFAULT_OPENID, account: str = DEFAULT_ACCOUNT,
+          create_time: int | None = None) -> str:
+    """``<xml>`` with the common header and ``fields`` in order; ``None`` values are left out."""
+    head = {"ToUserName": account, "FromUserName": openid, "CreateTime": int(create_time or time.time()),
+            "MsgType": msg_type}
+    parts = [_field(k, v) for k, v in {**head, **fields}.items() if v is not None]
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+def text(content: str, *, msg_id: int | None = None, **kw: Any) -> str:
+    return build("text", {"Content": content, "MsgId": msg_id or next_msg_id()}, **kw)
+
+
+def voice(media_id: str = "media_id", *, recognition: str | None = None, media_id_16k: str | None = None,
+          fmt: str = "amr", msg_id: int | None = None, **kw: Any) -> str:
+    """A voice push; ``recognition=""`` gives an empty ``<Recognition>`` as real pushes often have."""
+    return build("voice", {"MediaId": media_id, "Format": fmt, "MsgId": msg_id or next_msg_id(),
+                           "MediaId16K": media_id_16k, "Recognition": recognition}, **kw)
+
+
+def event(name: str, *, event_key: str | None = None, **kw: Any) -> str:
+    return build("event", {"Event": name, "EventKey": event_key}, **kw)
+
+
+def image(pic_url: str = "http://example.invalid/a.jpg", media_id: str = "media_id", *, msg_id: int | None = None,
+          **kw: Any) -> str:
+    return build("image", {"PicUrl": pic_url, "MediaId": media_id, "MsgId": msg_id or next_msg_id()}, **kw)

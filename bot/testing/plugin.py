@@ -1,0 +1,30 @@
+"""pytest plugin (entry point ``pytest11``): fixtures for testing handlers without a WeChat account."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from ..config import Config
+from ..router import Router, combine
+from .client import BotClient, Mode
+from .config import test_config
+
+
+@pytest.fixture
+def wechat_config() -> Config:
+    """Override this fixture to test against your own config."""
+    return test_config()
+
+
+@pytest.fixture
+def wechat_client(wechat_config: Config) -> Callable[..., BotClient]:
+    """``wechat_client(router, ...)`` → a :class:`BotClient` talking to an in-process bot with those routers."""
+    from ..runtime import build_webhook
+
+    def make(*routers: Router, mode: Mode | None = None, config: Config | None = None, **kw: Any) -> BotClient:
+        cfg = config or wechat_config
+        router = combine(routers) if routers else None
+        return BotClient(build_webhook(cfg, router, **kw), mode=mode)
+
+    return make

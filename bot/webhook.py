@@ -1,0 +1,118 @@
+"""The web-framework-free core: ``(method, query, body) -> Response``.
+
+verify → decrypt → parse → (dedupe/deliver) → route → render → encrypt. Adapters (Flask, the testing
+kit) only translate HTTP to and from this; every refusal is decided here, logged once, and never a 500.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .config import Config
+from .context import Context
+from .envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from .router import HandlerError, Router, combine
+
+log = logging.getLogger("bot.webhook")
+
+SUCCESS = "success"
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@dataclass
+class Transcript:
+    text: str | None
+    source: str | None
+    error: str | None = None  # why there is no text, when there is none
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+
+Transcriber = Callable[[Inbound], Transcript]
+
+
+def push_transcript(inbound: Inbound) -> Transcript:
+    """WeChat's own (legacy) ``Recognition`` field: used when non-empty."""
+    text = (inbound.data.get("Recognition") or "").strip()
+    return Transcript(text, "push") if text else Transcript(None, None, "no transcript")
+
+
+class Webhook:
+    """One account's callback endpoint, independent of any web framework."""
+
+    def __init__(self, config: Config, router: Router | None = None, *, transcriber: Transcriber | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if router is None:
+            from .loading import load_routers
+            router = combine(load_routers(config))
+        self.config = config
+        self.router = router
+        self.envelope = Envelope(config.wechat, config.server, clock=clock)
+        self.transcriber = transcriber or push_transcript
+        self.deliver: Callable[[Inbound], str] = self.answer
+
+    # -- HTTP-shaped entry point ---------------------------------------------------------------
+    def handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
+        try:
+            if method == "GET":
+                return Response(200, self.envelope.handshake(query))
+            if method != "POST":
+                return Response(405, "method not allowed")
+            inbound = self.envelope.open(query, body)
+        except EnvelopeError as exc:
+            log.warning("rejected request: %s status=%s", exc, exc.status)
+            return Response(exc.status, exc.reason)
+        except NotAMessage as exc:
+            log.info("ignored authenticated XML: %s", exc)
+            return Response(200, SUCCESS)
+        reply_xml = self.deliver(inbound)
+        if reply_xml == SUCCESS or not reply_xml:
+            return Response(200, SUCCESS)
+        return Response(200, self.envelope.seal(inbound, reply_xml), "application/xml; charset=utf-8")
+
+    # -- the job: text → router → reply XML ----------------------------------------------------
+    def context(self, inbound: Inbound) -> Context:
+        message = inbound.message
+        ctx = Context(message=message, msg_id=inbound.msg_id)
+        if message.type == "text":
+            ctx.text = ctx.original_text = message.content
+            ctx.transcript_source = "text"
+        elif message.type == "voice":
+            transcript = self.transcriber(inbound)
+            ctx.text = ctx.original_text = transcript.text
+            ctx.transcript_source = transcript.source
+            ctx.data["transcript"] = transcript
+        return ctx
+
+    def answer(self, inbound: Inbound) -> str:
+        """Route one message and render the answer (``success`` when nobody answers)."""
+        started = time.perf_counter()
+        ctx = self.context(inbound)
+        outcome = "answered"
+        try:
+            reply = self.router.dispatch(ctx)
+            if reply is None and ctx.type == "voice" and ctx.text is None:
+                reply, outcome = self.config.voice.not_understood, "not_understood"
+            xml = ctx.render(reply)
+        except HandlerError as exc:
+            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=exc.original)
+            xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
+        except TypeError as exc:
+            log.error("bad handler answer msg_id=%s: %s", ctx.msg_id, exc)
+            xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
+        if xml is None:
+            outcome = "no_answer"
+        log.info("message msg_id=%s type=%s source=%s outcome=%s ms=%.1f", ctx.msg_id, ctx.type,
+                 ctx.transcript_source, outcome, (time.perf_counter() - started) * 1000)
+        return xml or SUCCESS
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    return {"error": type(exc).__name__, "message": str(exc)}
