@@ -115,6 +115,10 @@ def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | No
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return config_from_dict(raw, env=os.environ if env is None else env, base_dir=path.parent.resolve())
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 
 from .config import Config, load_config
+from .envelope import EnvelopeError
 from .router import Router
 from .webhook import Webhook
 
@@ -34,7 +35,9 @@ def webhook_blueprint(webhook: Webhook, name: str = "wechat_voicebot") -> Bluepr
 
     def callback() -> Response:
         if request.content_length is not None and request.content_length > limit:
-            return Response("body too large", status=413, mimetype="text/plain")
+            refused = webhook.reject(EnvelopeError(413, "body too large",
+                                                   f"Content-Length {request.content_length} > {limit} bytes"))
+            return Response(refused.body, status=refused.status, content_type=refused.content_type)
         body = request.stream.read(limit + 1) if request.method == "POST" else b""
         result = webhook.handle(request.method, request.args, body)
         return Response(result.body, status=result.status, content_type=result.content_type)

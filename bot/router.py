@@ -23,6 +23,8 @@ Middleware = Callable[[Next, Context], Reply]
 ErrorHandler = Callable[[Context, Exception], Reply]
 
 TEXT_TYPES = ("text", "voice")
+# On the wire a QR-code subscription is still Event=subscribe; wechatpy renames it subscribe_scan(_product).
+SUBSCRIBE_EVENTS = ("subscribe", "subscribe_scan", "subscribe_scan_product")
 
 
 @dataclass
@@ -109,9 +111,13 @@ class Router:
         return self._type(msg_type, None)
 
     def event(self, name: str) -> Callable[[Handler], Handler]:
-        """An event by name (``subscribe``, ``unsubscribe``, ``click``, ``subscribe_scan``…)."""
+        """An event by name (``subscribe``, ``unsubscribe``, ``click``, ``subscribe_scan``…).
+
+        ``subscribe`` also matches subscriptions through a QR code (``subscribe_scan``), as WeChat sends them.
+        """
         name = name.lower()
-        return self._decorate(lambda ctx: {} if ctx.type == "event" and (ctx.event or "").lower() == name else None,
+        names = SUBSCRIBE_EVENTS if name == "subscribe" else (name,)
+        return self._decorate(lambda ctx: {} if ctx.type == "event" and (ctx.event or "").lower() in names else None,
                               f"event {name}")
 
     def fallback(self, handler: Handler) -> Handler:

@@ -1,6 +1,7 @@
 """Wiring: build the core webhook and the services the config asks for."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .config import Config
@@ -8,5 +9,35 @@ from .router import Router
 from .webhook import Webhook
 
 
-def build_webhook(config: Config, router: Router | None = None, **kwargs: Any) -> Webhook:
-    return Webhook(config, router, **kwargs)
+@dataclass
+class Services:
+    """The long-lived services one bot process shares between requests."""
+
+    store: Any
+    client: Any
+
+
+def build_services(config: Config) -> Services:
+    from .store import open_store
+    from .wechat import WeChatAPI
+    store = open_store(_resolve_store_url(config), prefix=config.storage.prefix)
+    return Services(store=store, client=WeChatAPI(config.wechat, store))
+
+
+def _resolve_store_url(config: Config) -> str:
+    """Relative SQLite paths are relative to the config file, so every worker finds the same file."""
+    url = config.storage.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{(config.base_dir / url[len('sqlite:///'):]).resolve()}"
+    return url
+
+
+def build_webhook(config: Config, router: Router | None = None, *, services: Services | None = None,
+                  **kwargs: Any) -> Webhook:
+    if "transcriber" not in kwargs:
+        from .recognizers import build_chain
+        services = services or build_services(config)
+        kwargs["transcriber"] = build_chain(config, services.client)
+    webhook = Webhook(config, router, **kwargs)
+    webhook.services = services
+    return webhook

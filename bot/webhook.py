@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .config import Config
 from .context import Context
 from .envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from .recognizers.base import Transcriber
 from .router import HandlerError, Router, combine
 
 log = logging.getLogger("bot.webhook")
@@ -20,28 +21,17 @@ log = logging.getLogger("bot.webhook")
 SUCCESS = "success"
 
 
+def cdata_safe(reply: Any) -> Any:
+    """wechatpy puts text in CDATA unescaped: split any ``]]>`` so a user's text cannot break (or inject into)
+    the reply XML."""
+    return reply.replace("]]>", "]]]]><![CDATA[>") if isinstance(reply, str) else reply
+
+
 @dataclass
 class Response:
     status: int
     body: str
     content_type: str = "text/plain; charset=utf-8"
-
-
-@dataclass
-class Transcript:
-    text: str | None
-    source: str | None
-    error: str | None = None  # why there is no text, when there is none
-    steps: list[tuple[str, float]] = field(default_factory=list)
-
-
-Transcriber = Callable[[Inbound], Transcript]
-
-
-def push_transcript(inbound: Inbound) -> Transcript:
-    """WeChat's own (legacy) ``Recognition`` field: used when non-empty."""
-    text = (inbound.data.get("Recognition") or "").strip()
-    return Transcript(text, "push") if text else Transcript(None, None, "no transcript")
 
 
 class Webhook:
@@ -55,7 +45,11 @@ class Webhook:
         self.config = config
         self.router = router
         self.envelope = Envelope(config.wechat, config.server, clock=clock)
-        self.transcriber = transcriber or push_transcript
+        if transcriber is None:
+            from .recognizers import RecognizerChain
+            from .recognizers.push import PushRecognizer
+            transcriber = RecognizerChain([PushRecognizer()], download=_no_download)
+        self.transcriber = transcriber
         self.deliver: Callable[[Inbound], str] = self.answer
 
     # -- HTTP-shaped entry point ---------------------------------------------------------------
@@ -64,11 +58,10 @@ class Webhook:
             if method == "GET":
                 return Response(200, self.envelope.handshake(query))
             if method != "POST":
-                return Response(405, "method not allowed")
+                raise EnvelopeError(405, "method not allowed", method)
             inbound = self.envelope.open(query, body)
         except EnvelopeError as exc:
-            log.warning("rejected request: %s status=%s", exc, exc.status)
-            return Response(exc.status, exc.reason)
+            return self.reject(exc)
         except NotAMessage as exc:
             log.info("ignored authenticated XML: %s", exc)
             return Response(200, SUCCESS)
@@ -76,6 +69,11 @@ class Webhook:
         if reply_xml == SUCCESS or not reply_xml:
             return Response(200, SUCCESS)
         return Response(200, self.envelope.seal(inbound, reply_xml), "application/xml; charset=utf-8")
+
+    def reject(self, exc: EnvelopeError) -> Response:
+        """Refuse a request with one log line (adapters use it for what they refuse themselves)."""
+        log.warning("rejected request: %s status=%s", exc, exc.status)
+        return Response(exc.status, exc.reason)
 
     # -- the job: text → router → reply XML ----------------------------------------------------
     def context(self, inbound: Inbound) -> Context:
@@ -85,7 +83,7 @@ class Webhook:
             ctx.text = ctx.original_text = message.content
             ctx.transcript_source = "text"
         elif message.type == "voice":
-            transcript = self.transcriber(inbound)
+            transcript = self.transcriber(inbound.data, inbound.msg_id)
             ctx.text = ctx.original_text = transcript.text
             ctx.transcript_source = transcript.source
             ctx.data["transcript"] = transcript
@@ -94,19 +92,28 @@ class Webhook:
     def answer(self, inbound: Inbound) -> str:
         """Route one message and render the answer (``success`` when nobody answers)."""
         started = time.perf_counter()
-        ctx = self.context(inbound)
+        try:
+            ctx = self.context(inbound)
+        except Exception:  # a broken transcriber must not become a 500: treat it as "no transcript"
+            log.exception("transcription failed msg_id=%s", inbound.msg_id)
+            ctx = Context(message=inbound.message, msg_id=inbound.msg_id)
         outcome = "answered"
         try:
             reply = self.router.dispatch(ctx)
+            if isinstance(reply, str) and not reply:  # WeChat shows an error for an empty <Content>: say nothing
+                reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:
                 reply, outcome = self.config.voice.not_understood, "not_understood"
-            xml = ctx.render(reply)
+            xml = ctx.render(cdata_safe(reply))
         except HandlerError as exc:
             log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=exc.original)
-            xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
+            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
         except TypeError as exc:
             log.error("bad handler answer msg_id=%s: %s", ctx.msg_id, exc)
-            xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
+            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
+        except Exception:  # middleware (before/after hooks) raising: not wrapped by the router
+            log.exception("middleware failed msg_id=%s", ctx.msg_id)
+            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
         if xml is None:
             outcome = "no_answer"
         log.info("message msg_id=%s type=%s source=%s outcome=%s ms=%.1f", ctx.msg_id, ctx.type,
@@ -114,5 +121,6 @@ class Webhook:
         return xml or SUCCESS
 
 
-def describe(exc: BaseException) -> dict[str, Any]:
-    return {"error": type(exc).__name__, "message": str(exc)}
+def _no_download(media_id: str) -> bytes:
+    from .recognizers import RecognitionError
+    raise RecognitionError("no_api", "no WeChat API client configured")

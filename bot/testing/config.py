@@ -12,7 +12,8 @@ def test_config(*, encrypted: bool = True, **sections: dict[str, Any]) -> Config
     """Secrets for a fake account (safe mode when ``encrypted``), memory storage, plus any overrides."""
     raw: dict[str, Any] = {
         "wechat": {"appid": "wxtestappid000001", "appsecret": "test-secret", "token": "test-token",
-                   "encoding_aes_key": TEST_AES_KEY if encrypted else ""},
+                   "encoding_aes_key": TEST_AES_KEY if encrypted else "",
+                   "api_base_url": "http://127.0.0.1:9"},  # a closed port: tests never call the real API
         "handlers": {"routers": []},
         "storage": {"url": "memory://"},
     }

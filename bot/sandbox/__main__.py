@@ -1,0 +1,6 @@
+"""``python -m bot.sandbox``."""
+import sys
+
+from .server import main
+
+sys.exit(main())

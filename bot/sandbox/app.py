@@ -1,0 +1,300 @@
+"""The Flask app: WeChat's endpoints as WeChat answers them, plus ``/sandbox/*`` control endpoints.
+
+Error codes WeChat documents are used as documented. Where WeChat documents nothing, the sandbox picks
+(and the bot's client relies on nothing more specific than the class of error):
+
+- addvoicetorecofortext: ``format`` other than mp3, or audio that is not mp3 / 16 kHz / mono → 40005
+  (invalid file type); more than ``max_voice_bytes`` (1,000,000) → 40010 (invalid voice size); no
+  ``media`` file field → 41005 (media data missing); an empty file → 44001; missing ``voice_id`` or an
+  unknown ``lang`` → 40035 (invalid args); a ``voice_id`` already used → 47001.
+- queryrecoresultfortext: unknown ``voice_id``, or asked after ``window_s`` → 46001 (the errmsg says which);
+  missing ``voice_id`` → 40035.
+- translatecontent: empty body → 44004, more than 600 bytes → 45002, unknown lfrom/lto → 40035.
+- message/custom/send: body not JSON → 47001, no ``touser`` → 40003, no ``msgtype`` → 40008.
+- media/get errors come back as JSON with ``Content-Type: text/plain`` (what WeChat sends there, and what
+  clients such as WxJava test for); every other answer is ``application/json; encoding=utf-8``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+from flask import Flask, Response, request
+
+from ..audio import AudioError, decode_pcm, detect_tone
+from .state import Fault, SandboxError, VoiceUpload
+
+if TYPE_CHECKING:
+    from .server import Sandbox
+
+LANGS = ("zh_CN", "en_US")
+JSON_TYPE = "application/json; encoding=utf-8"
+_REDACT = {"access_token", "secret", "appsecret"}
+_ERRMSG = {-1: "system error", 40001: "invalid credential", 42001: "access_token expired", 45009: "reach max api "
+           "daily quota limit", 45015: "response out of time limit", 45047: "out of response count limit"}
+
+Answer = dict[str, Any] | Response
+
+
+def _json(payload: Any, status: int = 200, content_type: str = JSON_TYPE) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status=status, content_type=content_type)
+
+
+def err(errcode: int, errmsg: str) -> dict[str, Any]:
+    return {"errcode": errcode, "errmsg": errmsg}
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.body is not None:
+        kind = "text/html" if fault.body.lstrip().startswith("<") else "text/plain"
+        return Response(fault.body, status=fault.http_status or 200, content_type=kind)
+    msg = _ERRMSG.get(fault.errcode, "sandbox injected fault")
+    return _json(err(fault.errcode, msg), status=fault.http_status or 200)
+
+
+def create_app(sandbox: "Sandbox") -> Flask:
+    """Build the app around ``sandbox`` (its state, and its helpers for the control endpoints)."""
+    state = sandbox.state
+    app = Flask("bot.sandbox")
+
+    def api(rule: str, methods: tuple[str, ...], *, needs_token: bool = True) -> Callable:
+        """Register a WeChat endpoint: faults first, then the token check, then the handler; log every call."""
+
+        def decorator(handler: Callable[[], Answer]) -> Callable[[], Response]:
+            @functools.wraps(handler)
+            def view() -> Response:
+                started = state.clock()
+                fault = state.take_fault(request.path)
+                if fault is not None:
+                    resp, errcode = _fault_response(fault), fault.errcode
+                else:
+                    problem = state.check_token(request.args.get("access_token")) if needs_token else None
+                    answer: Answer = err(*problem) if problem else handler()
+                    if isinstance(answer, Response):
+                        resp, errcode = answer, int(getattr(answer, "errcode", 0))
+                    else:
+                        resp, errcode = _json(answer), int(answer.get("errcode", 0))
+                body = None if request.mimetype.startswith("multipart/") else request.get_json(force=True, silent=True)
+                state.record({
+                    "api": request.path.rstrip("/").rsplit("/", 1)[-1],
+                    "path": request.path,
+                    "method": request.method,
+                    "query": {k: v for k, v in request.args.items() if k not in _REDACT},
+                    "json": {k: v for k, v in body.items() if k not in _REDACT} if isinstance(body, dict) else None,
+                    "t": started,
+                    "status": resp.status_code,
+                    "errcode": errcode,
+                })
+                return resp
+
+            app.add_url_rule(rule, handler.__name__, view, methods=list(methods))
+            return view
+
+        return decorator
+
+    def credentials(grant_type: Any, appid: Any, secret: Any) -> dict[str, Any] | None:
+        if grant_type != "client_credential":
+            return err(40002, "invalid grant_type")
+        if not appid:
+            return err(41002, "appid missing")
+        if not secret:
+            return err(41004, "appsecret missing")
+        if appid != state.setting("appid"):
+            return err(40013, "invalid appid")
+        if secret != state.setting("appsecret"):
+            return err(40125, "invalid appsecret")
+        return None
+
+    @api("/cgi-bin/token", ("GET",), needs_token=False)
+    def token() -> Answer:
+        a = request.args
+        problem = credentials(a.get("grant_type"), a.get("appid"), a.get("secret"))
+        if problem:
+            return problem
+        value, expires_in = state.issue_classic_token()
+        return {"access_token": value, "expires_in": expires_in}
+
+    @api("/cgi-bin/stable_token", ("POST",), needs_token=False)
+    def stable_token() -> Answer:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return err(47001, "data format error: body must be JSON")
+        problem = credentials(body.get("grant_type"), body.get("appid"), body.get("secret"))
+        if problem:
+            return problem
+        force = body.get("force_refresh") in (True, "true", 1, "1")
+        value, expires_in = state.issue_stable_token(force)
+        return {"access_token": value, "expires_in": expires_in}
+
+    @api("/cgi-bin/media/get", ("GET",))
+    def media_get() -> Answer:
+        media_id = request.args.get("media_id")
+        media = state.get_media(media_id) if media_id else None
+        if media is None:
+            answer = err(41006, "media_id missing") if not media_id else err(40007, "invalid media_id")
+            resp = _json(answer, content_type="text/plain")
+            resp.errcode = answer["errcode"]  # type: ignore[attr-defined]
+            return resp
+        resp = Response(media.data, content_type=media.content_type)
+        resp.headers["Content-Disposition"] = f'attachment; filename="{media.filename}"'
+        return resp
+
+    @api("/cgi-bin/media/voice/addvoicetorecofortext", ("POST",))
+    def addvoicetorecofortext() -> Answer:
+        a = request.args
+        voice_id, fmt, lang = a.get("voice_id"), a.get("format"), a.get("lang", "zh_CN")
+        if not voice_id:
+            return err(40035, "invalid args: voice_id missing")
+        if fmt != "mp3":
+            return err(40005, f"invalid file type: format must be mp3, not {fmt!r}")
+        if lang not in LANGS:
+            return err(40035, f"invalid args: lang must be one of {LANGS}")
+        upload = request.files.get("media")
+        if upload is None:
+            return err(41005, "media data missing: multipart file field 'media'")
+        data = upload.read()
+        limit = int(state.setting("max_voice_bytes"))
+        if not data:
+            return err(44001, "empty media data")
+        if len(data) > limit:
+            return err(40010, f"invalid voice size: {len(data)} bytes > {limit}")
+        if state.voice_known(voice_id):
+            return err(47001, f"voice_id {voice_id!r} already used")
+        try:
+            pcm, info = decode_pcm(data, sample_rate=16000, max_seconds=60)
+        except AudioError as exc:
+            return err(40005, f"invalid file type: not decodable audio ({exc})")
+        if info.codec != "mp3":
+            return err(40005, f"invalid file type: audio is {info.codec} in {info.container}, not mp3")
+        if info.sample_rate != 16000:
+            return err(40005, f"invalid file type: {info.sample_rate} Hz, must be 16000 Hz")
+        if info.channels != 1:
+            return err(40005, f"invalid file type: {info.channels} channels, must be mono")
+        freq = detect_tone(pcm, 16000, state.clip_frequencies())
+        if not state.add_voice(voice_id, VoiceUpload(state.clock(), state.text_for(freq), lang, freq)):
+            return err(47001, f"voice_id {voice_id!r} already used")
+        return err(0, "ok")
+
+    @api("/cgi-bin/media/voice/queryrecoresultfortext", ("POST",))
+    def queryrecoresultfortext() -> Answer:
+        voice_id = request.args.get("voice_id")
+        if not voice_id:
+            return err(40035, "invalid args: voice_id missing")
+        result, reason = state.query_voice(voice_id)
+        return err(46001, reason) if result is None else {"result": result}
+
+    @api("/cgi-bin/media/voice/translatecontent", ("POST",))
+    def translatecontent() -> Answer:
+        lfrom, lto = request.args.get("lfrom"), request.args.get("lto")
+        if lfrom not in LANGS or lto not in LANGS:
+            return err(40035, f"invalid args: lfrom and lto must be in {LANGS}")
+        raw = request.get_data()
+        if not raw:
+            return err(44004, "empty content")
+        if len(raw) > 600:
+            return err(45002, f"content size out of limit: {len(raw)} bytes > 600")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return err(40035, "invalid args: body must be UTF-8 text")
+        return {"from_content": text, "to_content": sandbox.translate(text, lfrom, lto)}
+
+    @api("/cgi-bin/message/custom/send", ("POST",))
+    def send() -> Answer:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return err(47001, "data format error")
+        if not body.get("touser"):
+            return err(40003, "invalid openid")
+        if not body.get("msgtype"):
+            return err(40008, "invalid message type")
+        state.record_message(body)
+        return err(0, "ok")
+
+    register_control(app, sandbox)
+    return app
+
+
+def register_control(app: Flask, sandbox: "Sandbox") -> None:
+    """``/sandbox/*``: what tests and the CLI use to set the scene and read what happened."""
+
+    def control(handler: Callable[[], Any]) -> Callable[[], Response]:
+        @functools.wraps(handler)
+        def view() -> Response:
+            try:
+                return _json(handler())
+            except KeyError as exc:
+                return _json({"error": f"missing field {exc}"}, status=400)
+            except (SandboxError, ValueError, TypeError) as exc:
+                return _json({"error": str(exc)}, status=400)
+
+        return view
+
+    def body() -> dict[str, Any]:
+        data = request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            raise SandboxError("expected a JSON object body")
+        return data
+
+    @app.get("/sandbox/")
+    @control
+    def info() -> Any:
+        return {"url": sandbox.url, "settings": sandbox.state.settings, "clips": sandbox.clips()}
+
+    @app.route("/sandbox/voices", methods=["GET", "POST"])
+    @control
+    def voices() -> Any:
+        if request.method == "GET":
+            return sandbox.clips()
+        b = body()
+        return sandbox.register_voice(str(b["text"]), duration_s=float(b.get("duration_s") or 2.0),
+                                      fmt=b.get("format") or "amr", with_16k=bool(b.get("with_16k")))
+
+    @app.post("/sandbox/media")
+    @control
+    def media() -> Any:
+        a = request.args
+        freq = a.get("frequency")
+        filename = a.get("filename") or "voice.amr"
+        kwargs = {"content_type": a["content_type"]} if a.get("content_type") else {}
+        media_id = sandbox.add_media(request.get_data(), filename=filename, text=a.get("text"),
+                                     frequency=float(freq) if freq else None, **kwargs)
+        return {"media_id": media_id}
+
+    @app.post("/sandbox/faults")
+    @control
+    def faults() -> Any:
+        b = body()
+        sandbox.inject_fault(str(b["endpoint"]), int(b["errcode"]), int(b.get("times", 1)),
+                             http_status=b.get("http_status"), body=b.get("body"))
+        return {"ok": True}
+
+    @app.post("/sandbox/config")
+    @control
+    def config() -> Any:
+        sandbox.configure(**body())
+        return sandbox.state.settings
+
+    @app.get("/sandbox/calls")
+    @control
+    def calls() -> Any:
+        return sandbox.calls()
+
+    @app.get("/sandbox/messages")
+    @control
+    def messages() -> Any:
+        return sandbox.custom_messages()
+
+    @app.post("/sandbox/reset")
+    @control
+    def reset() -> Any:
+        sandbox.reset()
+        return {"ok": True}
+
+    @app.post("/sandbox/translations")
+    @control
+    def translations() -> Any:
+        for src, dst in body().items():
+            sandbox.register_translation(str(src), str(dst))
+        return {"ok": True}

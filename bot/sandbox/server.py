@@ -1,0 +1,247 @@
+"""A real local HTTP stand-in for api.weixin.qq.com, so the bot can be run and tested end to end offline.
+
+Voice clips are pure tones (one distinct frequency per registered sentence): the recognizer endpoint
+decodes what it is sent and answers the sentence whose tone it hears, so a transcode that breaks the
+audio (wrong rate, pitch shift, silence) gets a wrong or empty transcript, as it would from WeChat.
+Every latency is a setting: tests run with scaled-down clocks, never with hard-coded sleeps.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import threading
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from ..audio import AudioError, decode_pcm, detect_tone, make_tone
+from .app import create_app
+from .state import FREQUENCY_GRID, Fault, Media, SandboxError, SandboxState
+
+log = logging.getLogger("bot.sandbox")
+
+_CONTENT_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg", "wav": "audio/x-wav", "spx": "audio/ogg",
+                  "speex": "audio/ogg", "awb": "audio/amr-wb"}
+
+
+_SECRET_PARAM = re.compile(r"((?:access_token|secret)=)[^&\s]+")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # tests make hundreds of calls
+        pass
+
+
+class _RedactingHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:  # no tokens in logs
+        self.log("info", '"%s" %s %s', _SECRET_PARAM.sub(r"\1***", self.requestline), code, size)
+
+
+class Sandbox:
+    """The fake WeChat API: start it, point ``api_base_url`` at :attr:`url`, set the scene, read the calls."""
+
+    def __init__(
+        self,
+        *,
+        appid: str = "wxsandbox",
+        appsecret: str = "sandbox-secret",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        recognition_latency_s: float = 0.3,
+        window_s: float = 10.0,
+        token_expires_in: float = 7200,
+        token_grace_s: float = 0.0,
+        log_requests: bool = False,
+    ) -> None:
+        self.state = SandboxState()
+        self.state.configure(appid=appid, appsecret=appsecret, recognition_latency_s=recognition_latency_s,
+                             window_s=window_s, token_expires_in=token_expires_in, token_grace_s=token_grace_s)
+        self.host, self.port = host, port
+        self.app = create_app(self)
+        self._log_requests = log_requests
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server (the real port when started with port 0)."""
+        if self._server is None:
+            raise RuntimeError("the sandbox is not started: call start() first")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self._server.server_port}"
+
+    def start(self) -> "Sandbox":
+        if self._server is not None:
+            return self
+        handler = _RedactingHandler if self._log_requests else _QuietHandler
+        try:
+            self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=handler)
+        except SystemExit:  # werkzeug prints the reason and exits; a library must raise instead
+            raise OSError(f"cannot listen on {self.host}:{self.port} (address in use or unavailable)") from None
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="wechat-sandbox", daemon=True)
+        self._thread.start()
+        log.info("WeChat API sandbox listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- setting the scene
+    def register_voice(
+        self, text: str, *, duration_s: float = 2.0, fmt: str = "amr", with_16k: bool = False,
+        format_16k: str = "wav",
+    ) -> dict[str, Any]:
+        """Store a clip that "says" ``text`` (its own tone) and return its media_id(s) and frequency.
+
+        ``fmt`` is amr (AMR-NB 8 kHz, what WeChat's MediaId serves), mp3 or wav. ``with_16k`` also stores a
+        16 kHz version (``format_16k``: wav or mp3; PyAV cannot encode AMR-WB) as MediaId16K would serve.
+        """
+        if not text:
+            raise SandboxError("text must not be empty")
+        if fmt not in ("amr", "mp3", "wav"):
+            raise SandboxError(f"format must be amr, mp3 or wav (got {fmt!r}); use add_media for other audio")
+        if not 0 < duration_s <= 60:
+            raise SandboxError("duration_s must be in (0, 60]: WeChat voice is at most 60 s")
+        freq = self.state.clip_frequency(text)
+        media_id = self.state.new_media_id()
+        self.state.put_media(media_id, Media(make_tone(freq, duration_s, fmt=fmt), _CONTENT_TYPES[fmt],
+                                             f"{media_id}.{fmt}", text, freq))
+        clip: dict[str, Any] = {"media_id": media_id, "frequency": freq, "text": text, "format": fmt}
+        if with_16k:
+            data = make_tone(freq, duration_s, fmt=format_16k, sample_rate=16000)
+            media_16k = self.state.new_media_id()
+            self.state.put_media(media_16k, Media(data, _CONTENT_TYPES[format_16k], f"{media_16k}.{format_16k}",
+                                                  text, freq))
+            clip["media_id_16k"] = media_16k
+        return clip
+
+    def add_media(
+        self, data: bytes, *, content_type: str | None = None, filename: str = "voice.amr",
+        text: str | None = None, frequency: float | None = None,
+    ) -> str:
+        """Store arbitrary bytes (fixtures, garbage) for media/get; returns the media_id.
+
+        With ``text``, the audio's tone (``frequency``, else detected on the clip grid) will be recognised
+        as ``text``. Without, the bytes are served as they are and never validated.
+        """
+        if content_type is None:
+            content_type = _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+        if text is not None and frequency is None:
+            try:
+                pcm, _ = decode_pcm(data, sample_rate=16000, max_seconds=60)
+            except AudioError as exc:
+                raise SandboxError(f"cannot attach text to undecodable audio: {exc}") from exc
+            frequency = detect_tone(pcm, 16000, FREQUENCY_GRID)
+            if frequency is None:
+                raise SandboxError("no clip-grid tone found in this audio: pass frequency= or use register_voice")
+        media_id = self.state.new_media_id()
+        self.state.put_media(media_id, Media(bytes(data), content_type, filename, text,
+                                             None if frequency is None else float(frequency)))
+        return media_id
+
+    def inject_fault(
+        self, endpoint: str, errcode: int, times: int = 1, *, http_status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        """The next ``times`` calls to ``endpoint`` ("send", "media/get", "stable_token"...) fail this way.
+
+        Faults are consumed in the order they were injected; ``http_status`` (e.g. 500) and a raw
+        ``body`` (e.g. malformed JSON or an HTML error page) replace the usual JSON error.
+        """
+        self.state.add_fault(Fault(endpoint, int(errcode), int(times), http_status, body))
+
+    def configure(self, **settings: Any) -> None:
+        """Change recognition_latency_s, window_s, token_expires_in, token_grace_s, appid, appsecret,
+        max_voice_bytes while running."""
+        self.state.configure(**settings)
+
+    def register_translation(self, src: str, dst: str) -> None:
+        """translatecontent will answer ``dst`` for ``src`` (whatever the languages)."""
+        with self.state.lock:
+            self.state.translations[src] = dst
+
+    def translate(self, text: str, lfrom: str, lto: str) -> str:
+        """A registered translation, else a deterministic stand-in: ``"[en_US] " + text``."""
+        with self.state.lock:
+            if text in self.state.translations:
+                return self.state.translations[text]
+        return text if lfrom == lto else f"[{lto}] {text}"
+
+    # ---------------------------------------------------------------- reading what happened
+    def calls(self) -> list[dict[str, Any]]:
+        """Every WeChat API call in arrival order (tokens and secrets left out of ``query``/``json``)."""
+        with self.state.lock:
+            return [dict(c) for c in self.state.call_log]
+
+    def custom_messages(self) -> list[dict[str, Any]]:
+        """The bodies accepted by message/custom/send, in order."""
+        with self.state.lock:
+            return list(self.state.messages)
+
+    def clips(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [{"text": t, "frequency": f} for t, f in self.state.clips.items()]
+
+    def reset(self) -> None:
+        """Clear calls, custom messages, faults and recognition uploads; registered clips and media stay."""
+        self.state.reset()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bot.sandbox``: serve the sandbox until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m bot sandbox",
+                                     description="Local stand-in for api.weixin.qq.com (tokens, media, voice "
+                                                 "recognition, translation, customer-service messages).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--appid", default="wxsandbox")
+    parser.add_argument("--secret", default="sandbox-secret")
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds before a recognition result is ready")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds a recognition result can be fetched")
+    parser.add_argument("--voice", action="append", default=[], metavar="TEXT",
+                        help="register a voice clip saying TEXT at start (repeatable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sandbox = Sandbox(appid=args.appid, appsecret=args.secret, host=args.host, port=args.port,
+                      recognition_latency_s=args.latency, window_s=args.window, log_requests=True)
+    try:
+        sandbox.start()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    url = sandbox.url
+    print(f"WeChat API sandbox on {url}  (appid={args.appid}, recognition latency {args.latency:g}s, "
+          f"window {args.window:g}s)")
+    print("Point a bot at it in its config:\n"
+          f'  [wechat]\n  appid = "{args.appid}"\n  appsecret = "{args.secret}"\n  api_base_url = "{url}"')
+    for text in args.voice:
+        clip = sandbox.register_voice(text)
+        print(f"  voice {text!r}: media_id={clip['media_id']} ({clip['frequency']:g} Hz tone)")
+    print(f"Control: POST {url}/sandbox/voices {{\"text\": \"...\"}}, GET {url}/sandbox/calls, "
+          f"POST {url}/sandbox/faults, POST {url}/sandbox/reset.  Ctrl-C to stop.", flush=True)
+    try:
+        while sandbox._thread is not None and sandbox._thread.is_alive():
+            sandbox._thread.join(timeout=1.0)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        sandbox.stop()
+    return 0

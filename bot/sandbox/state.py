@@ -1,0 +1,259 @@
+"""The sandbox's memory: tokens, media, voice clips, recognition uploads, faults and the call log.
+
+Kept apart from the HTTP layer so the rules (which token is still valid, which fault fires next, which
+text a tone stands for) read in one place. All methods are thread-safe: the server is threaded.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# Clip tones: 325, 375, ... 3275 Hz. Spaced 50 Hz, and offset by 25 Hz from multiples of 50, so a
+# clip played at twice or half its speed (a transcode that got the sample rate wrong) lands exactly
+# between two grid tones and is recognised as nothing rather than as another clip.
+FREQUENCY_GRID: tuple[float, ...] = tuple(325.0 + 50.0 * k for k in range(60))
+# Hand tones out spread over the band (stride coprime with the grid size), not neighbour by neighbour.
+_ALLOCATION_ORDER = tuple(FREQUENCY_GRID[(i * 7) % len(FREQUENCY_GRID)] for i in range(len(FREQUENCY_GRID)))
+
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "appid": "wxsandbox",
+    "appsecret": "sandbox-secret",
+    "recognition_latency_s": 0.3,
+    "window_s": 10.0,
+    "token_expires_in": 7200,
+    "token_grace_s": 0.0,
+    "max_voice_bytes": 1_000_000,
+}
+
+
+class SandboxError(ValueError):
+    """A control request the sandbox cannot honour (unknown setting, no tone left, ...)."""
+
+
+@dataclass
+class Token:
+    kind: str  # "classic" | "stable"
+    expires_at: float
+    revoked_at: float | None = None
+
+
+@dataclass
+class Media:
+    data: bytes
+    content_type: str
+    filename: str
+    text: str | None = None
+    frequency: float | None = None
+
+
+@dataclass
+class VoiceUpload:
+    added_at: float
+    text: str
+    lang: str
+    frequency: float | None
+
+
+@dataclass
+class Fault:
+    endpoint: str
+    errcode: int
+    remaining: int
+    http_status: int | None = None
+    body: str | None = None
+
+    def matches(self, path: str) -> bool:
+        return path.rstrip("/").endswith("/" + self.endpoint.strip("/"))
+
+
+@dataclass
+class SandboxState:
+    """Everything the fake WeChat remembers; ``clock`` is injectable so rules are testable without sleeps."""
+
+    settings: dict[str, Any] = field(default_factory=lambda: dict(SETTINGS_DEFAULTS))
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tokens: dict[str, Token] = {}
+        self.stable_token: str | None = None
+        self.media: dict[str, Media] = {}
+        self.clips: dict[str, float] = {}  # text -> tone frequency
+        self.voices: dict[str, VoiceUpload] = {}
+        self.faults: list[Fault] = []
+        self.call_log: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.translations: dict[str, str] = {}
+        self._ids = itertools.count(1)
+
+    # ---------------------------------------------------------------- settings
+    def configure(self, **settings: Any) -> None:
+        unknown = set(settings) - set(SETTINGS_DEFAULTS)
+        if unknown:
+            raise SandboxError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS_DEFAULTS)}")
+        with self.lock:
+            self.settings.update(settings)
+
+    def setting(self, name: str) -> Any:
+        with self.lock:
+            return self.settings[name]
+
+    # ---------------------------------------------------------------- tokens
+    def _expires_in(self) -> int | float:
+        value = self.settings["token_expires_in"]
+        return int(value) if float(value).is_integer() else float(value)
+
+    def issue_classic_token(self) -> tuple[str, int | float]:
+        """A new classic token; earlier classic tokens die ``token_grace_s`` later (stable ones live on)."""
+        with self.lock:
+            now = self.clock()
+            cutoff = now + float(self.settings["token_grace_s"])
+            for tok in self.tokens.values():
+                if tok.kind == "classic" and (tok.revoked_at is None or tok.revoked_at > cutoff):
+                    tok.revoked_at = cutoff
+            token = secrets.token_urlsafe(32)
+            expires_in = self._expires_in()
+            self.tokens[token] = Token("classic", now + expires_in)
+            return token, expires_in
+
+    def issue_stable_token(self, force_refresh: bool) -> tuple[str, int | float]:
+        """The current stable token until it expires; ``force_refresh`` replaces it (the old one dies)."""
+        with self.lock:
+            now = self.clock()
+            current = self.tokens.get(self.stable_token or "")
+            if current and not force_refresh and current.expires_at > now and current.revoked_at is None:
+                remaining = current.expires_at - now  # WeChat answers the time left, not a fresh 7200
+                return self.stable_token, math.floor(remaining) if remaining >= 1 else round(remaining, 3)
+            if current and current.revoked_at is None:
+                current.revoked_at = now
+            token = secrets.token_urlsafe(32)
+            expires_in = self._expires_in()
+            self.tokens[token] = Token("stable", now + expires_in)
+            self.stable_token = token
+            return token, expires_in
+
+    def check_token(self, token: str | None) -> tuple[int, str] | None:
+        """None when usable, else (errcode, errmsg) as WeChat answers: 41001, 42001 or 40001."""
+        if not token:
+            return 41001, "access_token missing"
+        with self.lock:
+            tok = self.tokens.get(token)
+            now = self.clock()
+            if tok is None:
+                return 40001, "invalid credential, access_token is invalid or not latest"
+            if now >= tok.expires_at:
+                return 42001, "access_token expired"
+            if tok.revoked_at is not None and now >= tok.revoked_at:
+                return 40001, "invalid credential, access_token is invalid or not latest"
+            return None
+
+    # ---------------------------------------------------------------- media and clips
+    def new_media_id(self) -> str:
+        return f"sbx{next(self._ids):04d}_{secrets.token_urlsafe(12)}"
+
+    def put_media(self, media_id: str, media: Media) -> str:
+        with self.lock:
+            self.media[media_id] = media
+            if media.text is not None and media.frequency is not None:
+                self.bind_clip(media.text, media.frequency)
+        return media_id
+
+    def get_media(self, media_id: str) -> Media | None:
+        with self.lock:
+            return self.media.get(media_id)
+
+    def clip_frequency(self, text: str) -> float:
+        """The tone standing for ``text``: the same text keeps its tone, a new one takes the next free."""
+        with self.lock:
+            if text in self.clips:
+                return self.clips[text]
+            used = set(self.clips.values())
+            for freq in _ALLOCATION_ORDER:
+                if freq not in used:
+                    self.clips[text] = freq
+                    return freq
+        raise SandboxError(f"all {len(FREQUENCY_GRID)} clip tones are taken; reset the clips")
+
+    def bind_clip(self, text: str, frequency: float) -> None:
+        """Make ``frequency`` stand for ``text`` (for audio uploaded through the control API)."""
+        with self.lock:
+            for other, freq in list(self.clips.items()):
+                if freq == frequency and other != text:
+                    raise SandboxError(f"{frequency:g} Hz already stands for {other!r}")
+            self.clips[text] = float(frequency)
+
+    def text_for(self, frequency: float | None) -> str:
+        if frequency is None:
+            return ""
+        with self.lock:
+            return next((t for t, f in self.clips.items() if f == frequency), "")
+
+    def clip_frequencies(self) -> list[float]:
+        with self.lock:
+            return sorted(set(self.clips.values()))
+
+    # ---------------------------------------------------------------- recognition uploads
+    def add_voice(self, voice_id: str, upload: VoiceUpload) -> bool:
+        """False when ``voice_id`` was already used (WeChat wants them unique)."""
+        with self.lock:
+            if voice_id in self.voices:
+                return False
+            self.voices[voice_id] = upload
+            return True
+
+    def voice_known(self, voice_id: str) -> bool:
+        with self.lock:
+            return voice_id in self.voices
+
+    def query_voice(self, voice_id: str) -> tuple[str | None, str]:
+        """(result, "") while the window is open — ``""`` until the latency passed — or (None, reason)."""
+        with self.lock:
+            upload = self.voices.get(voice_id)
+            if upload is None:
+                return None, "voice_id not found"
+            age = self.clock() - upload.added_at
+            if age > float(self.settings["window_s"]):
+                return None, f"voice_id not found: its {self.settings['window_s']:g}s result window has passed"
+            if age < float(self.settings["recognition_latency_s"]):
+                return "", ""
+            return upload.text, ""
+
+    # ---------------------------------------------------------------- faults
+    def add_fault(self, fault: Fault) -> None:
+        if fault.remaining < 1:
+            raise SandboxError("times must be >= 1")
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The oldest pending fault for ``path``, consumed by one call."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    # ---------------------------------------------------------------- records
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.call_log.append(entry)
+
+    def record_message(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            self.messages.append(message)
+
+    def reset(self) -> None:
+        """Forget calls, messages, faults and recognition uploads; clips, media and tokens stay."""
+        with self.lock:
+            self.call_log.clear()
+            self.messages.clear()
+            self.faults.clear()
+            self.voices.clear()

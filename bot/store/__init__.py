@@ -1,0 +1,34 @@
+"""Shared state behind one small interface; the backend is chosen by a URL in the config.
+
+``memory://`` (one process), ``sqlite:///path.db`` (several processes on one machine, the default;
+``sqlite://:memory:`` for throwaway runs),
+``redis://host:port/db`` / ``rediss://`` (several machines). Tests swap backends by changing the URL.
+"""
+from __future__ import annotations
+
+from .base import Store, StoreError, redact_url
+
+__all__ = ["Store", "StoreError", "open_store"]
+
+SUPPORTED = "memory://, sqlite:///relative/path.db (or sqlite:////absolute/path.db), redis://host:port/db"
+
+
+def open_store(url: str, *, prefix: str = "wvb:") -> Store:
+    """Open the store a URL names; ``prefix`` namespaces every key (one prefix per bot or test)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore(prefix)
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore, path_from_url
+
+        return SQLiteStore(path_from_url(url), prefix)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+
+        return RedisStore(url, prefix)
+    raise ValueError(
+        f"unsupported store URL scheme {scheme or '(none)'!r} in {redact_url(url)!r}; "
+        f"use one of: {SUPPORTED}"
+    )

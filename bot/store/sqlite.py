@@ -1,0 +1,149 @@
+"""Embedded store shared by several worker processes on one machine (the default).
+
+A single SQLite file in WAL mode lets gunicorn workers share dedupe keys, leases and the access token
+without running a server. Read-modify-write operations run inside ``BEGIN IMMEDIATE`` so they are atomic
+across threads and processes; each thread (and each forked process) gets its own connection because
+SQLite connections must not cross a fork.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from .base import Entry, LockingStore, StoreError
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS wvb_kv ("
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID"
+)
+
+MEMORY = ":memory:"
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``, ``sqlite:////abs.db`` -> ``/abs.db``, ``sqlite://:memory:``."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    if rest in (MEMORY, "/" + MEMORY):
+        return MEMORY
+    path = rest[1:] if rest.startswith("/") else rest
+    if not path:
+        raise ValueError(
+            f"sqlite URL {url!r} has no file path: use sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    return path
+
+
+class SQLiteStore(LockingStore):
+    """Key/value table in one SQLite file; expired rows are ignored on read and purged now and then."""
+
+    def __init__(self, path: str, prefix: str = "wvb:", *, busy_timeout_s: float = 10.0) -> None:
+        super().__init__(prefix)
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._memory = path == MEMORY
+        self._local = threading.local()
+        self._opened: list[tuple[int, sqlite3.Connection]] = []
+        self._opened_lock = threading.Lock()
+        # ":memory:" is one private database per connection, so that mode shares one connection.
+        self._shared_lock = threading.RLock() if self._memory else None
+        self._closed = False
+        if not self._memory:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"sqlite store {path}: cannot create its directory: {exc}") from exc
+        self.ping()  # fail at start-up, not on the first message, when the file is unusable
+
+    # -- connections -------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_s,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # close() may run on another thread
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(_SCHEMA)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"sqlite store {self.path} is closed")
+        if self._memory and self._opened:
+            return self._opened[0][1]
+        pid = os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == pid:
+            return conn
+        conn = self._connect()  # new thread, or first use after a fork (never reuse the parent's)
+        self._local.conn, self._local.pid = conn, pid
+        with self._opened_lock:
+            self._opened.append((pid, conn))
+        return conn
+
+    @contextmanager
+    def _locked(self, write: bool) -> Iterator[None]:
+        try:
+            with self._shared_lock or nullcontext():
+                conn = self._conn()
+                if not write:
+                    yield  # a single SELECT is already atomic
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+
+    # -- primitives for LockingStore ---------------------------------------------------------------
+    def _load(self, key: str, now: float) -> Entry | None:
+        row = self._conn().execute(
+            "SELECT value, expires_at FROM wvb_kv"
+            " WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, now),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _save(self, key: str, value: str, expires_at: float | None) -> None:
+        self._conn().execute(
+            "INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
+            (key, value, expires_at),
+        )
+
+    def _drop(self, key: str) -> None:
+        self._conn().execute("DELETE FROM wvb_kv WHERE key = ?", (key,))
+
+    def _purge(self, now: float) -> None:
+        self._conn().execute(
+            "DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def ping(self) -> None:
+        with self._locked(write=False):
+            self._conn().execute("SELECT 1 FROM wvb_kv LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        """Close this process's connections (a forked child never closes its parent's)."""
+        pid = os.getpid()
+        with self._opened_lock:
+            self._closed = True
+            mine = [c for p, c in self._opened if p == pid]
+            self._opened = [(p, c) for p, c in self._opened if p != pid]
+        for conn in mine:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass

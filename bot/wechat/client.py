@@ -1,0 +1,132 @@
+"""The WeChat API client: wechatpy's ``WeChatClient`` with a shared token and a bounded retry.
+
+What we change and why:
+- every URL, the token fetch included, honours ``[wechat] api_base_url`` (wechatpy hard-codes the host
+  for the token);
+- the access token lives in the configured store and is fetched by one caller at a time across workers
+  (wechatpy keeps it per process, so workers break each other's tokens);
+- ``/cgi-bin/stable_token`` by default, which a fetch elsewhere does not invalidate;
+- on 40001/40014/42001: one refresh and one retry, never wechatpy's unbounded recursion;
+- error codes become typed exceptions; no message carries the token or the secret.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import requests
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from ..config import WeChatConfig
+from ..store import Store
+from .errors import (TOKEN_ERRCODES, TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
+                     error_for)
+from .token import AccessTokenManager, TokenError
+from .voice import WeChatVoice
+
+log = logging.getLogger("bot.wechat")
+
+
+def api_name(url: str) -> str:
+    """``.../cgi-bin/media/voice/addvoicetorecofortext`` → ``media/voice/addvoicetorecofortext``."""
+    return url.split("/cgi-bin/", 1)[-1].split("?", 1)[0]
+
+
+class WeChatAPI(WeChatClient):
+    """wechatpy's client plus the ``voice`` API group (``client.voice.add`` / ``.query`` / ``.translate``)."""
+
+    voice = WeChatVoice()
+
+    def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None) -> None:
+        super().__init__(config.appid, config.appsecret, timeout=config.http_timeout_s, auto_retry=False)
+        self.base_url = config.api_base_url.rstrip("/")
+        self.API_BASE_URL = f"{self.base_url}/cgi-bin/"
+        self.token_endpoint = config.token_endpoint
+        if session is not None:
+            self._http = session
+        self._force_refresh = False  # stable_token hands back the rejected token unless forced
+        self.tokens = AccessTokenManager(store, self._fetch_token, key=f"access_token:{config.appid}",
+                                         redact=[config.appsecret])
+
+    # -- access token ---------------------------------------------------------------------------
+    @property
+    def access_token(self) -> str:  # type: ignore[override]
+        return self.tokens.get()
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        token, expires_in = self._fetch_token()
+        return {"access_token": token, "expires_in": expires_in}
+
+    def _fetch_token(self) -> tuple[str, int]:
+        started = time.perf_counter()
+        force, self._force_refresh = self._force_refresh, False
+        if self.token_endpoint == "stable":
+            api = "stable_token"
+            call = lambda: self._http.post(f"{self.base_url}/cgi-bin/stable_token", timeout=self.timeout, json={
+                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+                "force_refresh": force})
+        else:
+            api = "token"
+            call = lambda: self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
+                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
+        result = self._json(api, call)
+        if "access_token" not in result:
+            raise WeChatAPIError(api, None, "answer without access_token")
+        log.info("fetched access token endpoint=%s expires_in=%s ms=%.1f", api, result.get("expires_in"),
+                 (time.perf_counter() - started) * 1000)
+        return str(result["access_token"]), int(result.get("expires_in", 7200))
+
+    @staticmethod
+    def _json(api: str, call: Any) -> dict[str, Any]:
+        try:
+            response = call()
+        except requests.RequestException as exc:
+            raise TransportError(api, None, type(exc).__name__) from None
+        if response.status_code >= 400:
+            raise TransportError(api, None, f"HTTP {response.status_code}")
+        try:
+            result = response.json()
+        except ValueError:
+            raise TransportError(api, None, "answer is not JSON") from None
+        if not isinstance(result, dict):
+            raise TransportError(api, None, "answer is not a JSON object")
+        if int(result.get("errcode") or 0) != 0:
+            raise error_for(api, int(result["errcode"]), str(result.get("errmsg", "")))
+        return result
+
+    # -- every call: typed errors, one refresh-and-retry on a bad token -------------------------
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        api = api_name(url_or_endpoint)
+        params = dict(kwargs.pop("params", None) or {})
+        try:
+            token = self.tokens.get()
+            try:
+                return self._call(method, url_or_endpoint, api, token, params, kwargs)
+            except TokenInvalidError as exc:
+                log.warning("%s: token rejected (errcode %s); refreshing once and retrying once", api, exc.errcode)
+                self._force_refresh = True
+                try:
+                    token = self.tokens.refresh(token)
+                finally:
+                    self._force_refresh = False
+            return self._call(method, url_or_endpoint, api, token, params, kwargs)
+        except TokenError as exc:
+            raise TokenUnavailableError(api, exc.errcode, str(exc)) from None
+
+    def _call(self, method: str, url: str, api: str, token: str, params: dict[str, Any],
+              kwargs: dict[str, Any]) -> Any:
+        try:
+            result = super()._request(method, url, params={**params, "access_token": token}, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode is None:
+                status = getattr(exc.response, "status_code", "?")
+                raise TransportError(api, None, f"HTTP {status}") from None
+            raise error_for(api, int(exc.errcode), str(exc.errmsg)) from None
+        except requests.RequestException as exc:
+            raise TransportError(api, None, type(exc).__name__) from None
+        return result
+
+
+__all__ = ["WeChatAPI", "TOKEN_ERRCODES"]

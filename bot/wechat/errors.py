@@ -1,0 +1,86 @@
+"""Typed errors for WeChat's error codes, so callers branch on a class and users read a reason.
+
+Messages never contain the access token or the AppSecret: URLs are left out on purpose.
+"""
+from __future__ import annotations
+
+
+class WeChatAPIError(Exception):
+    """WeChat answered an error code (or something that is not an answer)."""
+
+    retryable = False
+
+    def __init__(self, api: str, errcode: int | None, errmsg: str = "") -> None:
+        super().__init__(f"{api}: errcode {errcode} ({errmsg})" if errcode is not None else f"{api}: {errmsg}")
+        self.api, self.errcode, self.errmsg = api, errcode, errmsg
+
+
+class BusyError(WeChatAPIError):
+    """-1: the system is busy; try again shortly."""
+    retryable = True
+
+
+class TokenInvalidError(WeChatAPIError):
+    """40001 / 40014 / 42001: the access token is bad or expired; refresh once and retry once."""
+
+
+class InvalidMediaError(WeChatAPIError):
+    """40007: the media_id is unknown or has expired (3 days)."""
+
+
+class InvalidVoiceError(WeChatAPIError):
+    """40010 and friends: WeChat refused the audio (format, size, rate)."""
+
+
+class DuplicateVoiceIdError(WeChatAPIError):
+    """The voice_id was already uploaded (a retry of the same message): poll the earlier upload."""
+
+
+class VoiceExpiredError(WeChatAPIError):
+    """The voice_id is unknown or its 10 s window has passed."""
+
+
+class RateLimitedError(WeChatAPIError):
+    """45009: daily API quota reached."""
+
+
+class CustomerServiceWindowError(WeChatAPIError):
+    """45015: the user's 48 h window for customer-service messages has passed."""
+
+
+class CustomerServiceQuotaError(WeChatAPIError):
+    """45047: the customer-service message quota for this user is used up."""
+
+
+class TokenUnavailableError(WeChatAPIError):
+    """No access token could be fetched (bad AppSecret, IP not whitelisted, API unreachable)."""
+
+
+class TransportError(WeChatAPIError):
+    """No usable HTTP answer: connection refused, timeout, 5xx or a body that is not JSON."""
+    retryable = True
+
+
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
+    -1: BusyError,
+    40001: TokenInvalidError,
+    40014: TokenInvalidError,
+    42001: TokenInvalidError,
+    40007: InvalidMediaError,
+    40010: InvalidVoiceError,
+    45009: RateLimitedError,
+    45015: CustomerServiceWindowError,
+    45047: CustomerServiceQuotaError,
+}
+# Undocumented by WeChat for the recognition API; the sandbox answers these, and they only apply there.
+VOICE_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
+    46001: VoiceExpiredError,       # voice_id unknown or its 10 s window has passed
+    47001: DuplicateVoiceIdError,   # voice_id already uploaded (a retry of the same message)
+}
+
+
+def error_for(api: str, errcode: int, errmsg: str = "") -> WeChatAPIError:
+    cls = ERRCODE_CLASSES.get(errcode) or (VOICE_ERRCODE_CLASSES.get(errcode) if api.startswith("media/voice/")
+                                            else None) or WeChatAPIError
+    return cls(api, errcode, errmsg)
