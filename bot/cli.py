@@ -79,11 +79,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return cmd_serve(args)
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import main
-    return main(args.rest)
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .testing import BotClient, messages
     config = find_config(args.config)
@@ -143,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="listen port (default: [server] port)")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("sandbox", help="run the local stand-in for api.weixin.qq.com", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_sandbox)
+    sub.add_parser("sandbox", help="run the local stand-in for api.weixin.qq.com (see: sandbox --help)")
 
     p = with_config(sub.add_parser("simulate", help="send a message as a WeChat user and print the reply",
                                    description="Sign (and encrypt) a push like WeChat, post it, print the reply."))
@@ -164,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:  # the sandbox parses its own options (and its own --help)
+        from .sandbox import main as sandbox_main
+        return sandbox_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

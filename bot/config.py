@@ -60,15 +60,28 @@ class VoiceConfig:
     use_push_recognition: bool = True
     window_s: float = 10.0
     poll_initial_s: float = 0.2
-    poll_max_s: float = 1.0
+    poll_max_s: float = 0.5
     not_understood: str = "抱歉，没听清，请再说一遍。"
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
 
 
 @dataclass(frozen=True)
 class StorageConfig:
-    url: str = "sqlite:///.voicebot/state.db"
+    url: str = field(default="sqlite:///.voicebot/state.db", repr=False)  # may hold a Redis password
     prefix: str = "wvb:"
+
+
+@dataclass(frozen=True)
+class ReplyConfig:
+    budget_s: float = 4.5
+    mode: Literal["auto", "customer_service", "passive"] = "auto"
+    wechat_timeout_s: float = 5.0
+    tries: int = 3
+    lease_s: float = 3.0
+    state_ttl_s: float = 3600.0
+    executor: Literal["threads", "rq"] = "threads"
+    threads: int = 32
+    queue: str = "wechat-voicebot"
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class Config:
     handlers: HandlersConfig = field(default_factory=HandlersConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    reply: ReplyConfig = field(default_factory=ReplyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: Path = Path(".")
 

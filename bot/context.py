@@ -40,7 +40,8 @@ class Context:
         return getattr(self.message, "event", None)
 
     def reply_text(self, content: str) -> replies.TextReply:
-        return replies.TextReply(message=self.message, content=content)
+        # wechatpy writes text into CDATA unescaped: split any "]]>" so a user's words cannot break the XML
+        return replies.TextReply(message=self.message, content=content.replace("]]>", "]]]]><![CDATA[>"))
 
     def reply_image(self, media_id: str) -> replies.ImageReply:
         return replies.ImageReply(message=self.message, media_id=media_id)

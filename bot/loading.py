@@ -48,4 +48,4 @@ def add_search_paths(paths: Iterable[Path]) -> None:
     for path in paths:
         resolved = str(Path(path).resolve())
         if resolved not in sys.path:
-            sys.path.append(resolved)
+            sys.path.insert(0, resolved)  # the user's handler modules win over same-named installed ones

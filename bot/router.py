@@ -165,32 +165,34 @@ class Router:
 
     # -- dispatch -------------------------------------------------------------------------------
     def dispatch(self, ctx: Context) -> Reply:
-        """The first non-None answer of the regular handlers, else of the fallbacks."""
-        answer = self._turn(ctx, fallback=False)
-        return answer if answer is not None else self._turn(ctx, fallback=True)
+        """The first non-None answer of the regular handlers, else of the fallbacks.
 
-    def _turn(self, ctx: Context, *, fallback: bool) -> Reply:
-        routes = self.fallbacks if fallback else self.routes
+        This router's own middleware wraps the whole dispatch once. An included router's middleware wraps
+        each phase in which it has something to try (its regular handlers, then its fallbacks).
+        """
+        def both(ctx: Context) -> Reply:
+            answer = self._phase(ctx, fallback=False)
+            return answer if answer is not None else self._phase(ctx, fallback=True)
+        return self._wrapped(both, ctx)
 
-        def inner(ctx: Context) -> Reply:
-            for route in routes:
-                try:
-                    answer = route(ctx)
-                except HandlerError:
-                    raise
-                except Exception as exc:
-                    raise HandlerError(self, route, exc) from exc
+    def _phase(self, ctx: Context, *, fallback: bool) -> Reply:
+        for route in self.fallbacks if fallback else self.routes:
+            try:
+                answer = route(ctx)
+            except Exception as exc:
+                raise HandlerError(self, route, exc) from exc
+            if answer is not None:
+                return answer
+        for child in self.children:
+            if any(r.fallbacks if fallback else r.routes for r in child.walk()):
+                answer = child._wrapped(lambda c, child=child: child._phase(c, fallback=fallback), ctx)
                 if answer is not None:
                     return answer
-            for child in self.children:
-                answer = child._turn(ctx, fallback=fallback)
-                if answer is not None:
-                    return answer
-            return None
+        return None
 
-        if fallback and not any(r.fallbacks for r in self.walk()):
-            return None
-        chain: Next = inner
+    def _wrapped(self, inner: Next, ctx: Context) -> Reply:
+        """``inner`` inside this router's middleware; its error handlers see what its handlers raise."""
+        chain = inner
         for mw in reversed(self.middlewares):
             chain = _bind(mw, chain)
         try:

@@ -21,12 +21,6 @@ log = logging.getLogger("bot.webhook")
 SUCCESS = "success"
 
 
-def cdata_safe(reply: Any) -> Any:
-    """wechatpy puts text in CDATA unescaped: split any ``]]>`` so a user's text cannot break (or inject into)
-    the reply XML."""
-    return reply.replace("]]>", "]]]]><![CDATA[>") if isinstance(reply, str) else reply
-
-
 @dataclass
 class Response:
     status: int
@@ -80,7 +74,8 @@ class Webhook:
         message = inbound.message
         ctx = Context(message=message, msg_id=inbound.msg_id)
         if message.type == "text":
-            ctx.text = ctx.original_text = message.content
+            content = message.content
+            ctx.text = ctx.original_text = content if isinstance(content, str) else None
             ctx.transcript_source = "text"
         elif message.type == "voice":
             transcript = self.transcriber(inbound.data, inbound.msg_id)
@@ -104,16 +99,11 @@ class Webhook:
                 reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:
                 reply, outcome = self.config.voice.not_understood, "not_understood"
-            xml = ctx.render(cdata_safe(reply))
-        except HandlerError as exc:
-            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=exc.original)
-            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
-        except TypeError as exc:
-            log.error("bad handler answer msg_id=%s: %s", ctx.msg_id, exc)
-            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
-        except Exception:  # middleware (before/after hooks) raising: not wrapped by the router
-            log.exception("middleware failed msg_id=%s", ctx.msg_id)
-            xml, outcome = ctx.render(cdata_safe(self.config.handlers.apology)), "handler_error"
+            xml = ctx.render(reply)
+        except Exception as exc:  # a handler, middleware or a bad answer: the user gets the apology
+            original = exc.original if isinstance(exc, HandlerError) else exc
+            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=original)
+            xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
         if xml is None:
             outcome = "no_answer"
         log.info("message msg_id=%s type=%s source=%s outcome=%s ms=%.1f", ctx.msg_id, ctx.type,

@@ -47,7 +47,7 @@ class VoiceClip:
     def from_push(cls, data: dict[str, Any], msg_id: str, download: Callable[[str], bytes]) -> "VoiceClip":
         return cls(msg_id=msg_id, media_id=str(data.get("MediaId") or ""),
                    media_id_16k=(data.get("MediaId16K") or None), fmt=str(data.get("Format") or ""),
-                   recognition=(data.get("Recognition") or "").strip() or None, download=download)
+                   recognition=_text(data.get("Recognition")), download=download)
 
     def voice_id(self, namespace: str) -> str:
         """Unique per message, the same for each of WeChat's retries of it."""
@@ -94,6 +94,11 @@ class VoiceClip:
             self.timed("transcode", started, seconds=f"{self._mp3.duration_s:.1f}", bytes=len(self._mp3.data),
                        trimmed=self._mp3.trimmed)
         return self._mp3
+
+
+def _text(value: Any) -> str | None:
+    """A pushed text field, or None when it is absent, empty or not text (``<Recognition><a/></Recognition>``)."""
+    return value.strip() or None if isinstance(value, str) else None
 
 
 class Recognizer(Protocol):

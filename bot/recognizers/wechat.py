@@ -15,7 +15,7 @@ class WeChatRecognizer:
     name = "wechat"
 
     def __init__(self, client: WeChatAPI, *, lang: str = "zh_CN", window_s: float = 10.0,
-                 poll_initial_s: float = 0.2, poll_max_s: float = 1.0, busy_retries: int = 3) -> None:
+                 poll_initial_s: float = 0.2, poll_max_s: float = 0.5, busy_retries: int = 3) -> None:
         self.client, self.lang, self.window_s = client, lang, window_s
         self.poll_initial_s, self.poll_max_s, self.busy_retries = poll_initial_s, poll_max_s, busy_retries
 

@@ -17,6 +17,7 @@ Error codes WeChat documents are used as documented. Where WeChat documents noth
 from __future__ import annotations
 
 import functools
+import time
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,7 +65,7 @@ def create_app(sandbox: "Sandbox") -> Flask:
         def decorator(handler: Callable[[], Answer]) -> Callable[[], Response]:
             @functools.wraps(handler)
             def view() -> Response:
-                started = state.clock()
+                started, cpu_started = state.clock(), time.perf_counter()
                 fault = state.take_fault(request.path)
                 if fault is not None:
                     resp, errcode = _fault_response(fault), fault.errcode
@@ -83,6 +84,7 @@ def create_app(sandbox: "Sandbox") -> Flask:
                     "query": {k: v for k, v in request.args.items() if k not in _REDACT},
                     "json": {k: v for k, v in body.items() if k not in _REDACT} if isinstance(body, dict) else None,
                     "t": started,
+                    "ms": (time.perf_counter() - cpu_started) * 1000,  # the sandbox's own handling time
                     "status": resp.status_code,
                     "errcode": errcode,
                 })
