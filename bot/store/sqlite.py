@@ -8,8 +8,10 @@ SQLite connections must not cross a fork.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -67,12 +69,29 @@ class SQLiteStore(LockingStore):
             isolation_level=None,  # we issue BEGIN/COMMIT ourselves
             check_same_thread=False,  # close() may run on another thread
         )
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-        if not self._memory:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(_SCHEMA)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the table, retried: when several workers open a new file at once, switching
+        the journal mode can report "database is locked" without waiting for the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                if not self._memory:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.03))
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:

@@ -1,0 +1,325 @@
+"""The store's semantics, expiry and atomicity, on every backend (memory, a real SQLite file, real Redis).
+
+These atomic operations are the whole exactly-once guarantee of delivery, so races are run for real:
+threads in one process, and for SQLite and Redis separate 'spawn' processes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from multiprocessing.pool import Pool
+from pathlib import Path
+
+import pytest
+
+import redis_support
+from bot.store import Store, StoreError, open_store
+from bot.store.base import redact_url
+from redis_support import (  # noqa: F401 - fixtures are found by name
+    PROCESSES,
+    any_target,
+    redis_target,
+    race_threads,
+    shared_target,
+    spawn_pool,
+    start_time,
+    wait_until,
+)
+
+EXPIRE = 0.2
+
+# Start the worker processes with the module so they boot while the quick tests run.
+pytestmark = pytest.mark.usefixtures("spawn_pool")
+
+
+@pytest.fixture
+def store(any_target: tuple[str, str]) -> Iterator[Store]:
+    url, prefix = any_target
+    with open_store(url, prefix=prefix) as s:
+        yield s
+
+
+# -- semantics --------------------------------------------------------------------------------------
+def test_get_set_delete(store: Store) -> None:
+    assert store.get("k") is None
+    store.set("k", "v1")
+    store.set("k", "v2")
+    assert store.get("k") == "v2"
+    store.delete("k")
+    store.delete("k")  # absent: no error
+    assert store.get("k") is None
+    store.set("unicode", "语音 ✓")
+    assert store.get("unicode") == "语音 ✓"
+
+
+def test_add_only_when_absent(store: Store) -> None:
+    assert store.add("k", "first") is True
+    assert store.add("k", "second") is False
+    assert store.get("k") == "first"
+
+
+def test_compare_and_set(store: Store) -> None:
+    assert store.compare_and_set("k", "x", "v") is False  # absent but something expected
+    assert store.get("k") is None
+    assert store.compare_and_set("k", None, "v1") is True  # None: must be absent
+    assert store.compare_and_set("k", None, "v2") is False
+    assert store.compare_and_set("k", "wrong", "v2") is False
+    assert store.compare_and_set("k", "v1", "v2") is True
+    assert store.get("k") == "v2"
+    store.set("empty", "")
+    assert store.compare_and_set("empty", None, "x") is False  # "" is a value, not absence
+    assert store.compare_and_set("empty", "", "x") is True
+
+
+def test_compare_and_delete(store: Store) -> None:
+    assert store.compare_and_delete("k", "v") is False
+    store.set("k", "v")
+    assert store.compare_and_delete("k", "other") is False
+    assert store.get("k") == "v"
+    assert store.compare_and_delete("k", "v") is True
+    assert store.get("k") is None
+
+
+def test_incr(store: Store) -> None:
+    assert store.incr("n") == 1
+    assert store.incr("n", 5) == 6
+    assert store.incr("n", -10) == -4
+    assert store.get("n") == "-4"
+    store.set("text", "abc")
+    with pytest.raises(StoreError):
+        store.incr("text")
+
+
+def test_ttl_reporting(store: Store) -> None:
+    assert store.ttl("absent") is None
+    store.set("forever", "v")
+    assert store.ttl("forever") is None
+    store.set("short", "v", ttl=10)
+    remaining = store.ttl("short")
+    assert remaining is not None and 9 < remaining <= 10
+    store.set("short", "v")  # a plain set drops the old expiry
+    assert store.ttl("short") is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_rejects_non_positive_ttl(store: Store, bad: float) -> None:
+    with pytest.raises(ValueError):
+        store.set("k", "v", ttl=bad)
+
+
+# -- expiry -----------------------------------------------------------------------------------------
+def test_every_write_can_expire(store: Store) -> None:
+    written = time.monotonic()
+    store.set("set", "v", ttl=EXPIRE)
+    assert store.add("add", "v", ttl=EXPIRE)
+    assert store.compare_and_set("cas", None, "v", ttl=EXPIRE)
+    assert store.incr("incr", 3, ttl=EXPIRE) == 3
+    assert store.incr("incr", 1, ttl=60) == 4  # ttl only applies on creation: no extension
+    if time.monotonic() - written < EXPIRE / 2:  # a heavily loaded machine may already be past it
+        assert store.get("set") == "v"
+        assert 0 < (store.ttl("incr") or 0) <= EXPIRE
+    time.sleep(max(0.0, written + EXPIRE + 0.05 - time.monotonic()))
+    for key in ("set", "add", "cas", "incr"):
+        assert store.get(key) is None, key
+        assert store.ttl(key) is None, key
+    # an expired key counts as absent for every conditional operation
+    assert store.add("add", "again") is True
+    assert store.compare_and_set("cas", None, "again") is True
+    assert store.compare_and_delete("set", "v") is False
+    assert store.incr("incr") == 1
+
+
+def test_prefix_isolation(any_target: tuple[str, str]) -> None:
+    url, prefix = any_target
+    with open_store(url, prefix=prefix + "a:") as a, open_store(url, prefix=prefix + "b:") as b:
+        a.set("k", "from-a")
+        assert b.get("k") is None
+        assert b.add("k", "from-b") is True
+        assert a.get("k") == "from-a" and b.get("k") == "from-b"
+        b.delete("k")
+        assert a.get("k") == "from-a"
+
+
+# -- races between threads --------------------------------------------------------------------------
+def test_threads_racing_add_have_one_winner(store: Store) -> None:
+    for round_ in range(5):
+        wins = race_threads(16, lambda: store.add(f"claim:{round_}", "me", ttl=30))
+        assert wins.count(True) == 1, wins
+
+
+def test_threads_racing_cas_have_one_winner(store: Store) -> None:
+    store.set("state", "new")
+    wins = race_threads(16, lambda: store.compare_and_set("state", "new", "running"))
+    assert wins.count(True) == 1
+
+
+def test_threads_racing_incr_lose_nothing(store: Store) -> None:
+    race_threads(8, lambda: [store.incr("n", ttl=30) for _ in range(100)])
+    assert store.get("n") == "800"
+
+
+# -- races between processes (SQLite and Redis only: memory:// is one process by design) -------------
+def _incr_many(url: str, prefix: str, start_at: float, count: int) -> int:
+    with open_store(url, prefix=prefix) as s:
+        wait_until(start_at)
+        for _ in range(count):
+            s.incr("n")
+    return os.getpid()
+
+
+def _add_all(url: str, prefix: str, start_at: float, keys: int) -> int:
+    with open_store(url, prefix=prefix) as s:
+        wait_until(start_at)
+        for i in range(keys):
+            if s.add(f"claim:{i}", str(os.getpid()), ttl=30):
+                s.incr(f"wins:{i}")
+    return os.getpid()
+
+
+def test_processes_racing_incr_lose_nothing(shared_target: tuple[str, str], spawn_pool: Pool) -> None:  # noqa: F811
+    url, prefix = shared_target
+    open_store(url, prefix=prefix).close()  # create the SQLite file before the race
+    at = start_time()
+    pids = spawn_pool.starmap(_incr_many, [(url, prefix, at, 200)] * PROCESSES)
+    assert len(set(pids)) >= 2  # really several processes (normally all of them)
+    with open_store(url, prefix=prefix) as s:
+        assert s.get("n") == str(200 * PROCESSES)
+
+
+def test_processes_racing_add_have_one_winner(shared_target: tuple[str, str], spawn_pool: Pool) -> None:  # noqa: F811
+    url, prefix = shared_target
+    open_store(url, prefix=prefix).close()
+    at = start_time()
+    pids = spawn_pool.starmap(_add_all, [(url, prefix, at, 50)] * PROCESSES)
+    assert len(set(pids)) >= 2  # really several processes (normally all of them)
+    with open_store(url, prefix=prefix) as s:
+        assert [s.get(f"wins:{i}") for i in range(50)] == ["1"] * 50
+
+
+def _open_fresh_files(directory: str, start_at: float, rounds: int) -> int:
+    for i in range(rounds):
+        wait_until(start_at + i * 0.05)
+        with open_store(f"sqlite:///{directory}/{i}/state.db", prefix="p:") as s:
+            s.incr("opened")
+    return os.getpid()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once(tmp_path: Path, spawn_pool: Pool) -> None:  # noqa: F811
+    """Every gunicorn worker opens the store as it boots; switching a new file to WAL must not fail.
+
+    The failure this guards against ("database is locked" from ``PRAGMA journal_mode=WAL``, which
+    skips the busy handler) is timing-dependent, so this is a smoke test run over a few fresh files.
+    """
+    rounds = 8
+    spawn_pool.starmap(_open_fresh_files, [(str(tmp_path), start_time(), rounds)] * PROCESSES)
+    for i in range(rounds):
+        with open_store(f"sqlite:///{tmp_path}/{i}/state.db", prefix="p:") as s:
+            assert s.get("opened") == str(PROCESSES)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_sqlite_store_survives_fork(tmp_path: Path) -> None:
+    """gunicorn --preload forks after the app opened its store: children must not share a connection."""
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    store = open_store(url, prefix="f:")
+    store.incr("n")  # the parent has a live connection now
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=lambda: [store.incr("n") for _ in range(50)]) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert store.get("n") == "151"
+    store.close()
+
+
+# -- SQLite specifics -------------------------------------------------------------------------------
+def test_sqlite_relative_url_creates_dirs_and_uses_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///nested/dir/state.db") as s:
+        s.set("k", "v")
+    db = tmp_path / "nested" / "dir" / "state.db"
+    assert db.exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_purges_expired_rows(tmp_path: Path) -> None:
+    db = tmp_path / "purge.db"
+    store = open_store(f"sqlite:///{db}")
+    store.purge_every = 4  # type: ignore[attr-defined]
+    for i in range(3):
+        store.set(f"old:{i}", "v", ttl=0.05)
+    time.sleep(0.1)
+    store.set("keep", "v")  # the 4th write sweeps
+    with sqlite3.connect(db) as conn:
+        keys = [row[0] for row in conn.execute("SELECT key FROM wvb_kv")]
+    assert keys == ["wvb:keep"]
+    store.close()
+
+
+def test_sqlite_in_memory_is_shared_by_threads() -> None:
+    with open_store("sqlite://:memory:") as s:
+        race_threads(4, lambda: [s.incr("n") for _ in range(50)])
+        assert s.get("n") == "200"
+
+
+def test_sqlite_unusable_path_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="sqlite store"):
+        open_store(f"sqlite:///{blocker / 'state.db'}")
+
+
+# -- URLs and errors --------------------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["postgres://u:hunter2@db/x", "localhost:6379", "sqlite:///"])
+def test_bad_urls_name_the_supported_forms(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert "hunter2" not in message
+    assert "sqlite:///" in message
+    if not url.startswith("sqlite"):
+        assert "memory://" in message and "redis://" in message
+        assert repr(url.partition("://")[0] if "://" in url else "(none)") in message
+
+
+def test_unreachable_redis_is_a_clear_store_error() -> None:
+    started = time.monotonic()
+    store = open_store("redis://admin:hunter2@127.0.0.1:1/0")  # lazy: no network yet
+    for op in (store.ping, lambda: store.get("k"), lambda: store.add("k", "v")):
+        with pytest.raises(StoreError) as info:
+            op()
+        message = str(info.value)
+        assert "unreachable" in message and "127.0.0.1:1" in message
+        assert "hunter2" not in message and "hunter2" not in repr(info.value.__cause__)
+    store.close()
+    assert time.monotonic() - started < 3
+
+
+def test_missing_redis_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(StoreError, match=r"pip install 'wechat-voicebot\[redis\]'"):
+        open_store("redis://127.0.0.1:6379/15")
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://user:p%40ss@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("rediss://:secret@host/1") == "rediss://:***@host/1"
+    assert "s3cr3t" not in redact_url("redis://host/0?password=s3cr3t&db=2")
+    assert redact_url("sqlite:////abs/path.db") == "sqlite:////abs/path.db"
+
+
+def test_redis_helper_skips_locally_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/15")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        redis_support.require_redis()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        redis_support.require_redis()
