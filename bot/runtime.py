@@ -40,4 +40,6 @@ def build_webhook(config: Config, router: Router | None = None, *, services: Ser
         kwargs["transcriber"] = build_chain(config, services.client)
     webhook = Webhook(config, router, **kwargs)
     webhook.services = services
+    from .delivery import attach
+    attach(webhook, services or build_services(config))
     return webhook

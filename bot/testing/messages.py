@@ -11,8 +11,19 @@ DEFAULT_OPENID = "oTESTUSER0000000000000000000"
 DEFAULT_ACCOUNT = "gh_test_account"
 
 
+_last_time = 0
+
+
 def next_msg_id() -> int:
     return next(_ids)
+
+
+def next_create_time() -> int:
+    """Now, but never the same second twice: events are deduplicated on FromUserName+CreateTime, and a
+    test sending two events in one second would otherwise see the second one as WeChat's retry."""
+    global _last_time
+    _last_time = max(int(time.time()), _last_time + 1)
+    return _last_time
 
 
 def _field(name: str, value: Any) -> str:
@@ -43,6 +54,7 @@ def voice(media_id: str = "media_id", *, recognition: str | None = None, media_i
 
 
 def event(name: str, *, event_key: str | None = None, **kw: Any) -> str:
+    kw.setdefault("create_time", next_create_time())
     return build("event", {"Event": name, "EventKey": event_key}, **kw)
 
 
