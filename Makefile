@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/webhook.py
 	$(BIN)/python benchmarks/voice.py
+	$(BIN)/python benchmarks/delivery.py
 
 clean:
 	rm -rf $(VENV) .voicebot

@@ -19,6 +19,7 @@ examples:
   python -m bot simulate text "打开客厅的灯"
   python -m bot simulate voice "打开客厅的灯"          needs the sandbox (python -m bot run)
   python -m bot sandbox --port 8090
+  python -m bot worker --config config.toml           RQ worker, when [reply] executor = "rq"
 production: gunicorn -c gunicorn.conf.py 'bot.wsgi:app'  (see README, "Deploying")
 """
 
@@ -103,6 +104,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if reply.status == 200 else 1
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """An RQ worker running delivery jobs ([reply] executor = "rq") for one or more bots."""
+    from .executor import run_worker
+    configs = [find_config(path) for path in (args.config or [None])]
+    setup_logging(configs[0].logging.level)
+    return run_worker(configs, burst=args.burst, name=args.name)
+
+
 def voice_push(config: Config, args: argparse.Namespace) -> str:
     """Register a real clip for the sentence in the sandbox and build the push that names it."""
     import requests
@@ -148,11 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
                    help="crypto mode (default: safe when encoding_aes_key is set)")
     p.add_argument("--openid", default="oSIMULATEDUSER00000000000000")
-    p.add_argument("--format", default="amr", choices=["amr", "speex"], help="voice: clip format")
+    # The sandbox synthesizes AMR only (PyAV cannot encode Speex): upload Speex files with POST /sandbox/media.
+    p.add_argument("--format", default="amr", choices=["amr"], help="voice: clip format (the sandbox makes AMR)")
     p.add_argument("--duration", type=float, default=2.0, help="voice: clip length in seconds")
     p.add_argument("--with-16k", action="store_true", help="voice: also offer MediaId16K")
     p.add_argument("--recognition", help="voice: put this in <Recognition> instead of registering a clip")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("worker", help="run an RQ worker for the delivery jobs ([reply] executor = \"rq\")",
+                       description="Run delivery jobs (recognition + handlers) from Redis, apart from the web tier.")
+    p.add_argument("--config", metavar="FILE", action="append", help="TOML config (repeat for several bots)")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--name", help="worker name (default: RQ's)")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ class ReplyConfig:
     mode: Literal["auto", "customer_service", "passive"] = "auto"
     wechat_timeout_s: float = 5.0
     tries: int = 3
-    lease_s: float = 3.0
+    lease_s: float = 6.0
     state_ttl_s: float = 3600.0
     executor: Literal["threads", "rq"] = "threads"
     threads: int = 32
@@ -90,6 +91,41 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class MatchingConfig:
+    """How text is prepared before matching (see bot/normalize.py)."""
+
+    normalize: bool = True
+    chinese_numerals: bool = False
+    fuzzy_threshold: float = 0.0  # default for keyword matches that set no ``fuzzy`` of their own; 0 = off
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    ttl_s: float = 1800.0  # a session expires this long after it last changed
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """The built-in ``handlers.forward:router``: POST each message to your own service (signed, JSON)."""
+
+    url: str = ""
+    secret: str = field(default="", repr=False)
+    timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class IntentConfig:
+    """One ``[[intents]]`` table: a no-code intent (bot/intents.py)."""
+
+    name: str
+    reply: str
+    patterns: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    priority: int = 0
+    fuzzy: float | None = None  # None: [matching] fuzzy_threshold
+
+
+@dataclass(frozen=True)
 class Config:
     wechat: WeChatConfig
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -98,6 +134,10 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     reply: ReplyConfig = field(default_factory=ReplyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    intents: list[IntentConfig] = field(default_factory=list)
     base_dir: Path = Path(".")
 
     def replace(self, **sections: Any) -> "Config":
@@ -116,6 +156,7 @@ ENV_OVERRIDES = {
     "WECHAT_APPSECRET": ("wechat", "appsecret"),
     "WECHAT_TOKEN": ("wechat", "token"),
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
+    "VOICEBOT_FORWARD_SECRET": ("forward", "secret"),
 }
 
 
@@ -142,9 +183,9 @@ def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | Non
     for var, (section, key) in ENV_OVERRIDES.items():
         if env and env.get(var):
             raw.setdefault(section, {})[key] = env[var]
-    raw.pop("intents", None)  # reserved for no-code intents
+    intents = _intents(raw.pop("intents", []))
     cfg = _build(Config, raw, "")
-    cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd())
+    cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd(), intents=intents)
     _check(cfg)
     return cfg
 
@@ -160,12 +201,45 @@ def _check(cfg: Config) -> None:
     for i, spec in enumerate(cfg.handlers.routers):
         if ":" not in spec and "." not in spec and not spec.isidentifier():
             raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
+    _check_matching(cfg)
+
+
+def _check_matching(cfg: Config) -> None:
+    """Matching, sessions, forwarding and [[intents]]: checked here so a mistake stops start-up, not a reply."""
+    if not 0 <= cfg.matching.fuzzy_threshold <= 1:
+        raise ConfigError(f"[matching] fuzzy_threshold: expected a number from 0 to 1, got {cfg.matching.fuzzy_threshold:g}")
+    if cfg.session.ttl_s <= 0:
+        raise ConfigError(f"[session] ttl_s: expected a positive number of seconds, got {cfg.session.ttl_s:g}")
+    if cfg.forward.timeout_s <= 0:
+        raise ConfigError(f"[forward] timeout_s: expected a positive number of seconds, got {cfg.forward.timeout_s:g}")
+    if any(spec.startswith("handlers.forward") for spec in cfg.handlers.routers):
+        for key in ("url", "secret"):
+            if not getattr(cfg.forward, key):
+                raise ConfigError(f"[forward] {key}: required when [handlers] routers lists \"handlers.forward:router\"")
+        if not cfg.forward.url.startswith(("http://", "https://")):
+            raise ConfigError(f"[forward] url: expected an http:// or https:// URL, got {cfg.forward.url!r}")
+    from .intents import check_intents
+    check_intents(cfg.intents)
+
+
+def _intents(raw: Any) -> list[IntentConfig]:
+    """``[[intents]]`` tables, each error naming ``[[intents]][i] key``."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"[[intents]]: expected an array of tables (write each as [[intents]]), got {raw!r}")
+    out = []
+    for i, table in enumerate(raw):
+        if not isinstance(table, dict):
+            raise ConfigError(f"[[intents]][{i}]: expected a table, got {table!r}")
+        out.append(_build(IntentConfig, table, "intents", label=f"[[intents]][{i}]"))
+    return out
 
 
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is types.UnionType:  # ``X | None``: TOML has no null, so a value given must be an X
+        return _describe(typing.get_args(tp)[0])
     if origin is list:
         return f"a list of {_describe(typing.get_args(tp)[0])}"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
@@ -173,6 +247,8 @@ def _describe(tp: Any) -> str:
 
 def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:
+        return _coerce(typing.get_args(tp)[0], value, where, section)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
@@ -193,12 +269,14 @@ def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
     return float(value) if tp is float else value
 
 
-def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table, naming ``[section] key`` in every error."""
+def _build(cls: type, raw: dict[str, Any], section: str, label: str | None = None) -> Any:
+    """Build dataclass ``cls`` from a TOML table, naming ``[section] key`` (or ``label key``) in every error."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("base_dir", "intents")}
 
     def where(name: str) -> str:
+        if label:
+            return f"{label} {name}"
         return f"[{section}] {name}" if section else f"[{name}]"
 
     for name in raw:

@@ -1,6 +1,8 @@
 """What a handler receives: the message, its text (typed or transcribed) and reply helpers."""
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,9 @@ class Context:
 
     ``text`` is the text message's content or the voice message's transcript, so an intent written once
     answers both; ``transcript_source`` says where a transcript came from (``push``, ``wechat``,
-    ``openai``…) and is ``"text"`` for typed text.
+    ``openai``…) and is ``"text"`` for typed text. ``text`` is normalized for matching (bot/normalize.py);
+    ``original_text`` is what was typed or recognized. ``session`` is the user's conversation state, kept
+    in the store between messages (bot/session.py).
     """
 
     message: BaseMessage
@@ -26,6 +30,21 @@ class Context:
     data: dict[str, Any] = field(default_factory=dict)
     session: dict[str, Any] = field(default_factory=dict)
     original_text: str | None = None
+    config: Any = None  # the bot's Config, set by the webhook
+    services: Any = None  # runtime.Services (store, client) when the bot was built by runtime.build_webhook
+    deadline: float | None = None  # time.monotonic() by which the answer should be ready
+
+    @property
+    def client(self) -> Any:
+        """The WeChat API client (``ctx.client.voice.translate(...)``) for handlers that call WeChat."""
+        client = getattr(self.services, "client", None)
+        if client is None:
+            raise RuntimeError("no WeChat API client: this bot was not built by bot.runtime.build_webhook")
+        return client
+
+    def time_left(self) -> float:
+        """Seconds left of the reply budget, never negative (infinite when no deadline was set)."""
+        return math.inf if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     @property
     def openid(self) -> str:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .config import Config
+    from .delivery import Delivery
 
 log = logging.getLogger("bot.executor")
 
-RUN_JOB = "bot.delivery.run_job"  # what RQ workers import and call
+RUN_JOB = "bot.executor.run_job"  # what RQ workers import and call
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class ThreadExecutor(Executor):
 
 
 class RQExecutor(Executor):
-    """Enqueues ``bot.delivery.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them."""
+    """Enqueues ``bot.executor.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them."""
 
     def __init__(self, redis_url: str, queue: str, bot_id: str, *, job_timeout_s: float, ttl_s: float) -> None:
         from redis import Redis
@@ -97,6 +98,19 @@ class RQExecutor(Executor):
                            description=f"answer {job.key} for {self.bot_id}")
 
 
+# -- the RQ worker side -------------------------------------------------------------------------------
+_worker_bots: dict[str, "Delivery"] = {}
+
+
+def run_job(bot_id: str, key: str, push_xml: str, owner: str) -> None:
+    """An RQ job: answer one message for the bot ``bot_id`` (``appid:storage prefix``)."""
+    delivery = _worker_bots.get(bot_id)
+    if delivery is None:
+        raise LookupError(f"this worker serves no bot {bot_id!r} (serves: {', '.join(_worker_bots) or 'none'}); "
+                          "start it with --config for that bot")
+    delivery.run(Job(key, push_xml, owner))
+
+
 def run_worker(configs: list["Config"], *, burst: bool = False, name: str | None = None) -> int:
     """``python -m bot worker``: an RQ worker for the bots in ``configs`` (all on one queue and Redis).
 
@@ -107,9 +121,9 @@ def run_worker(configs: list["Config"], *, burst: bool = False, name: str | None
     from rq import Queue, Worker
 
     from .config import ConfigError
-    from .delivery import register_worker_bot
     from .runtime import build_webhook
 
+    from . import audio  # noqa: F401 - PyAV, loaded once here instead of in every work horse
     first = configs[0]
     url, queue = first.storage.url, first.reply.queue
     for config in configs:
@@ -117,7 +131,8 @@ def run_worker(configs: list["Config"], *, burst: bool = False, name: str | None
             raise ConfigError("[reply] executor: the worker needs executor = \"rq\" and a redis:// [storage] url")
         if (config.storage.url, config.reply.queue) != (url, queue):
             raise ConfigError("[reply] queue: every --config of one worker must use the same Redis and queue")
-        register_worker_bot(build_webhook(config))
+        delivery = build_webhook(config).delivery  # type: ignore[attr-defined]
+        _worker_bots[delivery.bot_id] = delivery
     connection = Redis.from_url(url)
     worker = Worker([Queue(queue, connection=connection)], connection=connection, name=name)
     log.info("RQ worker %s on queue %r (%d bot(s)), pid %d", worker.name, queue, len(configs), os.getpid())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import Config, ConfigError
+from .intents import intents_router
 from .router import Router
 
 PLUGIN_GROUP = "wechat_voicebot.routers"
@@ -39,9 +40,12 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
 
 
 def load_routers(config: Config) -> list[Router]:
-    """The configured routers, in priority order; handler directories are put on ``sys.path`` first."""
+    """The configured routers, in priority order: the ``[[intents]]`` (no-code) router first, then
+    ``[handlers] routers``; handler directories are put on ``sys.path`` first."""
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
-    return [load_router(spec, f"[handlers] routers[{i}]") for i, spec in enumerate(config.handlers.routers)]
+    routers = [load_router(spec, f"[handlers] routers[{i}]") for i, spec in enumerate(config.handlers.routers)]
+    intents = intents_router(config.intents)
+    return routers if intents is None else [intents, *routers]
 
 
 def add_search_paths(paths: Iterable[Path]) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any, Callable, Iterable, Iterator
 
 from .context import Context, Reply
+from .normalize import fuzzy_ratio
 
 log = logging.getLogger("bot.router")
 
@@ -76,23 +78,15 @@ class Router:
     def intent(self, pattern: str | re.Pattern[str], *, flags: int = 0) -> Callable[[Handler], Handler]:
         """Regex searched in ``ctx.text`` (text or transcript); named groups become keyword arguments."""
         regex = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+        return self._decorate(regex_matcher(regex), f"intent {regex.pattern!r}")
 
-        def match(ctx: Context) -> dict[str, Any] | None:
-            found = regex.search(ctx.text) if ctx.text else None
-            return None if found is None else {k: v for k, v in found.groupdict().items()}
-        return self._decorate(match, f"intent {regex.pattern!r}")
+    def keyword(self, *words: str, exact: bool = False, fuzzy: float | None = None) -> Callable[[Handler], Handler]:
+        """Any of ``words`` contained in the text (or equal to it, with ``exact=True``).
 
-    def keyword(self, *words: str, exact: bool = False) -> Callable[[Handler], Handler]:
-        """Any of ``words`` contained in the text (or equal to it, with ``exact=True``)."""
-        if not words:
-            raise ValueError("keyword() needs at least one word")
-        lowered = tuple(w.lower() for w in words)
-
-        def match(ctx: Context) -> dict[str, Any] | None:
-            text = (ctx.text or "").strip().lower()
-            hit = text in lowered if exact else any(w in text for w in lowered)
-            return {} if text and hit else None
-        return self._decorate(match, f"keyword {words!r}")
+        ``fuzzy`` (0–1) also accepts a word whose similarity to the best window of the text reaches it, for
+        characters a recognizer mishears; None uses ``[matching] fuzzy_threshold``, 0 turns it off.
+        """
+        return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}")
 
     def _type(self, msg_type: str, handler: Handler | None) -> Any:
         register = self._decorate(lambda ctx: {} if ctx.type == msg_type else None, msg_type)
@@ -214,6 +208,40 @@ class Router:
             if answer is not None:
                 return answer
         return None
+
+
+def regex_matcher(regex: re.Pattern[str]) -> Matcher:
+    """Search ``ctx.text``; the named groups are the handler's keyword arguments."""
+    def match(ctx: Context) -> dict[str, Any] | None:
+        found = regex.search(ctx.text) if ctx.text else None
+        return None if found is None else found.groupdict()
+    return match
+
+
+def keyword_matcher(words: Iterable[str], *, exact: bool = False, fuzzy: float | None = None) -> Matcher:
+    """Any word contained in (``exact``: equal to) ``ctx.text``, case-insensitively, or close enough to it."""
+    lowered = tuple(w.lower() for w in words)
+    if not lowered or not all(lowered):
+        raise ValueError("keyword() needs at least one word, and no empty ones")
+    if fuzzy is not None and not 0 <= fuzzy <= 1:
+        raise ValueError(f"fuzzy: expected a threshold from 0 to 1, got {fuzzy!r}")
+
+    def match(ctx: Context) -> dict[str, Any] | None:
+        text = (ctx.text or "").strip().lower()
+        if not text:
+            return None
+        if text in lowered if exact else any(w in text for w in lowered):
+            return {}
+        threshold = fuzzy if fuzzy is not None else getattr(getattr(ctx.config, "matching", None),
+                                                            "fuzzy_threshold", 0.0)
+        if threshold and any(_similarity(w, text, exact) >= threshold for w in lowered):
+            return {}
+        return None
+    return match
+
+
+def _similarity(word: str, text: str, exact: bool) -> float:
+    return SequenceMatcher(None, word, text, autojunk=False).ratio() if exact else fuzzy_ratio(word, text)
 
 
 def _bind(mw: Middleware, call_next: Next) -> Next:

@@ -34,12 +34,12 @@ def _resolve_store_url(config: Config) -> str:
 
 def build_webhook(config: Config, router: Router | None = None, *, services: Services | None = None,
                   **kwargs: Any) -> Webhook:
+    services = services or build_services(config)  # one set: delivery, sessions and handlers share it
     if "transcriber" not in kwargs:
         from .recognizers import build_chain
-        services = services or build_services(config)
         kwargs["transcriber"] = build_chain(config, services.client)
     webhook = Webhook(config, router, **kwargs)
     webhook.services = services
     from .delivery import attach
-    attach(webhook, services or build_services(config))
+    attach(webhook, services)
     return webhook

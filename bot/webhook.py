@@ -13,12 +13,15 @@ from typing import Any, Callable, Mapping
 from .config import Config
 from .context import Context
 from .envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from .normalize import for_matching
 from .recognizers.base import Transcriber
 from .router import HandlerError, Router, combine
+from .session import Sessions
 
 log = logging.getLogger("bot.webhook")
 
 SUCCESS = "success"
+DEFAULT_BUDGET_S = 4.5  # seconds a handler may use when the config has no [reply] budget
 
 
 @dataclass
@@ -45,6 +48,8 @@ class Webhook:
             transcriber = RecognizerChain([PushRecognizer()], download=_no_download)
         self.transcriber = transcriber
         self.deliver: Callable[[Inbound], str] = self.answer
+        self.services: Any = None  # runtime.Services, set by runtime.build_webhook
+        self.sessions = Sessions(lambda: getattr(self.services, "store", None), config.session.ttl_s)
 
     # -- HTTP-shaped entry point ---------------------------------------------------------------
     def handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
@@ -72,7 +77,7 @@ class Webhook:
     # -- the job: text → router → reply XML ----------------------------------------------------
     def context(self, inbound: Inbound) -> Context:
         message = inbound.message
-        ctx = Context(message=message, msg_id=inbound.msg_id)
+        ctx = Context(message=message, msg_id=inbound.msg_id, config=self.config, services=self.services)
         if message.type == "text":
             content = message.content
             ctx.text = ctx.original_text = content if isinstance(content, str) else None
@@ -82,19 +87,25 @@ class Webhook:
             ctx.text = ctx.original_text = transcript.text
             ctx.transcript_source = transcript.source
             ctx.data["transcript"] = transcript
+        if ctx.text is not None:
+            ctx.text = for_matching(ctx.text, self.config.matching)
         return ctx
 
     def answer(self, inbound: Inbound) -> str:
         """Route one message and render the answer (``success`` when nobody answers)."""
         started = time.perf_counter()
+        reply_config = getattr(self.config, "reply", None)
+        deadline = time.monotonic() + (reply_config.budget_s if reply_config else DEFAULT_BUDGET_S)
         try:
             ctx = self.context(inbound)
         except Exception:  # a broken transcriber must not become a 500: treat it as "no transcript"
             log.exception("transcription failed msg_id=%s", inbound.msg_id)
-            ctx = Context(message=inbound.message, msg_id=inbound.msg_id)
+            ctx = Context(message=inbound.message, msg_id=inbound.msg_id, config=self.config, services=self.services)
+        ctx.deadline = deadline
         outcome = "answered"
         try:
-            reply = self.router.dispatch(ctx)
+            with self.sessions.bound(ctx):
+                reply = self.router.dispatch(ctx)
             if isinstance(reply, str) and not reply:  # WeChat shows an error for an empty <Content>: say nothing
                 reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:

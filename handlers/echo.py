@@ -7,7 +7,7 @@ router = Router("echo")
 @router.fallback
 def echo(ctx: Context) -> str | None:
     if ctx.text:
-        return ctx.text
+        return ctx.original_text or ctx.text  # the user's own words, not the normalized ones matched on
     return None
 
 

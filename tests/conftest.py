@@ -47,15 +47,24 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """Just enough TOML for config files: scalars, lists and nested tables."""
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    """Just enough TOML for config files: scalars, lists, nested tables and arrays of tables ([[intents]])."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_table_array(v)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    lines = [f"[{prefix}]"] if prefix and (scalars or not tables) else []
+    arrays = {k: v for k, v in data.items() if _is_table_array(v)}
+    lines = [f"[{prefix}]"] if prefix and (scalars or not (tables or arrays)) else []
     lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
     out = "\n".join(lines) + ("\n" if lines else "")
     for name, table in tables.items():
         out += "\n" + to_toml(table, f"{prefix}.{name}" if prefix else name)
+    for name, items in arrays.items():
+        for item in items:
+            out += f"\n[[{prefix + '.' if prefix else ''}{name}]]\n"
+            out += "".join(f"{k} = {_toml_value(v)}\n" for k, v in item.items())
     return out
 
 

@@ -20,14 +20,15 @@ def load_text(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> C
 def test_example_config_loads_with_its_documented_defaults() -> None:
     cfg = load_config(REPO / "config.example.toml", env={})
     assert cfg.wechat.appid == "wxsandbox" and len(cfg.wechat.encoding_aes_key) == 43
-    assert cfg.handlers.routers == ["handlers.lights:router", "handlers.echo:router"]
+    assert cfg.handlers.routers == ["handlers.dialog:router", "handlers.lights:router", "handlers.translate:router",
+                                    "handlers.echo:router"]
     assert cfg.server.replay_window_s == 300.0 and isinstance(cfg.server.replay_window_s, float)
     assert cfg.voice.lang == "zh_CN" and cfg.voice.openai.model == "whisper-1"
     assert cfg.base_dir == REPO
     # every key the dataclasses know is documented in the example (it says "every key is listed")
     import dataclasses
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
-    for section in ("wechat", "server", "handlers", "voice", "storage", "logging"):
+    for section in ("wechat", "server", "handlers", "voice", "storage", "logging", "matching", "session", "forward"):
         for f in dataclasses.fields(getattr(cfg, section)):
             if f.name != "openai":
                 assert f"\n{f.name} = " in text, f"[{section}] {f.name} is not in config.example.toml"
@@ -141,9 +142,11 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
     assert "wxa" in text  # the appid is not a secret and helps debugging
 
 
-def test_intents_section_is_reserved(tmp_path: Path) -> None:
-    cfg = load_text(tmp_path, VALID_WECHAT + '[intents]\nanything = "goes"\n')
-    assert not hasattr(cfg, "intents")
+def test_intents_must_be_an_array_of_tables(tmp_path: Path) -> None:
+    """``[intents]`` (one table) instead of ``[[intents]]`` stops start-up; the tables are tests/test_intents.py's."""
+    with pytest.raises(ConfigError, match=r"^\[\[intents\]\]: expected an array of tables"):
+        load_text(tmp_path, VALID_WECHAT + '[intents]\nanything = "goes"\n')
+    assert load_text(tmp_path, VALID_WECHAT).intents == []
 
 
 def test_replace_makes_a_changed_copy() -> None:

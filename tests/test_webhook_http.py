@@ -2,6 +2,8 @@
 an existing app (Flask's test client, which goes through the real WSGI stack)."""
 from __future__ import annotations
 
+import re
+
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -72,8 +74,11 @@ def test_encrypted_answer_is_encrypted_on_the_wire(gunicorn_server: Server, conf
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.xml") if "encrypted" not in p.name))
 def test_every_plaintext_sample_over_http(gunicorn_server: Server, config, name: str) -> None:
-    reply = BotClient(config, url=gunicorn_server.url, mode="plaintext").send(
-        (FIXTURES / name).read_text(encoding="utf-8"))
+    # The server is shared and deduplicates: give each sample its own MsgId / CreateTime.
+    xml = (FIXTURES / name).read_text(encoding="utf-8")
+    xml = re.sub(r"<MsgId>\d+</MsgId>", f"<MsgId>{messages.next_msg_id()}</MsgId>", xml)
+    xml = re.sub(r"<CreateTime>\d+</CreateTime>", f"<CreateTime>{messages.next_create_time()}</CreateTime>", xml)
+    reply = BotClient(config, url=gunicorn_server.url, mode="plaintext").send(xml)
     assert reply.status == 200 and reply.type == "text"
     expected = {"text": "this is a test", "werobot": "Meow~", "legacy": "腾讯微信团队", "event": WELCOME}
     want = next((v for k, v in expected.items() if k in name), config.voice.not_understood)

@@ -66,7 +66,9 @@ def build_recognizer(name: str, config: Config, client: Any) -> Recognizer | Non
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"[voice] recognizers: cannot load {name!r} ({exc})") from None
-    recognizer = obj if hasattr(obj, "recognize") else obj(config)
+    # A class has a ``recognize`` attribute too: it is a factory (called with the config), not an instance.
+    is_instance = hasattr(obj, "recognize") and not isinstance(obj, type)
+    recognizer = obj if is_instance or not callable(obj) else obj(config)
     if not hasattr(recognizer, "recognize"):
         raise ConfigError(f"[voice] recognizers: {name!r} gave {type(recognizer).__name__}, which has no recognize()")
     recognizer.name = getattr(recognizer, "name", name)

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from ..config import OpenAIConfig
+from ..config import ConfigError, OpenAIConfig
 from .base import RecognitionError, VoiceClip
 
 LANGUAGES = {"zh_CN": "zh", "en_US": "en"}
@@ -19,7 +19,7 @@ class OpenAIRecognizer:
 
     def __init__(self, config: OpenAIConfig, *, lang: str = "zh_CN", session: requests.Session | None = None) -> None:
         if not config.url:
-            raise ValueError("[voice.openai] url: empty; set it to use the 'openai' recognizer")
+            raise ConfigError("[voice.openai] url: empty; set it to use the 'openai' recognizer")
         base = config.url.rstrip("/")
         self.url = base if base.endswith("/audio/transcriptions") else (
             f"{base}/audio/transcriptions" if base.endswith("/v1") else f"{base}/v1/audio/transcriptions")

@@ -9,5 +9,6 @@ In pytest (the plugin is registered automatically), a handler is tested in three
 from . import messages
 from .client import BotClient, Envelope, Reply
 from .config import test_config
+from .wechat_retry import Seen, WeChatRetryClient
 
-__all__ = ["BotClient", "Envelope", "Reply", "messages", "test_config"]
+__all__ = ["BotClient", "Envelope", "Reply", "Seen", "WeChatRetryClient", "messages", "test_config"]

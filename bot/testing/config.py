@@ -8,8 +8,9 @@ from ..config import Config, config_from_dict
 TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
-def test_config(*, encrypted: bool = True, **sections: dict[str, Any]) -> Config:
-    """Secrets for a fake account (safe mode when ``encrypted``), memory storage, plus any overrides."""
+def test_config(*, encrypted: bool = True, **sections: dict[str, Any] | list[dict[str, Any]]) -> Config:
+    """Secrets for a fake account (safe mode when ``encrypted``), memory storage, plus any overrides
+    (``intents=[{...}, ...]`` for ``[[intents]]`` tables)."""
     raw: dict[str, Any] = {
         "wechat": {"appid": "wxtestappid000001", "appsecret": "test-secret", "token": "test-token",
                    "encoding_aes_key": TEST_AES_KEY if encrypted else "",
@@ -18,7 +19,10 @@ def test_config(*, encrypted: bool = True, **sections: dict[str, Any]) -> Config
         "storage": {"url": "memory://"},
     }
     for name, values in sections.items():
-        raw.setdefault(name, {}).update(values)
+        if isinstance(values, list):
+            raw[name] = values
+        else:
+            raw.setdefault(name, {}).update(values)
     return config_from_dict(raw)
 
 

@@ -12,6 +12,7 @@ What we change and why:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -27,6 +28,24 @@ from .token import AccessTokenManager, TokenError
 from .voice import WeChatVoice
 
 log = logging.getLogger("bot.wechat")
+
+_SECRET_PARAM = re.compile(r"((?:access_token|secret)=)[^&\s\"]+")
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs every request line, query string included, at DEBUG: keep tokens and secrets out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_PARAM.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_urllib3_log = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactSecrets) for f in _urllib3_log.filters):
+    _urllib3_log.addFilter(_RedactSecrets())
 
 
 def api_name(url: str) -> str:

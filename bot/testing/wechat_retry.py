@@ -1,0 +1,136 @@
+"""WeChat's side of the 5-second deadline, for tests and benchmarks.
+
+:class:`WeChatRetryClient` posts a push the way WeChat does: it drops the connection when ``wait_s`` passes
+without an answer and sends the very same request again (same body, same query: WeChat does not re-sign a
+retry), ``tries`` times in all. It returns everything the user saw: the passive reply, if a try got one, and
+the customer-service messages the sandbox recorded for that user. Every clock is a parameter, so tests run
+WeChat's timeline scaled down::
+
+    client = WeChatRetryClient(config, bot_url, sandbox.url, wait_s=0.5)
+    seen = client.voice(sandbox.register_voice("打开客厅的灯")["media_id"])
+    assert seen.answers == ["已打开客厅的灯"]
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+import xmltodict
+
+from ..config import Config
+from . import messages
+from .client import Envelope, Mode, Reply
+
+
+@dataclass
+class Seen:
+    """What one message looked like from the user's phone."""
+
+    passive: list[Reply] = field(default_factory=list)  # replies to a try, in time (at most one: WeChat stops)
+    customer_service: list[dict[str, Any]] = field(default_factory=list)  # bodies sent to message/custom/send
+    statuses: list[str] = field(default_factory=list)  # per try: "reply", "success", "timeout", "error", "HTTP 500"
+    elapsed: float = 0.0  # seconds from the first post until the client stopped looking
+    answered_s: float | None = None  # seconds from the first post to the first answer the user saw
+
+    @property
+    def answers(self) -> list[str]:
+        """Every answer the user read, passive first (texts; other types as ``[type]``)."""
+        out = [r.content if r.content is not None else f"[{r.type}]" for r in self.passive]
+        for m in self.customer_service:
+            out.append(m.get("text", {}).get("content", "") if m.get("msgtype") == "text" else f"[{m.get('msgtype')}]")
+        return out
+
+    @property
+    def error_shown(self) -> bool:
+        """The last try got no usable answer: WeChat tells the user the account cannot serve right now."""
+        return bool(self.statuses) and self.statuses[-1] not in ("reply", "success")
+
+
+class WeChatRetryClient:
+    """Posts like WeChat: drop at ``wait_s``, retry the same request, ``tries`` in all.
+
+    ``sandbox_url`` (the :class:`bot.sandbox.Sandbox` the bot talks to) is where customer-service messages
+    are read back; without it ``Seen.customer_service`` stays empty (read them yourself, e.g. in bulk).
+    After the tries, the client polls the sandbox for up to ``cs_wait_s`` when no passive reply came, then
+    keeps looking ``settle_s`` more, so that a duplicate arriving late is seen too.
+    """
+
+    def __init__(self, config: Config, url: str, sandbox_url: str | None = None, *, wait_s: float = 5.0,
+                 tries: int = 3, mode: Mode | None = None, cs_wait_s: float | None = None, settle_s: float = 0.0,
+                 poll_s: float = 0.05, session: requests.Session | None = None) -> None:
+        self.config, self.url = config, url
+        self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
+        self.wait_s, self.tries = wait_s, tries
+        self.cs_wait_s = 2 * wait_s if cs_wait_s is None else cs_wait_s
+        self.settle_s, self.poll_s = settle_s, poll_s
+        self.envelope = Envelope.for_config(config, mode)
+        self.session = session or requests.Session()
+
+    def send(self, xml: str) -> Seen:
+        """Deliver one push with WeChat's retries and collect what its user saw."""
+        openid = str(xmltodict.parse(xml)["xml"].get("FromUserName", ""))
+        query, body = self.envelope.wrap(xml)  # signed once: every try is byte-identical
+        target = f"{self.url}?{urlencode(query)}"
+        seen, started = Seen(), time.perf_counter()
+        for _ in range(self.tries):
+            try_started = time.perf_counter()
+            status = self._try(target, body, seen, started)
+            seen.statuses.append(status)
+            if status in ("reply", "success"):
+                break
+            if status != "timeout":  # refused or reset early: WeChat's next try still comes on its clock
+                time.sleep(max(0.0, self.wait_s - (time.perf_counter() - try_started)))
+        if self.sandbox_url:
+            self._collect(openid, seen, started)
+        seen.elapsed = time.perf_counter() - started
+        return seen
+
+    def _try(self, target: str, body: bytes, seen: Seen, started: float) -> str:
+        try_started = time.perf_counter()
+        try:
+            r = self.session.post(target, data=body, timeout=(self.wait_s, self.wait_s),
+                                  headers={"Content-Type": "text/xml"})
+        except requests.Timeout:
+            return "timeout"
+        except requests.RequestException:
+            return "error"
+        if time.perf_counter() - try_started > self.wait_s:  # a socket timer that fired late: WeChat's does not
+            return "timeout"
+        if r.status_code != 200:
+            return f"HTTP {r.status_code}"
+        reply = self.envelope.unwrap(r.status_code, r.text)
+        if reply.is_success:
+            return "success"
+        seen.passive.append(reply)
+        seen.answered_s = time.perf_counter() - started
+        return "reply"
+
+    def _collect(self, openid: str, seen: Seen, started: float) -> None:
+        deadline = time.perf_counter() + (0.0 if seen.passive else self.cs_wait_s)
+        settle_until: float | None = time.perf_counter() + self.settle_s if seen.passive else None
+        while True:
+            seen.customer_service = self.customer_service_messages(openid)
+            now = time.perf_counter()
+            if seen.customer_service and settle_until is None:
+                if seen.answered_s is None:
+                    seen.answered_s = now - started
+                settle_until = now + self.settle_s
+            if (settle_until is not None and now >= settle_until) or (settle_until is None and now >= deadline):
+                return
+            time.sleep(self.poll_s)
+
+    def customer_service_messages(self, openid: str) -> list[dict[str, Any]]:
+        """What the sandbox recorded on ``message/custom/send`` for ``openid``, in order."""
+        r = self.session.get(f"{self.sandbox_url}/sandbox/messages", timeout=5)
+        r.raise_for_status()
+        return [m for m in r.json() if m.get("touser") == openid]
+
+    # -- shortcuts ---------------------------------------------------------------------------------
+    def text(self, content: str, **kw: Any) -> Seen:
+        return self.send(messages.text(content, **kw))
+
+    def voice(self, media_id: str, **kw: Any) -> Seen:
+        return self.send(messages.voice(media_id, **kw))

@@ -1,0 +1,106 @@
+"""Plugin discovery for real: a handler package built and installed by pip, enabled in the config by name.
+
+The package is the README's recipe ("Writing, testing and publishing a handler package"): a pyproject with
+an entry point in ``wechat_voicebot.routers``. pip builds it with the setuptools of this venv (offline:
+``--no-build-isolation --no-deps --no-index``) and installs it with ``--target`` into a temporary directory
+that the test puts on ``sys.path``: importlib.metadata finds the installed ``.dist-info`` there exactly as in
+site-packages, and the shared venv is never changed.
+"""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from bot import ConfigError
+from bot.loading import PLUGIN_GROUP, load_router
+from bot.testing import BotClient, test_config
+from bot.webhook import Webhook
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=70.1"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "wvb-test-myplugin"
+version = "0.1.0"
+
+[project.entry-points."wechat_voicebot.routers"]
+myplugin = "myplugin:router"
+myfactory = "myplugin:make_router"
+
+[tool.setuptools]
+py-modules = ["myplugin"]
+"""
+
+MODULE = '''\
+from bot import Context, Router
+
+router = Router("myplugin")
+
+
+@router.intent(r"^plugin (?P<word>\\w+)$")
+def hello(ctx: Context, word: str) -> str:
+    return f"plugin says {word}"
+
+
+def make_router() -> Router:
+    made = Router("made")
+    made.fallback(lambda ctx: "made by the factory")
+    return made
+'''
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    source, target = tmp_path_factory.mktemp("myplugin-src"), tmp_path_factory.mktemp("myplugin-site")
+    (source / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (source / "myplugin.py").write_text(MODULE, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(target.glob("wvb_test_myplugin-0.1.0.dist-info/entry_points.txt"))
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    yield target
+    sys.path.remove(str(target))
+    sys.modules.pop("myplugin", None)
+    importlib.invalidate_caches()
+
+
+def test_entry_points_are_visible(installed: Path) -> None:
+    names = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
+    assert names["myplugin"] == "myplugin:router" and names["myfactory"] == "myplugin:make_router"
+
+
+def test_config_loads_the_plugin_by_name(installed: Path) -> None:
+    client = BotClient(Webhook(test_config(handlers={"routers": ["myplugin", "handlers.echo:router"]})))
+    assert client.text("plugin works").content == "plugin says works"
+    assert client.voice(recognition="plugin speaks.").content == "plugin says speaks"
+    assert client.text("anything else").content == "anything else"
+
+
+def test_a_factory_entry_point(installed: Path) -> None:
+    assert load_router("myfactory").name == "made"
+    assert BotClient(Webhook(test_config(handlers={"routers": ["myfactory"]}))).text("x").content == \
+        "made by the factory"
+
+
+def test_the_wechat_client_fixture_tests_a_plugin(installed: Path, wechat_client) -> None:
+    import myplugin
+    assert wechat_client(myplugin.router).text("plugin fixture").content == "plugin says fixture"
+
+
+def test_unknown_plugin_name_stops_start_up(installed: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^\[handlers\] routers\[0\]: 'notinstalled' is neither 'module:attribute' "
+                                          r"nor an installed plugin \(entry point group 'wechat_voicebot.routers'\)$"):
+        Webhook(test_config(handlers={"routers": ["notinstalled"]}))

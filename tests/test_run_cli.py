@@ -1,0 +1,138 @@
+"""The issue's "Done when": ``python -m bot run`` (sandbox + bot in one process, from a copy of
+config.example.toml) and ``python -m bot simulate`` against it, as a user runs them, in subprocesses."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from bot.config import ENV_OVERRIDES
+from conftest import REPO, free_port, run_cli, to_toml
+
+VOICE = "打开客厅的灯"
+ANSWER = "已打开客厅的灯"
+
+
+class Running:
+    def __init__(self, proc: subprocess.Popen[bytes], config: Path, log: Path, bot: str, sandbox: str,
+                 settings: dict[str, Any]) -> None:
+        self.proc, self.config, self.log, self.bot, self.sandbox = proc, config, log, bot, sandbox
+        self.settings = settings
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what we started
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """config.example.toml copied with free ports and state in a temp dir, served by ``python -m bot run``."""
+    work = tmp_path_factory.mktemp("run")
+    with (REPO / "config.example.toml").open("rb") as f:
+        settings = tomllib.load(f)
+    bot_port, sandbox_port = free_port(), free_port()
+    settings["wechat"]["api_base_url"] = f"http://127.0.0.1:{sandbox_port}"
+    settings["server"].update(host="127.0.0.1", port=bot_port)
+    settings["storage"]["url"] = f"sqlite:///{work / 'state' / 'bot.db'}"
+    config = work / "config.toml"
+    config.write_text(to_toml(settings), encoding="utf-8")
+    log = work / "run.log"
+    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES} | {"PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)], cwd=str(work),
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Running(proc, config, log, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sandbox_port}",
+                     settings)
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"`python -m bot run` exited with {proc.returncode}:\n{server.output()}")
+            try:
+                if requests.get(f"{server.bot}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`python -m bot run` not healthy after 20 s:\n{server.output()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+    assert proc.returncode is not None
+
+
+def simulate(running: Running, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("simulate", *args, "--config", str(running.config), cwd=running.config.parent, timeout=30)
+
+
+def test_run_then_simulate_voice_answers_through_the_sandbox(running: Running) -> None:
+    assert f"WeChat API sandbox on {running.sandbox}" in running.output()
+    result = simulate(running, "voice", VOICE)
+    assert result.returncode == 0, result.stderr
+    assert ANSWER in result.stdout
+    calls = requests.get(f"{running.sandbox}/sandbox/calls", timeout=5).json()
+    seq = [c["api"] for c in calls]
+    assert seq[:3] == ["stable_token", "get", "addvoicetorecofortext"], seq
+    assert len(seq) > 3 and set(seq[3:]) == {"queryrecoresultfortext"}, seq
+    assert all(c["errcode"] == 0 for c in calls)
+    assert calls[2]["query"]["voice_id"] == calls[-1]["query"]["voice_id"]
+    assert running.settings["wechat"]["appsecret"] not in running.output() + result.stdout + result.stderr
+    # the state went where the config said: into the temp dir, not the repository
+    assert (running.config.parent / "state" / "bot.db").exists()
+
+
+def test_a_second_voice_reuses_the_token(running: Running) -> None:
+    before = len(requests.get(f"{running.sandbox}/sandbox/calls", timeout=5).json())
+    result = simulate(running, "voice", "关闭卧室的灯", "--with-16k")
+    assert result.returncode == 0, result.stderr
+    assert "已关闭卧室的灯" in result.stdout
+    calls = requests.get(f"{running.sandbox}/sandbox/calls", timeout=5).json()[before:]
+    assert [c["api"] for c in calls][:2] == ["get", "addvoicetorecofortext"]  # no new token fetch
+    # MediaId16K was downloaded: the sandbox numbers media in order and the 16 kHz copy is the last one made
+    later = requests.post(f"{running.sandbox}/sandbox/voices", json={"text": "打开厨房的灯"}, timeout=5).json()
+    number = lambda media_id: int(media_id[3:].split("_", 1)[0])  # noqa: E731 - "sbx0007_..." -> 7
+    assert number(calls[0]["query"]["media_id"]) == number(later["media_id"]) - 1
+
+
+def test_simulate_voice_refuses_a_format_the_sandbox_cannot_make(running: Running) -> None:
+    result = simulate(running, "voice", VOICE, "--format", "speex")
+    assert result.returncode == 2 and "invalid choice: 'speex'" in result.stderr
+
+
+@pytest.mark.parametrize("mode", [None, "plaintext"])
+def test_simulate_text_in_safe_and_plaintext_mode(running: Running, mode: str | None) -> None:
+    result = simulate(running, "text", VOICE, *(["--mode", mode] if mode else []))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ANSWER
+    assert f"({mode or 'safe'} mode, HTTP 200" in result.stderr
+
+
+def test_handshake_with_a_correct_signature_returns_echostr(running: Running) -> None:
+    token = running.settings["wechat"]["token"]
+    timestamp, nonce, echostr = str(int(time.time())), "1320562132", "8226354917281345000"
+    signature = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+    url = f"{running.bot}{running.settings['server']['path']}"
+    r = requests.get(url, params={"signature": signature, "timestamp": timestamp, "nonce": nonce,
+                                  "echostr": echostr}, timeout=5)
+    assert (r.status_code, r.text) == (200, echostr)
+    bad = requests.get(url, params={"signature": "0" * 40, "timestamp": timestamp, "nonce": nonce,
+                                    "echostr": echostr}, timeout=5)
+    assert bad.status_code == 403 and echostr not in bad.text
