@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing import WeChatRetryClient, messages  # noqa: E402
+from bot.testing.net import free_port  # noqa: E402
 
 APPID, SECRET, TOKEN = "wxbenchdelivery01", "bench-secret", "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -52,13 +53,6 @@ print("ready", flush=True)
 while True:
     time.sleep(3600)
 """
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

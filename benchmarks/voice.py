@@ -18,7 +18,6 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from bot.audio import make_tone, transcode_to_mp3  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.runtime import build_webhook  # noqa: E402
 from bot.testing import BotClient, test_config  # noqa: E402
+from bot.testing.net import free_port  # noqa: E402
 
 
 def bare_transcode(data: bytes) -> bytes:
@@ -69,10 +69,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_sandbox(latency: float) -> tuple[subprocess.Popen, str]:

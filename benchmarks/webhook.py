@@ -27,7 +27,6 @@ import platform
 import secrets
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,16 +46,13 @@ from _load import LoadResult, Request, Signer  # noqa: E402
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing.client import BotClient  # noqa: E402
+from bot.testing.net import free_port  # noqa: E402
 
 MODES = ("plaintext", "safe")
 PATH = "/wechat"
 TARGET_RATIO = 0.9
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- servers ---------------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ class Heartbeat:
         self._tokens = itertools.count(1)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._failing: set[int] = set()  # stores whose last renewal failed: warn once per outage, not per beat
 
     def owner(self, role: str) -> str:
         """A fresh owner string for one run of one job by this process."""
@@ -99,9 +100,14 @@ class Heartbeat:
                 try:
                     h.store.set(key, "1", ttl=h.ttl)
                 except StoreError as exc:
-                    log.warning("heartbeat: could not renew %s: %s; retrying", key, exc)
+                    level = logging.DEBUG if id(h.store) in self._failing else logging.WARNING
+                    log.log(level, "heartbeat: could not renew %s: %s; retrying", key, exc)
+                    self._failing.add(id(h.store))
                     time.sleep(min(1.0, h.ttl / 10))
                     continue
+                if id(h.store) in self._failing:
+                    self._failing.discard(id(h.store))
+                    log.warning("heartbeat: renewing %s again", key)
                 with self._cond:
                     self._beaten[id(h.store)] = time.monotonic()
 

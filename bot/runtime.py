@@ -21,7 +21,7 @@ def build_services(config: Config) -> Services:
     from .store import open_store
     from .wechat import WeChatAPI
     store = open_store(_resolve_store_url(config), prefix=config.storage.prefix)
-    return Services(store=store, client=WeChatAPI(config.wechat, store))
+    return Services(store=store, client=WeChatAPI(config.wechat, store, pool_size=config.reply.threads))
 
 
 def _resolve_store_url(config: Config) -> str:

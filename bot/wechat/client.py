@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import requests
+import requests.adapters
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
@@ -58,13 +59,18 @@ class WeChatAPI(WeChatClient):
 
     voice = WeChatVoice()
 
-    def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None) -> None:
+    def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None,
+                 pool_size: int = 10) -> None:
         super().__init__(config.appid, config.appsecret, timeout=config.http_timeout_s, auto_retry=False)
         self.base_url = config.api_base_url.rstrip("/")
         self.API_BASE_URL = f"{self.base_url}/cgi-bin/"
         self.token_endpoint = config.token_endpoint
         if session is not None:
             self._http = session
+        else:  # one pooled connection per job thread, so a busy bot does not churn connections
+            adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(10, pool_size))
+            self._http.mount("http://", adapter)
+            self._http.mount("https://", adapter)
         self._force_refresh = False  # stable_token hands back the rejected token unless forced
         self.tokens = AccessTokenManager(store, self._fetch_token, key=f"access_token:{config.appid}",
                                          redact=[config.appsecret])
