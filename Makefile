@@ -23,9 +23,16 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/webhook.py
 	$(BIN)/python benchmarks/voice.py
 	$(BIN)/python benchmarks/delivery.py
+	$(BIN)/python benchmarks/report.py
+
+# Hostile input at length: FUZZ_EXAMPLES generated requests (default 50000), not derandomized; prints the count.
+FUZZ_EXAMPLES ?= 50000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s --timeout=3600 tests/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .voicebot

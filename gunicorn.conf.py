@@ -18,6 +18,10 @@ Sizing, per worker process:
 - A request that finds every thread busy queues; queueing eats into WeChat's 5 s before ``budget_s`` starts.
 - Memory: a thread is cheap (its stack is mostly untouched); see ``benchmarks/delivery.py`` for measured RSS.
 
+Metrics ([metrics] enabled): each worker process counts for itself. Export ``PROMETHEUS_MULTIPROC_DIR`` (an empty
+directory, emptied at each deploy) before starting gunicorn and prometheus_client shares the counters through
+files there, so ``/metrics`` answers the sum over all workers; without it, each scrape sees one worker.
+
 Environment overrides: ``WVB_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY`` (workers, default 2),
 ``WVB_THREADS`` (threads per worker, default 64). Command-line flags override this file. gunicorn also reads
 this file by itself when started from the repository root without ``-c``.

@@ -272,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "passive_share": round(passive_n / n, 4), "customer_service": sum(by_user.values()),
         "p50_s": _r(statistics.median(answered_s) if answered_s else None), "p99_s": _r(percentile(answered_s, 0.99)),
         "max_s": _r(max(answered_s) if answered_s else None),
+        "answered_s": sorted(_r(x) for x in answered_s),  # per message (passive answers), for the report's plot
         "duplicates": dup, "lost": lost, "wrong": wrong, "error_shown": errors, "unfinished": unfinished,
         "still_running_at_end": pending,
         "tries": dict(Counter(len(r["statuses"]) for r in results if r)),

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from .config import Config, ConfigError, load_config
@@ -20,6 +21,7 @@ examples:
   python -m bot simulate voice "打开客厅的灯"          needs the sandbox (python -m bot run)
   python -m bot sandbox --port 8090
   python -m bot worker --config config.toml           RQ worker, when [reply] executor = "rq"
+  python -m bot check --config config.toml            is the WeChat API, store, ... ready? (exit 0/1)
 production: gunicorn -c gunicorn.conf.py 'bot.wsgi:app'  (see README, "Deploying")
 """
 
@@ -32,9 +34,14 @@ def find_config(path: str | None) -> Config:
     return load_config(path)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """Log to stderr in ``[logging] format``, every line passed through the secret-redacting filter.
+
+    Takes a Config (level, format and the secrets to redact) or just a level name."""
+    from .observe import config_secrets, install_handler
+    if isinstance(config, str):
+        return install_handler(config, stream=stream)
+    return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream)
 
 
 def webhook_url(config: Config, host: str | None = None, port: int | None = None) -> str:
@@ -47,7 +54,7 @@ def webhook_url(config: Config, host: str | None = None, port: int | None = None
 def cmd_serve(args: argparse.Namespace) -> int:
     from .flask_adapter import create_app
     config = find_config(args.config)
-    setup_logging(config.logging.level)
+    setup_logging(config)
     app = create_app(config)
     host, port = args.host or config.server.host, args.port or config.server.port
     print(f"wechat-voicebot: serving {webhook_url(config, host, port)} (development server; use gunicorn in production)",
@@ -108,7 +115,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """An RQ worker running delivery jobs ([reply] executor = "rq") for one or more bots."""
     from .executor import run_worker
     configs = [find_config(path) for path in (args.config or [None])]
-    setup_logging(configs[0].logging.level)
+    setup_logging(configs[0])
     return run_worker(configs, burst=args.burst, name=args.name)
 
 
@@ -163,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-16k", action="store_true", help="voice: also offer MediaId16K")
     p.add_argument("--recognition", help="voice: put this in <Recognition> instead of registering a clip")
     p.set_defaults(func=cmd_simulate)
+
+    from .check import cmd_check
+    p = with_config(sub.add_parser("check", help="check the config, the WeChat API, the store, recognizers "
+                                   "and routers", description="One line per check with the fix; exit 0 "
+                                   "when all are ready, 1 otherwise, 2 for a broken config."))
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("worker", help="run an RQ worker for the delivery jobs ([reply] executor = \"rq\")",
                        description="Run delivery jobs (recognition + handlers) from Redis, apart from the web tier.")

@@ -88,6 +88,18 @@ class ReplyConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers (bot/observe.py)
+    hash_openid: bool = True  # openids are personal data: log sha256(salt + openid)[:12] unless false
+    openid_salt: str = field(default="", repr=False)  # empty: derived from appid + appsecret (per deployment)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus); off by default because it reveals traffic to whoever can reach it."""
+
+    enabled: bool = False
+    token: str = field(default="", repr=False)  # non-empty: require ``Authorization: Bearer <token>``
+    path: str = "/metrics"
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     reply: ReplyConfig = field(default_factory=ReplyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
@@ -196,6 +209,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
+    if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
+        raise ConfigError(f"[metrics] path: expected a path starting with '/' other than [server] path, "
+                          f"got {cfg.metrics.path!r}")
     if not 0 < cfg.server.port < 65536:
         raise ConfigError(f"[server] port: expected 1-65535, got {cfg.server.port}")
     for i, spec in enumerate(cfg.handlers.routers):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
@@ -28,11 +28,25 @@ class Context:
     transcript_source: str | None = None
     msg_id: str = ""
     data: dict[str, Any] = field(default_factory=dict)
-    session: dict[str, Any] = field(default_factory=dict)
+    session_loader: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    _session: dict[str, Any] | None = field(default=None, repr=False)
     original_text: str | None = None
     config: Any = None  # the bot's Config, set by the webhook
     services: Any = None  # runtime.Services (store, client) when the bot was built by runtime.build_webhook
     deadline: float | None = None  # time.monotonic() by which the answer should be ready
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The user's conversation state, read from the store on first use (most messages never touch it)."""
+        if self._session is None:
+            self._session = self.session_loader() if self.session_loader else {}
+        return self._session
+
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        if self._session is None and self.session_loader:
+            self.session_loader()  # read what is stored first: saving compares with it
+        self._session = value
 
     @property
     def client(self) -> Any:

@@ -50,7 +50,8 @@ def send_late(client: Any, msg_id: str, openid: str, payload: dict[str, Any] | N
         return False
     for attempt in range(retries + 1):
         try:
-            senders[kind]()
+            if not isinstance(senders[kind](), dict):  # wechatpy hands back a body that is not JSON as it is
+                raise TransportError("message/custom/send", None, "answer is not a JSON object")
         except (CustomerServiceWindowError, CustomerServiceQuotaError) as exc:
             log.error("undeliverable msg_id=%s reason=customer-service API refused errcode=%s (%s); not retried",
                       msg_id, exc.errcode, "48 h window passed" if exc.errcode == 45015 else "quota used up")

@@ -31,6 +31,7 @@ from .customer_service import cs_payload, send_late
 from .envelope import Inbound
 from .executor import Executor, Job, RQExecutor, ThreadExecutor
 from .leases import dropped_on_error, heartbeat, is_alive
+from .observe import Trace, emit, new_trace
 from .store import Store, StoreError
 from .webhook import SUCCESS
 
@@ -51,12 +52,13 @@ class Record:
     owner: str | None = None  # who runs the job while it is running (see bot.leases)
     late: bool = False  # the last chance for a passive answer passed: the job must send it itself
     reply: str | None = None  # reply XML (plaintext; each try encrypts it for its own request)
-    cs: dict[str, Any] | None = None  # what the customer-service API would send (see cs_payload)
     via: str | None = None
     reason: str | None = None
+    trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/observe.py)
 
     def dump(self) -> str:
-        return json.dumps({k: v for k, v in dataclasses.asdict(self).items() if v not in (None, False)},
+        # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
+        return json.dumps({k: v for k, v in vars(self).items() if v is not None and v is not False},
                           ensure_ascii=False)
 
     @classmethod
@@ -117,8 +119,12 @@ class Delivery:
         """Answer one try of a message: its reply XML if this try delivers it, else ``success``."""
         started, cfg, key = self.clock(), self.config, dedupe_key(inbound)
         try:
-            attempt = self._claim(key, inbound)
-            reply = self._await(key, inbound, started + cfg.budget_s, answer=True)
+            attempt, inline = self._claim(key, inbound)
+            reply = None
+            if inline is not None:  # nothing slow to wait for: run it here, without a thread hand-off
+                reply = self._run_inline(inline, inbound, started + cfg.budget_s)
+            if reply is None:
+                reply = self._await(key, inbound, started + cfg.budget_s, answer=True, attempt=attempt)
             if reply is not None:
                 outcome = "passive" if reply != SUCCESS else "answered-elsewhere"
             elif cfg.mode == "customer_service" or (cfg.mode == "auto" and attempt >= cfg.tries):
@@ -132,20 +138,42 @@ class Delivery:
             log.error("delivery store failed msg_id=%s: %s; answering in this request without dedupe",
                       inbound.msg_id, exc)
             return self.webhook.answer(inbound)
-        log.info("delivery msg_id=%s try=%d outcome=%s ms=%.0f", inbound.msg_id, attempt, outcome,
+        log.debug("delivery msg_id=%s try=%d outcome=%s ms=%.0f", inbound.msg_id, attempt, outcome,
                  (self.clock() - started) * 1000)
         return reply
 
-    def _claim(self, key: str, inbound: Inbound) -> int:
-        """The first try creates the record and starts the job; later tries join it. Returns the try number."""
+    def _run_inline(self, job: Job, inbound: Inbound, until: float) -> str | None:
+        """Run a claimed job in this request and, in time, go straight from running to delivered with one
+        CAS on the record as claimed. None: too late or the record moved (then the usual path decides)."""
+        with self._lock:
+            token = self._holds.pop(job.owner, None)
+        try:
+            reply_xml, trace = self.webhook.process(inbound)
+            if self.clock() < until and job.claimed is not None and self.store.compare_and_set(
+                    self._k(job.key), job.claimed, Record.load(job.claimed).but(
+                        state=DELIVERED, via="passive", reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
+                emit(trace, "passive", tries=1)
+                return reply_xml
+            self._finish(job.key, inbound, reply_xml, trace)
+            return None
+        finally:
+            if token is not None:
+                heartbeat().drop(token)
+            self._wake(job.key)
+
+    def _claim(self, key: str, inbound: Inbound) -> tuple[int, Job | None]:
+        """The first try creates the record and starts the job; later tries join it. Returns the try number,
+        and the job when the caller should run it itself: messages without voice need no recognition, so
+        the request thread runs them (a thread hand-off cost more than the job)."""
         created = time.time()
         owner, token = self._hold(created)
         raw = Record(RUNNING, created, owner).dump()
         with dropped_on_error(token):
             claimed = self.store.add(self._k(key), raw, ttl=self.config.state_ttl_s)
         if claimed:
+            inline = inbound.message.type != "voice"
             try:
-                self._start(key, inbound, owner, token)
+                job = self._start(key, inbound, owner, token, inline=inline, claimed=raw)
             except Exception as exc:  # e.g. the RQ queue is unreachable: forget the claim, answer inline
                 heartbeat().drop(token)
                 with self._lock:
@@ -153,9 +181,9 @@ class Delivery:
                 self._wake(key)
                 self.store.compare_and_delete(self._k(key), raw)
                 raise StoreError(f"cannot start the job: {type(exc).__name__}: {exc}") from exc
-            return 1
+            return 1, job
         heartbeat().drop(token)
-        return 1 + self.store.incr(self._k(key, "tries"), ttl=self.config.state_ttl_s)
+        return 1 + self.store.incr(self._k(key, "tries"), ttl=self.config.state_ttl_s), None
 
     def _hold(self, created: float) -> tuple[str, int]:
         """A new owner in this process, kept alive by its heartbeat. A job queued for RQ is vouched for by the
@@ -167,12 +195,18 @@ class Delivery:
         token = heartbeat().hold(self.store, cfg.lease_s, until=until)
         return heartbeat().owner("thread" if self.executor.local else "queue"), token
 
-    def _start(self, key: str, inbound: Inbound, owner: str, token: int) -> None:
-        if self.executor.local:
+    def _start(self, key: str, inbound: Inbound, owner: str, token: int, *, inline: bool = False,
+               claimed: str | None = None) -> Job | None:
+        """Submit the job, or (``inline``) hand it back for the caller to run in this thread."""
+        job = Job(key, inbound.xml, owner, claimed if inline else None)
+        if self.executor.local or inline:
             with self._lock:
                 self._local.add(key)
                 self._holds[owner] = token
-        self.executor.submit(Job(key, inbound.xml, owner))
+        if inline:
+            return job
+        self.executor.submit(job)
+        return None
 
     def _take_over(self, key: str, inbound: Inbound, raw: str, record: Record) -> None:
         """The job is running but its owner's process is dead: run it again, as the new owner.
@@ -193,8 +227,9 @@ class Delivery:
                     inbound.msg_id, record.owner or "(none)")
         self._start(key, inbound, owner, token)
 
-    def _await(self, key: str, inbound: Inbound, until: float, *, answer: bool) -> str | None:
-        """Wait until ``until`` for the job. ``answer``: win done→delivered and return the reply XML.
+    def _await(self, key: str, inbound: Inbound, until: float, *, answer: bool, attempt: int = 1) -> str | None:
+        """Wait until ``until`` for the job. ``answer``: win done→delivered, emit the message's line (passive at
+        the first try, retry at a later one) and return the reply XML.
         ``success`` when another try or the customer-service path already delivered it; None at ``until``."""
         next_owner_check, event, poll = 0.0, None, self.poll_s
         try:
@@ -204,7 +239,11 @@ class Delivery:
                 record = Record.load(raw)
                 now = self.clock()
                 if record is None:  # the store lost it (flushed): start over
-                    self._claim(key, inbound)
+                    _, job = self._claim(key, inbound)
+                    if job is not None:
+                        reply = self._run_inline(job, inbound, until if answer else 0.0)
+                        if reply is not None:
+                            return reply
                     continue
                 if record.state == DELIVERED and record.via == "passive" and answer and now < until:
                     return record.reply or SUCCESS  # WeChat retries only a try whose answer it did not get
@@ -212,7 +251,8 @@ class Delivery:
                     return SUCCESS
                 if record.state == DONE and answer and now < until:
                     if self.store.compare_and_set(self._k(key), raw, record.but(
-                            state=DELIVERED, via="passive", cs=None).dump(), ttl=self.config.state_ttl_s):
+                            state=DELIVERED, via="passive").dump(), ttl=self.config.state_ttl_s):
+                        emit(self._trace(record, inbound), "passive" if attempt == 1 else "retry", tries=attempt)
                         return record.reply or SUCCESS
                     continue
                 if record.state == RUNNING and now >= next_owner_check:
@@ -256,7 +296,8 @@ class Delivery:
             elif self.store.compare_and_set(rkey, raw, record.but(state=DELIVERED, via="customer_service",
                                                                  reply=None).dump(), ttl=self.config.state_ttl_s):
                 # done a moment after the budget: send from here, without delaying this answer
-                threading.Thread(target=self._send, args=(inbound.msg_id, inbound.message.source, record.cs),
+                threading.Thread(target=self._send, args=(inbound.msg_id, inbound.message.source, record.reply,
+                                                          self._trace(record, inbound)),
                                  name="wvb-cs-send", daemon=True).start()
                 return "customer-service"
 
@@ -268,10 +309,10 @@ class Delivery:
             record = Record.load(raw)
             if record is None or record.state in (DELIVERED, UNDELIVERABLE):
                 return "answered-elsewhere"
-            if self.store.compare_and_set(rkey, raw, record.but(state=UNDELIVERABLE, reason=reason, reply=None,
-                                                               cs=None).dump(), ttl=self.config.state_ttl_s):
-                log.error("undeliverable msg_id=%s reason=%s (mode passive: the customer-service API is off)",
-                          inbound.msg_id, reason)
+            new = record.but(state=UNDELIVERABLE, reason=reason, reply=None)
+            if self.store.compare_and_set(rkey, raw, new.dump(), ttl=self.config.state_ttl_s):
+                emit(self._trace(record, inbound), "undeliverable", reason=f"{reason} (mode passive: the "
+                     "customer-service API is off)")
                 return "undeliverable"
 
     # -- the job side: in a thread of this process, or in an RQ worker ----------------------------
@@ -295,7 +336,7 @@ class Delivery:
                 return
         try:
             inbound = inbound_from_xml(job.push_xml)
-            self._finish(job.key, inbound, self.webhook.answer(inbound))
+            self._finish(job.key, inbound, *self.webhook.process(inbound))
         finally:
             heartbeat().drop(token)
             self._wake(job.key)
@@ -312,10 +353,9 @@ class Delivery:
             if self.store.compare_and_set(rkey, raw, record.but(owner=owner).dump(), ttl=self.config.state_ttl_s):
                 return True
 
-    def _finish(self, key: str, inbound: Inbound, reply_xml: str) -> None:
+    def _finish(self, key: str, inbound: Inbound, reply_xml: str, trace: Trace) -> None:
         """Record the result for a waiting try, or, past the last chance, send or drop it: one CAS decides."""
         rkey, cfg = self._k(key), self.config
-        payload = cs_payload(reply_xml)
         while True:
             raw = self.store.get(rkey)
             record = Record.load(raw)
@@ -325,7 +365,7 @@ class Delivery:
                 return
             overdue = record.late or time.time() > record.created + cfg.tries * cfg.wechat_timeout_s
             if not overdue:
-                new = record.but(state=DONE, reply=reply_xml, cs=payload)
+                new = record.but(state=DONE, reply=reply_xml, trace=trace)
             elif cfg.mode == "passive":
                 new = record.but(state=UNDELIVERABLE, reason="result ready after the last try")
             else:
@@ -333,13 +373,19 @@ class Delivery:
             if self.store.compare_and_set(rkey, raw, new.dump(), ttl=cfg.state_ttl_s):
                 break
         if new.state == DELIVERED:
-            self._send(inbound.msg_id, inbound.message.source, payload)
+            self._send(inbound.msg_id, inbound.message.source, reply_xml, trace)
         elif new.state == UNDELIVERABLE:
-            log.error("undeliverable msg_id=%s reason=%s (mode passive: the customer-service API is off)",
-                      inbound.msg_id, new.reason)
+            emit(trace, "undeliverable", reason=f"{new.reason} (mode passive: the customer-service API is off)")
 
-    def _send(self, msg_id: str, openid: str, payload: dict[str, Any] | None) -> None:
-        send_late(self.client, msg_id, openid, payload, retries=self.cs_retries, backoff_s=self.cs_backoff_s)
+    def _send(self, msg_id: str, openid: str, reply_xml: str | None, trace: Trace) -> None:
+        """Send a late reply; it is turned into the customer-service form only here, off the fast path."""
+        sent = send_late(self.client, msg_id, openid, cs_payload(reply_xml or ""), retries=self.cs_retries,
+                         backoff_s=self.cs_backoff_s)
+        emit(trace, "customer_service", sent=sent)
+
+    def _trace(self, record: Record, inbound: Inbound) -> Trace:
+        """The job's trace, or (the job has not finished) what the push itself says."""
+        return record.trace or new_trace(self.webhook.config, inbound)
 
 
 def check(config: ReplyConfig) -> None:

@@ -4,15 +4,23 @@ It only turns a Flask request into ``(method, query, body)`` and the core's answ
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
+import socket
+import threading
+import time
 from pathlib import Path
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, request
 
 from .config import Config, load_config
 from .envelope import EnvelopeError
 from .router import Router
+from .webhook import Response as CoreResponse
 from .webhook import Webhook
 
 ConfigLike = str | os.PathLike[str] | Config
@@ -28,22 +36,151 @@ def build_webhook(config: ConfigLike, router: Router | None = None, **kwargs: An
     return build(as_config(config), router=router, **kwargs)
 
 
+class _BodyDeadlines:
+    """Cuts off clients that do not finish sending their body in time (one daemon thread for all requests).
+
+    A client that sends its headers and then trickles or stalls the body would hold a server thread for as
+    long as it likes: enough of them and a gthread worker answers nobody. WeChat never waits longer than
+    ``[reply] wechat_timeout_s`` for an answer, so a body still arriving after that is not WeChat's: its
+    socket is shut down, the blocked read returns, and the request ends with a 4xx.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, seconds: float) -> int:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="wvb-body-deadlines", daemon=True)
+                self._thread.start()
+            ticket = next(self._ids)
+            self._live.add(ticket)
+            due = time.monotonic() + seconds
+            earliest = not self._heap or due < self._heap[0][0]
+            heapq.heappush(self._heap, (due, ticket, sock))
+            if earliest:  # otherwise the thread already wakes sooner: no context switch per request
+                self._cond.notify()
+            return ticket
+
+    def disarm(self, ticket: int) -> bool:
+        """False when the deadline already fired (the socket was shut down)."""
+        with self._cond:
+            if ticket in self._live:
+                self._live.discard(ticket)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # finished in time
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due, ticket, sock = self._heap[0]
+                if due > time.monotonic():
+                    self._cond.wait(due - time.monotonic())
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(ticket)
+                try:
+                    sock.shutdown(socket.SHUT_RD)  # the 408 can still be written back
+                except OSError:
+                    pass
+
+
+_deadlines = _BodyDeadlines()
+
+
+def _read_body(environ: dict[str, Any], limit: int, seconds: float) -> bytes | None:
+    """Up to ``limit + 1`` bytes of the request body; None when the client did not send it within ``seconds``."""
+    stream = environ["wsgi.input"]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length >= 0:
+        size = min(length, limit + 1)
+    elif environ.get("wsgi.input_terminated"):  # chunked, and the server ends the stream for us
+        size = limit + 1
+    else:
+        return b""  # HTTP/1.1: no length and not chunked means no body
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        return stream.read(size)
+    ticket = _deadlines.arm(sock, seconds)
+    try:
+        body = stream.read(size)
+    except Exception:  # the deadline shut the socket: a short body (werkzeug's ClientDisconnected) or OSError
+        if _deadlines.disarm(ticket):
+            raise
+        return None
+    return body if _deadlines.disarm(ticket) else None
+
+
+def first_values(query_string: str) -> dict[str, str]:
+    """The query as WeChat sends it: one value per name (the first, as Flask's ``request.args.get``)."""
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
+def serve_callback(webhook: Webhook, environ: dict[str, Any]) -> tuple[CoreResponse, bool]:
+    """One callback request from a WSGI environ: the core's answer, and whether to close the connection
+    (a refused body we did not read to its end: a client could trickle the rest for as long as it likes)."""
+    limit = webhook.config.server.max_body_bytes
+    method = environ.get("REQUEST_METHOD", "GET")
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        return webhook.reject(EnvelopeError(413, "body too large", f"Content-Length {length} > {limit} bytes")), True
+    body = b""
+    if method == "POST":
+        seconds = float(getattr(getattr(webhook.config, "reply", None), "wechat_timeout_s", 5.0))
+        read = _read_body(environ, limit, seconds)
+        if read is None:
+            return webhook.reject(EnvelopeError(408, "body too slow", f"not received within {seconds:g} s")), True
+        body = read
+    result = webhook.handle(method, first_values(environ.get("QUERY_STRING", "")), body)
+    return result, result.status == 413
+
+
 def webhook_blueprint(webhook: Webhook, name: str = "wechat_voicebot") -> Blueprint:
     """A blueprint serving the callback at ``[server] path`` (mount it with any ``url_prefix``)."""
     bp = Blueprint(name, __name__)
-    limit = webhook.config.server.max_body_bytes
 
     def callback() -> Response:
-        if request.content_length is not None and request.content_length > limit:
-            refused = webhook.reject(EnvelopeError(413, "body too large",
-                                                   f"Content-Length {request.content_length} > {limit} bytes"))
-            return Response(refused.body, status=refused.status, content_type=refused.content_type)
-        body = request.stream.read(limit + 1) if request.method == "POST" else b""
-        result = webhook.handle(request.method, request.args, body)
-        return Response(result.body, status=result.status, content_type=result.content_type)
+        result, close = serve_callback(webhook, request.environ)
+        return Response(result.body, status=result.status, content_type=result.content_type,
+                        headers={"Connection": "close"} if close else None)
 
     bp.add_url_rule(webhook.config.server.path, "callback", callback, methods=["GET", "POST"])
     return bp
+
+
+class CallbackFastPath:
+    """WSGI middleware for :func:`create_app`: the callback path goes straight to the core, skipping Flask's
+    request context and routing (they cost more per message than the whole protocol work); everything
+    else (``/healthz``, ``/metrics``, your routes) goes to the Flask app as usual."""
+
+    def __init__(self, webhook: Webhook, app: Any) -> None:
+        self.webhook, self.app, self.path = webhook, app, webhook.config.server.path
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+            return self.app(environ, start_response)
+        result, close = serve_callback(self.webhook, environ)
+        body = result.body.encode("utf-8")
+        headers = [("Content-Type", result.content_type), ("Content-Length", str(len(body)))]
+        if close:
+            headers.append(("Connection", "close"))
+        start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
+        return [body]
 
 
 class VoiceBot:
@@ -74,10 +211,14 @@ def create_app(config: ConfigLike, router: Router | None = None, **kwargs: Any) 
     app = Flask("wechat_voicebot")
     webhook = build_webhook(config, router, **kwargs)
     app.register_blueprint(webhook_blueprint(webhook))
+    app.wsgi_app = CallbackFastPath(webhook, app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["wechat_voicebot"] = webhook
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    from .metrics import register
+    register(app, webhook.config)  # GET [metrics] path, when [metrics] enabled
 
     return app

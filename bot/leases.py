@@ -56,13 +56,14 @@ class Heartbeat:
         self._held: dict[int, _Held] = {}  # hold token -> what it keeps alive
         self._beaten: dict[int, float] = {}  # id(store) -> time.monotonic() of the last renewal
         self._tokens = itertools.count(1)
+        self._runs = itertools.count(1)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._failing: set[int] = set()  # stores whose last renewal failed: warn once per outage, not per beat
 
     def owner(self, role: str) -> str:
         """A fresh owner string for one run of one job by this process."""
-        return f"{role}@{self.process}#{uuid.uuid4().hex[:6]}"
+        return f"{role}@{self.process}#{next(self._runs)}"  # unique: the process part carries a nonce
 
     def hold(self, store: Store, ttl: float, *, until: float | None = None) -> int:
         """Keep this process alive in ``store`` until :meth:`drop` (or ``until``); returns the token to drop.

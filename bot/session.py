@@ -104,11 +104,19 @@ class Sessions:
         return written
 
     @contextmanager
-    def bound(self, ctx: Context) -> Iterator[dict[str, Any]]:
-        """``ctx.session`` loaded for the block, saved after it (not when the block raised)."""
+    def bound(self, ctx: Context) -> Iterator[None]:
+        """``ctx.session`` loadable during the block (lazily), saved after it (not when the block raised)."""
         if not ctx.openid:
-            yield ctx.session
+            yield
             return
-        ctx.session, snapshot = self.load(ctx.openid)
-        yield ctx.session
-        self.save(ctx.openid, ctx.session, snapshot, ctx.msg_id)
+        loaded: list[Snapshot | None] = []
+
+        def load() -> dict[str, Any]:
+            session, snapshot = self.load(ctx.openid)
+            loaded.append(snapshot)
+            return session
+
+        ctx.session_loader = load
+        yield
+        if loaded:  # saved only when some handler looked at it (and changed it)
+            self.save(ctx.openid, ctx.session, loaded[0], ctx.msg_id)

@@ -13,7 +13,9 @@ from typing import Any, Callable, Mapping
 from .config import Config
 from .context import Context
 from .envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from .metrics import REQUESTS, labelled
 from .normalize import for_matching
+from .observe import Trace, add_step, emit, new_trace
 from .recognizers.base import Transcriber
 from .router import HandlerError, Router, combine
 from .session import Sessions
@@ -63,7 +65,9 @@ class Webhook:
             return self.reject(exc)
         except NotAMessage as exc:
             log.info("ignored authenticated XML: %s", exc)
+            labelled(REQUESTS, "ignored", "").inc()
             return Response(200, SUCCESS)
+        labelled(REQUESTS, "accepted", "").inc()
         reply_xml = self.deliver(inbound)
         if reply_xml == SUCCESS or not reply_xml:
             return Response(200, SUCCESS)
@@ -72,6 +76,7 @@ class Webhook:
     def reject(self, exc: EnvelopeError) -> Response:
         """Refuse a request with one log line (adapters use it for what they refuse themselves)."""
         log.warning("rejected request: %s status=%s", exc, exc.status)
+        labelled(REQUESTS, "rejected", exc.reason).inc()
         return Response(exc.status, exc.reason)
 
     # -- the job: text → router → reply XML ----------------------------------------------------
@@ -92,8 +97,15 @@ class Webhook:
         return ctx
 
     def answer(self, inbound: Inbound) -> str:
-        """Route one message and render the answer (``success`` when nobody answers)."""
-        started = time.perf_counter()
+        """Answer in this request, with no delivery layer (or its store failed): the answer is passive."""
+        xml, trace = self.process(inbound)
+        emit(trace, "passive")
+        return xml
+
+    def process(self, inbound: Inbound) -> tuple[str, Trace]:
+        """Route one message and render the answer (``success`` when nobody answers), with its trace (steps,
+        recognizer, outcome) for the one ``bot.message`` line the caller emits once delivery is decided."""
+        trace = new_trace(self.config, inbound)
         reply_config = getattr(self.config, "reply", None)
         deadline = time.monotonic() + (reply_config.budget_s if reply_config else DEFAULT_BUDGET_S)
         try:
@@ -102,7 +114,13 @@ class Webhook:
             log.exception("transcription failed msg_id=%s", inbound.msg_id)
             ctx = Context(message=inbound.message, msg_id=inbound.msg_id, config=self.config, services=self.services)
         ctx.deadline = deadline
-        outcome = "answered"
+        transcript = ctx.data.get("transcript")
+        for step, seconds in getattr(transcript, "steps", ()):
+            add_step(trace, step, seconds)
+        trace["recognizer"] = getattr(transcript, "source", None) or ctx.transcript_source
+        if transcript is not None and transcript.error:
+            trace["recognition_error"] = transcript.error
+        routing_started, outcome = time.perf_counter(), "answered"
         try:
             with self.sessions.bound(ctx):
                 reply = self.router.dispatch(ctx)
@@ -117,9 +135,9 @@ class Webhook:
             xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
         if xml is None:
             outcome = "no_answer"
-        log.info("message msg_id=%s type=%s source=%s outcome=%s ms=%.1f", ctx.msg_id, ctx.type,
-                 ctx.transcript_source, outcome, (time.perf_counter() - started) * 1000)
-        return xml or SUCCESS
+        add_step(trace, "routing", time.perf_counter() - routing_started)
+        trace["outcome"] = outcome
+        return xml or SUCCESS, trace
 
 
 def _no_download(media_id: str) -> bytes:

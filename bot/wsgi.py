@@ -9,5 +9,5 @@ from .config import load_config
 from .flask_adapter import create_app
 
 config = load_config(os.environ.get("WECHAT_VOICEBOT_CONFIG", "config.toml"))
-setup_logging(config.logging.level)
+setup_logging(config)
 app = create_app(config)

@@ -86,8 +86,8 @@ def test_rq_worker_answers_exactly_once(rig: SimpleNamespace, latency_s: float, 
     if latency_s == 4.0:
         assert seen.statuses == quiet, seen
     log = Path(rig.worker.log_path).read_text(errors="replace")
-    assert "outcome=answered" in log  # the job ran in the RQ worker, not in gunicorn
-    assert "outcome=answered" not in rig.server.log()
+    assert "Successfully completed answer m:" in log  # the job ran in the RQ worker, not in gunicorn
+    assert "fetched access token" not in rig.server.log()  # gunicorn never recognized anything itself
 
 
 def test_killed_work_horse_loses_nothing(rig: SimpleNamespace) -> None:

@@ -57,7 +57,7 @@ class VoiceClip:
         elapsed = time.perf_counter() - started
         self.steps.append((step, elapsed))
         extra = "".join(f" {k}={v}" for k, v in fields.items())
-        log.info("voice step=%s msg_id=%s ms=%.1f%s", step, self.msg_id, elapsed * 1000, extra)
+        log.debug("voice step=%s msg_id=%s ms=%.1f%s", step, self.msg_id, elapsed * 1000, extra)  # see bot.message
 
     def source(self) -> bytes:
         """The pushed audio: ``MediaId16K`` when offered (falling back to ``MediaId``), else ``MediaId``."""

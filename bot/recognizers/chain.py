@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from ..config import Config
+from ..metrics import RECOGNIZER_FAILURES, RECOGNIZER_SUCCESSES, labelled
 from .base import RecognitionError, Recognizer, Transcript, VoiceClip, log
 
 
@@ -28,19 +29,23 @@ class RecognizerChain:
                 text = recognizer.recognize(clip, deadline)
             except RecognitionError as exc:
                 reasons.append(f"{recognizer.name}:{exc.reason}")
+                labelled(RECOGNIZER_FAILURES, recognizer.name, exc.reason).inc()
                 level = logging.DEBUG if exc.reason == "no_push_recognition" else logging.WARNING
                 log.log(level, "voice recognizer=%s msg_id=%s failed reason=%s detail=%s ms=%.1f", recognizer.name,
                         clip.msg_id, exc.reason, exc.detail, (time.perf_counter() - started) * 1000)
                 continue
             except Exception as exc:  # a third-party recognizer's bug must not lose the message
                 reasons.append(f"{recognizer.name}:crashed")
+                labelled(RECOGNIZER_FAILURES, recognizer.name, "crashed").inc()
                 log.exception("voice recognizer=%s msg_id=%s crashed: %s", recognizer.name, clip.msg_id,
                               type(exc).__name__)
                 continue
-            log.info("voice recognizer=%s msg_id=%s transcript_chars=%d ms=%.1f", recognizer.name, clip.msg_id,
-                     len(text), (time.perf_counter() - started) * 1000)
+            labelled(RECOGNIZER_SUCCESSES, recognizer.name).inc()
+            # DEBUG: the message's bot.message line names the recognizer and every step's duration
+            log.debug("voice recognizer=%s msg_id=%s transcript_chars=%d ms=%.1f", recognizer.name, clip.msg_id,
+                      len(text), (time.perf_counter() - started) * 1000)
             return Transcript(text, recognizer.name, steps=clip.steps)
-        return Transcript(None, None, error=", ".join(reasons) or "no recognizer configured", steps=clip.steps)
+        return Transcript(None, None, error=",".join(reasons) or "no recognizer configured", steps=clip.steps)
 
 
 def build_recognizer(name: str, config: Config, client: Any) -> Recognizer | None:

@@ -92,6 +92,8 @@ class RedisStore(Store):
 
     def _wrap(self, exc: Exception) -> StoreError:
         """A StoreError naming the (redacted) URL, with the password scrubbed from redis-py's text."""
+        from ..metrics import STORE_ERRORS, labelled
+        labelled(STORE_ERRORS, "redis").inc()
         detail = str(exc) or type(exc).__name__
         if self._secret:
             detail = detail.replace(self._secret, "***")

@@ -124,6 +124,8 @@ class SQLiteStore(LockingStore):
                     raise
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            from ..metrics import STORE_ERRORS, labelled
+            labelled(STORE_ERRORS, "sqlite").inc()
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
     # -- primitives for LockingStore ---------------------------------------------------------------

@@ -12,7 +12,6 @@ What we change and why:
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
 from ..config import WeChatConfig
+from ..observe import SECRET_PARAM
 from ..store import Store
 from .errors import (TOKEN_ERRCODES, TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
                      error_for)
@@ -30,7 +30,7 @@ from .voice import WeChatVoice
 
 log = logging.getLogger("bot.wechat")
 
-_SECRET_PARAM = re.compile(r"((?:access_token|secret)=)[^&\s\"]+")
+_SECRET_PARAM = SECRET_PARAM  # one pattern for every redaction (bot/observe.py)
 
 
 class _RedactSecrets(logging.Filter):
@@ -96,9 +96,16 @@ class WeChatAPI(WeChatClient):
             api = "token"
             call = lambda: self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
                 "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
-        result = self._json(api, call)
-        if "access_token" not in result:
-            raise WeChatAPIError(api, None, "answer without access_token")
+        from ..metrics import TOKEN_FETCHES, labelled
+        try:
+            result = self._json(api, call)
+            if "access_token" not in result:
+                raise WeChatAPIError(api, None, "answer without access_token")
+        except WeChatAPIError as exc:
+            result_label = "transport" if isinstance(exc, TransportError) else str(exc.errcode or "bad_answer")
+            labelled(TOKEN_FETCHES, api, result_label).inc()
+            raise
+        labelled(TOKEN_FETCHES, api, "ok").inc()
         log.info("fetched access token endpoint=%s expires_in=%s ms=%.1f", api, result.get("expires_in"),
                  (time.perf_counter() - started) * 1000)
         return str(result["access_token"]), int(result.get("expires_in", 7200))

@@ -1,0 +1,282 @@
+"""One benchmark report: ``benchmarks/REPORT.md`` and PNG plots from ``benchmarks/out/*.json``.
+
+    python benchmarks/report.py              # after the benchmarks (``make bench`` runs them, then this)
+    python benchmarks/report.py --out-dir /tmp/report
+
+Reads what ``benchmarks/webhook.py``, ``voice.py`` and ``delivery.py`` wrote (a missing file is reported as
+missing, not guessed), describes the machine this runs on (nproc, CPU model, memory, Python, package
+versions) and plots latency distributions with matplotlib's Agg backend (no display needed). Where a JSON
+has per-request latencies (voice: per message; delivery: per answered message) they are plotted as
+distributions; the webhook benchmark's load generator (wrk) reports percentiles only, so its plot shows
+p50/p99 per round.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+PACKAGES = ("wechat-voicebot", "flask", "werkzeug", "gunicorn", "wechatpy", "cryptography", "xmltodict", "av",
+            "requests", "redis", "rq", "matplotlib")
+COMMANDS = {  # what ``make bench`` runs, in order
+    "webhook": "python benchmarks/webhook.py",
+    "voice": "python benchmarks/voice.py",
+    "delivery": "python benchmarks/delivery.py",
+}
+
+
+# -- the machine ----------------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu_model, mem_kb = None, None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return {"nproc": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "cpu": cpu_model or platform.processor() or "unknown",
+            "memory_gib": round(mem_kb / 1024 / 1024, 1) if mem_kb else None,
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()], "versions": versions}
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def load(out_dir: Path, name: str) -> tuple[dict[str, Any] | None, str]:
+    path = out_dir / f"{name}.json"
+    if not path.exists():
+        return None, f"`{path.name}` missing: run `{COMMANDS[name]}`"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+    return json.loads(path.read_text(encoding="utf-8")), f"`benchmarks/out/{path.name}`, written {stamp}"
+
+
+def fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _plt() -> Any:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+# -- sections -------------------------------------------------------------------------------------------------
+def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    lines = [f"Command: `{data.get('command', COMMANDS['webhook'])}` — gunicorn `{' '.join(data.get('gunicorn_args', []))}`,"
+             f" load generator {data.get('loadgen', '?')}, {data.get('rounds', '?')} rounds × {data.get('duration_s', '?')} s"
+             f" per server and mode, {data.get('connections', '?')} connections. Medians over the rounds.", ""]
+    rows = []
+    for mode, s in data.get("summary", {}).items():
+        for server in ("bare", "ours", "direct", "cand"):
+            r = s.get(server)
+            if not isinstance(r, dict):
+                continue
+            rps = r.get("rps", s.get(f"{server}_rps"))
+            cpu = r.get("cpu_us", s.get(f"{server}_cpu_us"))
+            ratio = 1.0 if server == "bare" else (s.get("ratio") if server == "ours" else r.get("ratio"))
+            rows.append([mode, server + (f" ({r['note']})" if r.get("note") else ""), rps, r.get("p50_ms"),
+                         r.get("p99_ms"), cpu, fmt(ratio, 2)])
+    lines.append(table(["mode", "server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "req/s ÷ bare"], rows))
+    info = data.get("info_logging") or {}
+    if info:
+        lines += ["", "With `[logging] level = \"INFO\"` (one extra run per mode): " + ", ".join(
+            f"{m} {fmt(v.get('rps'))} req/s (÷ bare {fmt(v.get('ratio_to_bare'), 2)})" for m, v in info.items() if isinstance(v, dict))]
+    runs = data.get("runs", [])
+    if runs:
+        plt = _plt()
+        modes = sorted({r["mode"] for r in runs})
+        servers = [s for s in ("bare", "ours", "direct", "cand") if any(r["server"] == s for r in runs)]
+        fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+        for ax, mode in zip(axes[0], modes):
+            for i, server in enumerate(servers):
+                sel = [r for r in runs if r["mode"] == mode and r["server"] == server]
+                for q, marker in (("p50_ms", "o"), ("p99_ms", "^")):
+                    ax.scatter([i + (0.12 if q == "p99_ms" else -0.12)] * len(sel), [r[q] for r in sel], marker=marker,
+                               label=q.split("_")[0] if i == 0 else None, color="C0" if q == "p50_ms" else "C3")
+            ax.set_xticks(range(len(servers)), servers)
+            ax.set_title(f"webhook, {mode}: latency per round")
+            ax.set_ylabel("ms")
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "webhook_latency.png", dpi=110)
+        plt.close(fig)
+        plots.append("webhook_latency.png")
+        lines += ["", "![webhook latency](webhook_latency.png)", "",
+                  "wrk reports percentiles, not single requests: each point is one round's p50 (●) or p99 (▲)."]
+    return "\n".join(lines)
+
+
+def voice_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    lines = [f"Command: `{COMMANDS['voice']}`.", "", "Transcode (AMR-NB 8 kHz → mp3 16 kHz mono), median, one core:", ""]
+    rows = [[k.removeprefix("transcode_"), v["ours_s"] * 1000, v["bare_s"] * 1000, v["x_realtime"],
+             fmt(v["ours_s"] / v["bare_s"], 2) if v.get("bare_s") else None]
+            for k, v in data.items() if k.startswith("transcode_")]
+    lines += [table(["clip", "ours ms", "bare ms", "× realtime", "ours ÷ bare"], rows), "",
+              "Whole voice message (safe mode, in-process bot, sandbox in another process); bot = wall − injected "
+              "recognition latency − the sandbox's own handling time:", ""]
+    rows, series = [], []
+    for k, v in data.items():
+        if not k.startswith("pipeline_"):
+            continue
+        label = k.removeprefix("pipeline_").replace("_latency", ", latency ") + " s"
+        rows.append([label, v.get("messages"), v["wall_p50"] * 1000, v["bot_p50"] * 1000, v["bot_p99"] * 1000,
+                     v["bare_p50"] * 1000])
+        series.append((label, v))
+    lines.append(table(["clip, recognition latency", "messages", "wall p50 ms", "bot p50 ms", "bot p99 ms",
+                        "bare transcode p50 ms"], rows))
+    if series:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(8, 4))
+        if all("bot_s" in v for _, v in series):
+            ax.boxplot([[x * 1000 for x in v["bot_s"]] for _, v in series], showfliers=True)
+            note = "per-message distribution of the bot's own time"
+        else:
+            xs = range(len(series))
+            ax.bar([x - 0.2 for x in xs], [v["bot_p50"] * 1000 for _, v in series], width=0.4, label="p50")
+            ax.bar([x + 0.2 for x in xs], [v["bot_p99"] * 1000 for _, v in series], width=0.4, label="p99")
+            ax.set_xticks(list(xs))
+            ax.legend()
+            note = "p50/p99 of the bot's own time (this JSON has no per-message values)"
+        ax.set_xticklabels([label for label, _ in series], rotation=15)
+        ax.set_ylabel("ms")
+        ax.set_title("voice message: bot time (wall − recognition latency − sandbox)")
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "voice_latency.png", dpi=110)
+        plt.close(fig)
+        plots.append("voice_latency.png")
+        lines += ["", "![voice latency](voice_latency.png)", "", f"Plot: {note}."]
+    return "\n".join(lines)
+
+
+def delivery_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    lines = [f"Command: `{COMMANDS['delivery']}` — {data.get('messages')} voice messages over {data.get('ramp_s')} s, "
+             f"recognition latency {data.get('recognition_latency_s')} s, clips of {data.get('clip_s')} s, "
+             f"{data.get('workers')} {data.get('worker_class')} workers × {data.get('threads_per_worker')} threads, "
+             f"store {data.get('store')}.", ""]
+    rows = [[k, data.get(k)] for k in ("peak_in_flight", "wall_s", "passive_share", "customer_service", "p50_s",
+                                       "p99_s", "max_s", "duplicates", "lost", "wrong", "error_shown", "unfinished",
+                                       "still_running_at_end")]
+    rows.append(["tries (count of messages)", ", ".join(f"{k} tries: {v}" for k, v in sorted(data.get("tries", {}).items()))])
+    rss = data.get("worker_rss_mb") or {}
+    if rss:
+        rows.append(["worker RSS MB (idle → peak)", ", ".join(f"{v.get('idle')} → {v.get('peak')}" for v in rss.values())])
+    cpu = data.get("cpu_s") or {}
+    if cpu:
+        rows.append(["CPU s (workers; sandbox; load generator)", f"{cpu.get('workers')}; {cpu.get('sandbox')}; "
+                                                                 f"{cpu.get('load_generator')}"])
+    lines.append(table(["measure", "value"], [[k, fmt(v, 3) if isinstance(v, float) else str(v)] for k, v in rows]))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    answered = data.get("answered_s")
+    if answered:
+        ax.hist(answered, bins=min(40, max(5, len(answered) // 5)), color="C0")
+        ax.axvline(data.get("p50_s") or statistics.median(answered), color="k", ls="--", label="p50")
+        ax.axvline(data.get("p99_s") or pct(answered, 0.99), color="C3", ls="--", label="p99")
+        ax.set_xlabel("seconds from the first try to the answer the user saw")
+        ax.set_ylabel("messages")
+        note = "per-message distribution (passive answers)"
+    else:
+        names = [k for k in ("p50_s", "p99_s", "max_s") if data.get(k) is not None]
+        ax.bar(names, [data[k] for k in names], color=["C0", "C3", "C1"][: len(names)])
+        ax.set_ylabel("seconds")
+        note = "p50/p99/max only (this JSON has no per-message values)"
+    ax.set_title(f"delivery: time to answer, recognition latency {data.get('recognition_latency_s')} s")
+    ax.legend() if answered else None
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "delivery_latency.png", dpi=110)
+    plt.close(fig)
+    plots.append("delivery_latency.png")
+    lines += ["", "![delivery latency](delivery_latency.png)", "", f"Plot: {note}."]
+    return "\n".join(lines)
+
+
+def write_report(json_dir: Path, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = machine()
+    plots: list[str] = []
+    parts = ["# Benchmark report", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `python benchmarks/report.py` from "
+             "`benchmarks/out/*.json` (`make bench` runs every benchmark, then this).", "",
+             "## Machine", "",
+             table(["", ""], [["CPUs (nproc / usable)", f"{m['nproc']} / {m['usable_cpus']}"], ["CPU model", m["cpu"]],
+                              ["memory", f"{m['memory_gib']} GiB"], ["Python", m["python"]],
+                              ["platform", m["platform"]], ["load average when the report was written",
+                                                            ", ".join(map(str, m["loadavg"]))]]), "",
+             "Packages: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), "",
+             "## Commands", "", "```sh", "make bench   # installs the bench extra (matplotlib), then:",
+             *COMMANDS.values(), "python benchmarks/report.py", "```", ""]
+    for name, title, section in (("webhook", "Webhook throughput (text push, gunicorn, loopback)", webhook_section),
+                                 ("voice", "Voice pipeline", voice_section),
+                                 ("delivery", "Delivery under load (WeChat's retries, real sandbox)", delivery_section)):
+        data, source = load(json_dir, name)
+        parts += [f"## {title}", "", f"Source: {source}.", ""]
+        if data is not None:
+            machine_note = data.get("machine") if isinstance(data.get("machine"), dict) else None
+            if machine_note:
+                parts += [f"Recorded on: {machine_note.get('nproc')} CPUs, {machine_note.get('cpu')}, "
+                          f"Python {machine_note.get('python')}, load average at start "
+                          f"{[round(x, 2) for x in machine_note.get('loadavg_at_start', [])]}.", ""]
+            parts.append(section(data, out_dir, plots))
+        parts.append("")
+    report = out_dir / "REPORT.md"
+    report.write_text("\n".join(parts), encoding="utf-8")
+    print(f"wrote {report} and {', '.join(plots) or 'no plots'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json-dir", type=Path, default=BENCH_DIR / "out")
+    ap.add_argument("--out-dir", type=Path, default=BENCH_DIR, help="where REPORT.md and the PNGs go")
+    args = ap.parse_args(argv)
+    write_report(args.json_dir, args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``python -m bot check``, run as a user runs it (a subprocess), against the real sandbox over HTTP."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from bot.sandbox import Sandbox
+from bot.testing.net import free_port
+from conftest import run_cli
+from delivery_support import SECRET, start_sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    sb = start_sandbox(0.05)
+    yield sb
+    sb.stop()
+
+
+def check(write_config: Any, sandbox: Sandbox, env: dict[str, str] | None = None, **sections: Any) -> Any:
+    wechat = {"api_base_url": sandbox.url, **sections.pop("wechat", {})}
+    path = write_config(wechat=wechat, **sections)
+    return run_cli("check", "--config", str(path), env={"PYTHONIOENCODING": "utf-8", **(env or {})})
+
+
+def lines(result: Any) -> dict[str, str]:
+    """``{check name: whole line}``."""
+    return {line[2:].split(": ", 1)[0]: line for line in result.stdout.splitlines() if line[:1] in "✓✗"}
+
+
+def test_everything_ready_against_the_sandbox(write_config: Any, sandbox: Sandbox) -> None:
+    result = check(write_config, sandbox, voice={"recognizers": ["push", "wechat"]})
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = lines(result)
+    assert all(line.startswith("✓") for line in found.values()), result.stdout
+    assert {f"WeChat API ({sandbox.url}, stable token)", "store (memory://)", "recognizer push", "recognizer wechat",
+            "router handlers.lights:router", "router handlers.echo:router", "callback"} == set(found)
+    assert result.stdout.rstrip().endswith("ready")
+    assert [c["api"] for c in sandbox.calls()][-1:] == ["stable_token"]  # it really asked for a token
+
+
+def test_wrong_appsecret_names_the_fix(write_config: Any, sandbox: Sandbox) -> None:
+    result = check(write_config, sandbox, wechat={"appsecret": "not-the-secret"})
+    assert result.returncode == 1, result.stdout
+    api = lines(result)[f"WeChat API ({sandbox.url}, stable token)"]
+    assert api.startswith("✗") and "40125" in api and "[wechat] appsecret" in api
+    assert lines(result)["recognizer wechat"].startswith("✗")  # it needs that token
+    assert "not-the-secret" not in result.stdout + result.stderr and SECRET not in result.stdout
+
+
+def test_whitelist_errcode_says_add_the_ip(write_config: Any, sandbox: Sandbox) -> None:
+    sandbox.inject_fault("stable_token", 40164)
+    result = check(write_config, sandbox)
+    api = lines(result)[f"WeChat API ({sandbox.url}, stable token)"]
+    assert result.returncode == 1 and "40164" in api and "IP whitelist" in api, result.stdout
+
+
+def test_unreachable_redis_and_openai_and_ascii_output(write_config: Any, sandbox: Sandbox) -> None:
+    port = free_port()
+    result = check(write_config, sandbox, env={"PYTHONIOENCODING": "ascii"},
+                   storage={"url": f"redis://:hunter2pass@127.0.0.1:{port}/0"},
+                   voice={"recognizers": ["push", "openai"], "openai": {"url": f"http://127.0.0.1:{free_port()}"}})
+    assert result.returncode == 1
+    out = result.stdout
+    store = next(line for line in out.splitlines() if "store (" in line)
+    assert store.startswith("[FAIL]") and "unreachable" in store and "[storage] url" in store, out
+    assert "hunter2pass" not in out
+    openai = next(line for line in out.splitlines() if "recognizer openai" in line)
+    assert openai.startswith("[FAIL]") and "cannot reach" in openai
+    assert next(line for line in out.splitlines() if "recognizer push" in line).startswith("[ok]")
+    assert "✓" not in out and "✗" not in out
+
+
+def test_openai_any_http_answer_means_reachable(write_config: Any, sandbox: Sandbox) -> None:
+    result = check(write_config, sandbox, voice={"recognizers": ["openai"], "openai": {"url": sandbox.url}})
+    assert lines(result)["recognizer openai"].startswith("✓"), result.stdout
+    assert result.returncode == 0
+
+
+def test_unloadable_router_fails(write_config: Any, sandbox: Sandbox) -> None:
+    result = check(write_config, sandbox, handlers={"routers": ["handlers.lights:router", "nosuchmodule:router"]})
+    assert result.returncode == 1
+    assert lines(result)["router nosuchmodule:router"].startswith("✗")
+    assert "cannot import module 'nosuchmodule'" in lines(result)["router nosuchmodule:router"]
+    assert lines(result)["router handlers.lights:router"].startswith("✓")
+
+
+def test_broken_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[wechat]\nappid = "x"\nappsecret = "y"\ntoken = "z"\n[voice]\nlang = "zh"\n', encoding="utf-8")
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "config error: [voice] lang: expected 'zh_CN' or 'en_US', got 'zh'\n"
