@@ -50,7 +50,8 @@ class SQLiteStore(LockingStore):
         self._memory = path == MEMORY
         self._local = threading.local()
         self._opened: list[tuple[int, sqlite3.Connection]] = []
-        self._opened_lock = threading.Lock()
+        self._opened_lock = threading.Condition()  # also counts operations in flight (close waits)
+        self._inflight = 0
         # ":memory:" is one private database per connection, so that mode shares one connection.
         self._shared_lock = threading.RLock() if self._memory else None
         self._closed = False
@@ -110,6 +111,10 @@ class SQLiteStore(LockingStore):
 
     @contextmanager
     def _locked(self, write: bool) -> Iterator[None]:
+        with self._opened_lock:  # close() waits for operations in flight: closing a connection in use crashes
+            if self._closed:
+                raise StoreError(f"sqlite store {self.path} is closed")
+            self._inflight += 1
         try:
             with self._shared_lock or nullcontext():
                 conn = self._conn()
@@ -127,6 +132,10 @@ class SQLiteStore(LockingStore):
             from ..metrics import STORE_ERRORS, labelled
             labelled(STORE_ERRORS, "sqlite").inc()
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+        finally:
+            with self._opened_lock:
+                self._inflight -= 1
+                self._opened_lock.notify_all()
 
     # -- primitives for LockingStore ---------------------------------------------------------------
     def _load(self, key: str, now: float) -> Entry | None:
@@ -161,6 +170,7 @@ class SQLiteStore(LockingStore):
         pid = os.getpid()
         with self._opened_lock:
             self._closed = True
+            self._opened_lock.wait_for(lambda: self._inflight == 0, timeout=self.busy_timeout_s)
             mine = [c for p, c in self._opened if p == pid]
             self._opened = [(p, c) for p, c in self._opened if p != pid]
         for conn in mine:
