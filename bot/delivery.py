@@ -281,39 +281,42 @@ class Delivery:
         if event is not None:
             event.set()
 
-    def _too_late(self, key: str, inbound: Inbound) -> str:
-        """No passive answer is possible any more: the job (or this call) sends through customer service."""
+    def _settle(self, key: str, decide: Callable[[Record], tuple[Record | None, str]]) -> tuple[str, Record | None]:
+        """Read, decide, compare-and-set until the write wins. ``decide(record)`` gives the new record (None:
+        nothing to write) and the outcome; a record already delivered or undeliverable is left alone."""
         rkey = self._k(key)
         while True:
             raw = self.store.get(rkey)
             record = Record.load(raw)
             if record is None or record.state in (DELIVERED, UNDELIVERABLE):
-                return "answered-elsewhere"
-            if record.state == RUNNING:
-                if record.late or self.store.compare_and_set(rkey, raw, record.but(late=True).dump(),
-                                                             ttl=self.config.state_ttl_s):
-                    return "customer-service-pending"
-            elif self.store.compare_and_set(rkey, raw, record.but(state=DELIVERED, via="customer_service",
-                                                                 reply=None).dump(), ttl=self.config.state_ttl_s):
-                # done a moment after the budget: send from here, without delaying this answer
-                threading.Thread(target=self._send, args=(inbound.msg_id, inbound.message.source, record.reply,
-                                                          self._trace(record, inbound)),
-                                 name="wvb-cs-send", daemon=True).start()
-                return "customer-service"
+                return "answered-elsewhere", None
+            new, outcome = decide(record)
+            if new is None or self.store.compare_and_set(rkey, raw, new.dump(), ttl=self.config.state_ttl_s):
+                return outcome, record
+
+    def _too_late(self, key: str, inbound: Inbound) -> str:
+        """No passive answer is possible any more: the job (or this call) sends through customer service."""
+        def decide(record: Record) -> tuple[Record | None, str]:
+            if record.state == RUNNING:  # the job sends it when it finishes
+                return (None if record.late else record.but(late=True)), "customer-service-pending"
+            return record.but(state=DELIVERED, via="customer_service", reply=None), "customer-service"
+
+        outcome, record = self._settle(key, decide)
+        if outcome == "customer-service" and record is not None:
+            # done a moment after the budget: send from here, without delaying this answer
+            threading.Thread(target=self._send, args=(inbound.msg_id, inbound.message.source, record.reply,
+                                                      self._trace(record, inbound)),
+                             name="wvb-cs-send", daemon=True).start()
+        return outcome
 
     def _give_up(self, key: str, inbound: Inbound, reason: str) -> str:
         """Passive mode, last try over: log the message as undeliverable, exactly once."""
-        rkey = self._k(key)
-        while True:
-            raw = self.store.get(rkey)
-            record = Record.load(raw)
-            if record is None or record.state in (DELIVERED, UNDELIVERABLE):
-                return "answered-elsewhere"
-            new = record.but(state=UNDELIVERABLE, reason=reason, reply=None)
-            if self.store.compare_and_set(rkey, raw, new.dump(), ttl=self.config.state_ttl_s):
-                emit(self._trace(record, inbound), "undeliverable", reason=f"{reason} (mode passive: the "
-                     "customer-service API is off)")
-                return "undeliverable"
+        outcome, record = self._settle(key, lambda r: (r.but(state=UNDELIVERABLE, reason=reason, reply=None),
+                                                       "undeliverable"))
+        if outcome == "undeliverable" and record is not None:
+            emit(self._trace(record, inbound), "undeliverable",
+                 reason=f"{reason} (mode passive: the customer-service API is off)")
+        return outcome
 
     # -- the job side: in a thread of this process, or in an RQ worker ----------------------------
     def run(self, job: Job) -> None:
