@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bot.config import config_from_dict  # noqa: E402
-from bot.testing import WeChatRetryClient, messages  # noqa: E402
-from bot.testing.net import free_port  # noqa: E402
+from bot.testing import WeChatRetryClient  # noqa: E402
+from bot.testing.net import free_port, wait_until_up  # noqa: E402
 
 APPID, SECRET, TOKEN = "wxbenchdelivery01", "bench-secret", "bench-token"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -56,16 +56,10 @@ while True:
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[:3]} exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=0.5)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up in {timeout:.0f}s")
+    try:
+        wait_until_up(url, proc, timeout=timeout, interval=0.1)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def write_config(directory: Path, sandbox_url: str, args: argparse.Namespace) -> Path:

@@ -34,6 +34,18 @@ COMMANDS = {  # what ``make bench`` runs, in order
 
 
 # -- the machine ----------------------------------------------------------------------------------------------
+
+def save_plot(fig: Any, out_dir: Path, name: str, plots: list[str], caption: str) -> list[str]:
+    """Write ``fig`` as ``out_dir/name``, remember it, and return the Markdown lines that show it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    plots.append(name)
+    alt = name.removesuffix(".png").replace("_", " ")
+    return ["", f"![{alt}]({name})", "", caption]
+
 def machine() -> dict[str, Any]:
     cpu_model, mem_kb = None, None
     try:
@@ -140,12 +152,8 @@ def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> st
             ax.set_ylabel("ms")
             ax.grid(axis="y", alpha=0.3)
             ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "webhook_latency.png", dpi=110)
-        plt.close(fig)
-        plots.append("webhook_latency.png")
-        lines += ["", "![webhook latency](webhook_latency.png)", "",
-                  "wrk reports percentiles, not single requests: each point is one round's p50 (●) or p99 (▲)."]
+        lines += save_plot(fig, out_dir, "webhook_latency.png", plots,
+                           "wrk reports percentiles, not single requests: each point is one round's p50 (●) or p99 (▲).")
     return "\n".join(lines)
 
 
@@ -184,11 +192,7 @@ def voice_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
         ax.set_ylabel("ms")
         ax.set_title("voice message: bot time (wall − recognition latency − sandbox)")
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out_dir / "voice_latency.png", dpi=110)
-        plt.close(fig)
-        plots.append("voice_latency.png")
-        lines += ["", "![voice latency](voice_latency.png)", "", f"Plot: {note}."]
+        lines += save_plot(fig, out_dir, "voice_latency.png", plots, f"Plot: {note}.")
     return "\n".join(lines)
 
 
@@ -227,11 +231,7 @@ def delivery_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> s
     ax.set_title(f"delivery: time to answer, recognition latency {data.get('recognition_latency_s')} s")
     ax.legend() if answered else None
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "delivery_latency.png", dpi=110)
-    plt.close(fig)
-    plots.append("delivery_latency.png")
-    lines += ["", "![delivery latency](delivery_latency.png)", "", f"Plot: {note}."]
+    lines += save_plot(fig, out_dir, "delivery_latency.png", plots, f"Plot: {note}.")
     return "\n".join(lines)
 
 

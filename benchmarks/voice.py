@@ -35,7 +35,7 @@ from bot.audio import make_tone, transcode_to_mp3  # noqa: E402
 from bot.router import Router  # noqa: E402
 from bot.runtime import build_webhook  # noqa: E402
 from bot.testing import BotClient, test_config  # noqa: E402
-from bot.testing.net import free_port  # noqa: E402
+from bot.testing.net import free_port, wait_until_up  # noqa: E402
 
 
 def bare_transcode(data: bytes) -> bytes:
@@ -77,14 +77,12 @@ def start_sandbox(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "bot", "sandbox", "--port", str(port), "--latency", str(latency),
                              "--window", "10"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{url}/sandbox/calls", timeout=0.5)
-            return proc, url
-        except requests.RequestException:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("sandbox did not start")
+    try:
+        wait_until_up(f"{url}/sandbox/calls", proc, timeout=10)
+    except RuntimeError as exc:
+        proc.kill()
+        raise SystemExit(f"sandbox did not start: {exc}") from None
+    return proc, url
 
 
 def pipeline(url: str, seconds: float, messages: int, latency: float, poll_initial_s: float) -> dict[str, Any]:

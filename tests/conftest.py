@@ -16,11 +16,10 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import pytest
-import requests
 
 from bot.config import ENV_OVERRIDES
 from bot.router import Router
-from bot.testing.net import free_port
+from bot.testing.net import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -171,18 +170,11 @@ class Server:
 
 
 def wait_healthy(server: Server, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
-        try:
-            if requests.get(f"{server.base}/healthz", timeout=0.5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"server not healthy after {timeout}s:\n{server.log()[-3000:]}")
+    try:
+        wait_until_up(f"{server.base}/healthz", server.proc, timeout=timeout, ok=lambda status: status == 200)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}:\n{server.log()[-3000:]}") from None
 
 
 def start_gunicorn(config_path: Path, log_dir: Path, *, cwd: Path | None = None, workers: int = 2,

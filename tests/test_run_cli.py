@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from bot.config import ENV_OVERRIDES
+from bot.testing.net import wait_until_up
 from conftest import REPO, free_port, run_cli, to_toml
 
 VOICE = "打开客厅的灯"
@@ -60,19 +61,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Running(proc, config, log, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sandbox_port}",
                      settings)
-    deadline = time.monotonic() + 20
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"`python -m bot run` exited with {proc.returncode}:\n{server.output()}")
-            try:
-                if requests.get(f"{server.bot}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"`python -m bot run` not healthy after 20 s:\n{server.output()}")
-            time.sleep(0.05)
+        try:
+            wait_until_up(f"{server.bot}/healthz", proc, ok=lambda status: status == 200)
+        except RuntimeError as exc:
+            raise RuntimeError(f"`python -m bot run`: {exc}:\n{server.output()}") from None
         yield server
     finally:
         server.stop()

@@ -8,24 +8,14 @@ import pytest
 import requests
 
 from bot.audio import decode_pcm, encode_pcm, make_tone, transcode_to_mp3
+from voice_support import sandbox_fixtures
 from bot.sandbox import FREQUENCY_GRID, Sandbox, SandboxError, main
 
 APPID, SECRET = "wxtest", "test-secret"
 LATENCY, WINDOW = 0.25, 1.0
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(appid=APPID, appsecret=SECRET, recognition_latency_s=LATENCY, window_s=WINDOW) as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> Iterator[None]:
-    sandbox.reset()
-    sandbox.configure(recognition_latency_s=LATENCY, window_s=WINDOW, token_expires_in=7200, token_grace_s=0.0,
-                      max_voice_bytes=1_000_000)
-    yield
+sandbox, clean = sandbox_fixtures(APPID, SECRET, LATENCY, WINDOW, max_voice_bytes=1_000_000)
 
 
 @pytest.fixture(scope="module")

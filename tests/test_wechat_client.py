@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from bot.audio import make_tone, transcode_to_mp3
 from bot.config import WeChatConfig
+from voice_support import sandbox_fixtures
 from bot.sandbox import Sandbox
 from bot.store import open_store
 from bot.wechat import WeChatAPI
@@ -22,18 +23,7 @@ APPID, SECRET = "wxclienttest00001", "client-secret-91c2e"
 LATENCY, WINDOW = 0.1, 1.0
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(appid=APPID, appsecret=SECRET, recognition_latency_s=LATENCY, window_s=WINDOW) as sb:
-        yield sb
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: Sandbox) -> Iterator[None]:
-    sandbox.reset()
-    sandbox.configure(recognition_latency_s=LATENCY, window_s=WINDOW, token_expires_in=7200, token_grace_s=0.0,
-                      appsecret=SECRET)
-    yield
+sandbox, clean = sandbox_fixtures(APPID, SECRET, LATENCY, WINDOW, appsecret=SECRET)
 
 
 class Recorded(requests.Session):

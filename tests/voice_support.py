@@ -10,14 +10,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bot import Context, Router
 from bot.audio import AudioError, decode_pcm, detect_tone
-from bot.sandbox import FREQUENCY_GRID
+from bot.sandbox import FREQUENCY_GRID, Sandbox
 
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
 XML = Path(__file__).resolve().parent / "fixtures"
@@ -130,3 +131,22 @@ class FakeOpenAI:
             return jsonify(text=self.text_for(detect_tone(pcm, 16000, FREQUENCY_GRID)))
 
         return app
+
+
+def sandbox_fixtures(appid: str, secret: str, latency: float, window: float, **settings: Any) -> tuple[Any, Any]:
+    """A module-wide real sandbox and an autouse fixture that resets it (calls, faults, uploads) and its
+    settings before each test. Use as ``sandbox, clean = sandbox_fixtures(APPID, SECRET, 0.1, 1.0)``."""
+
+    @pytest.fixture(scope="module")
+    def sandbox() -> Iterator[Sandbox]:
+        with Sandbox(appid=appid, appsecret=secret, recognition_latency_s=latency, window_s=window) as sb:
+            yield sb
+
+    @pytest.fixture(autouse=True)
+    def clean(sandbox: Sandbox) -> Iterator[None]:
+        sandbox.reset()
+        sandbox.configure(recognition_latency_s=latency, window_s=window, token_expires_in=7200,
+                          token_grace_s=0.0, **settings)
+        yield
+
+    return sandbox, clean
