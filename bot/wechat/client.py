@@ -23,7 +23,7 @@ from wechatpy.exceptions import WeChatClientException
 from ..config import WeChatConfig
 from ..observe import SECRET_PARAM
 from ..store import Store
-from .errors import (TOKEN_ERRCODES, TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
+from .errors import (TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
                      error_for)
 from .token import AccessTokenManager, TokenError
 from .voice import WeChatVoice
@@ -161,4 +161,4 @@ class WeChatAPI(WeChatClient):
         return result
 
 
-__all__ = ["WeChatAPI", "TOKEN_ERRCODES"]
+__all__ = ["WeChatAPI"]

@@ -61,7 +61,6 @@ class TransportError(WeChatAPIError):
     retryable = True
 
 
-TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     -1: BusyError,
     40001: TokenInvalidError,
