@@ -60,6 +60,9 @@ class Heartbeat:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._failing: set[int] = set()  # stores whose last renewal failed: warn once per outage, not per beat
+        # stores a hold found overdue for a renewal: renewed even if that hold is dropped before the thread runs
+        # (a job that finishes in a millisecond would otherwise wake the thread for nothing, once per message)
+        self._overdue: dict[int, _Held] = {}
 
     def owner(self, role: str) -> str:
         """A fresh owner string for one run of one job by this process."""
@@ -76,7 +79,9 @@ class Heartbeat:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="wvb-heartbeat", daemon=True)
                 self._thread.start()
-            if time.monotonic() - self._beaten.get(id(store), float("-inf")) >= ttl / 3:
+            stale = time.monotonic() - self._beaten.get(id(store), float("-inf")) >= ttl / 3
+            if stale and id(store) not in self._overdue:
+                self._overdue[id(store)] = self._held[token]
                 self._cond.notify()
             return token
 
@@ -92,6 +97,8 @@ class Heartbeat:
                 for token in [t for t, h in self._held.items() if h.until is not None and h.until < now]:
                     del self._held[token]
                 stores = {id(h.store): h for h in self._held.values()}
+                stores.update(self._overdue)
+                self._overdue.clear()
                 due = [h for i, h in stores.items() if now - self._beaten.get(i, float("-inf")) >= h.ttl / 3]
                 if not due:
                     wake = min((self._beaten.get(i, now) + h.ttl / 3 for i, h in stores.items()), default=now + 60)
