@@ -16,9 +16,9 @@ backend. A message answered at its first try costs three writes (with SQLite eac
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.delivery")
 
 RUNNING, DONE, DELIVERED, UNDELIVERABLE = "running", "done", "delivered", "undeliverable"
+Claim = tuple[str, "Record", str]  # (dedupe key, record as claimed, its raw form) of a job run inline
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps(...) builds one per call
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,14 @@ class Record:
 
     def dump(self) -> str:
         # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
-        return json.dumps({k: v for k, v in vars(self).items() if v is not None and v is not False},
-                          ensure_ascii=False)
+        return _encode({k: v for k, v in vars(self).items() if v is not None and v is not False})
 
     @classmethod
     def load(cls, raw: str | None) -> Record | None:
         return None if raw is None else cls(**json.loads(raw))
 
     def but(self, **changes: Any) -> Record:
-        return dataclasses.replace(self, **changes)
+        return Record(**{**vars(self), **changes})  # dataclasses.replace validates each field: slower
 
 
 def dedupe_key(inbound: Inbound) -> str:
@@ -109,6 +110,7 @@ class Delivery:
         self._events: dict[str, threading.Event] = {}
         self._local: set[str] = set()  # keys whose job runs in this process
         self._holds: dict[str, int] = {}  # owner -> heartbeat token, for jobs submitted in this process
+        self._inline_hold = 0  # the pid that holds this process alive for inline jobs (see _inline_owner)
         self._lock = threading.Lock()
 
     def _k(self, key: str, part: str = "") -> str:
@@ -119,10 +121,10 @@ class Delivery:
         """Answer one try of a message: its reply XML if this try delivers it, else ``success``."""
         started, cfg, key = self.clock(), self.config, dedupe_key(inbound)
         try:
-            attempt, inline = self._claim(key, inbound)
+            attempt, claim = self._claim(key, inbound)
             reply = None
-            if inline is not None:  # nothing slow to wait for: run it here, without a thread hand-off
-                reply = self._run_inline(inline, inbound, started + cfg.budget_s)
+            if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
+                reply = self._run_inline(claim, inbound, started + cfg.budget_s)
             if reply is None:
                 reply = self._await(key, inbound, started + cfg.budget_s, answer=True, attempt=attempt)
             if reply is not None:
@@ -142,38 +144,40 @@ class Delivery:
                  (self.clock() - started) * 1000)
         return reply
 
-    def _run_inline(self, job: Job, inbound: Inbound, until: float) -> str | None:
+    def _run_inline(self, claim: Claim, inbound: Inbound, until: float) -> str | None:
         """Run a claimed job in this request and, in time, go straight from running to delivered with one
         CAS on the record as claimed. None: too late or the record moved (then the usual path decides)."""
-        with self._lock:
-            token = self._holds.pop(job.owner, None)
+        key, record, raw = claim
         try:
             reply_xml, trace = self.webhook.process(inbound)
-            if self.clock() < until and job.claimed is not None and self.store.compare_and_set(
-                    self._k(job.key), job.claimed, Record.load(job.claimed).but(
-                        state=DELIVERED, via="passive", reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
+            if self.clock() < until and self.store.compare_and_set(
+                    self._k(key), raw, Record(DELIVERED, record.created, record.owner, via="passive",
+                                              reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
                 emit(trace, "passive", tries=1)
                 return reply_xml
-            self._finish(job.key, inbound, reply_xml, trace)
+            self._finish(key, inbound, reply_xml, trace)
             return None
         finally:
-            if token is not None:
-                heartbeat().drop(token)
-            self._wake(job.key)
+            self._wake(key)
 
-    def _claim(self, key: str, inbound: Inbound) -> tuple[int, Job | None]:
+    def _claim(self, key: str, inbound: Inbound) -> tuple[int, Claim | None]:
         """The first try creates the record and starts the job; later tries join it. Returns the try number,
-        and the job when the caller should run it itself: messages without voice need no recognition, so
-        the request thread runs them (a thread hand-off cost more than the job)."""
+        and the claim when the caller should run the job itself: messages without voice need no recognition,
+        so the request thread runs them (a thread hand-off cost more than the job)."""
         created = time.time()
-        owner, token = self._hold(created)
-        raw = Record(RUNNING, created, owner).dump()
+        inline = inbound.message.type != "voice"
+        owner, token = (self._inline_owner(), None) if inline else self._hold(created)
+        record = Record(RUNNING, created, owner)
+        raw = record.dump()
         with dropped_on_error(token):
             claimed = self.store.add(self._k(key), raw, ttl=self.config.state_ttl_s)
+        if claimed and inline:
+            with self._lock:
+                self._local.add(key)
+            return 1, (key, record, raw)
         if claimed:
-            inline = inbound.message.type != "voice"
             try:
-                job = self._start(key, inbound, owner, token, inline=inline, claimed=raw)
+                self._start(key, inbound, owner, token)
             except Exception as exc:  # e.g. the RQ queue is unreachable: forget the claim, answer inline
                 heartbeat().drop(token)
                 with self._lock:
@@ -181,9 +185,19 @@ class Delivery:
                 self._wake(key)
                 self.store.compare_and_delete(self._k(key), raw)
                 raise StoreError(f"cannot start the job: {type(exc).__name__}: {exc}") from exc
-            return 1, job
-        heartbeat().drop(token)
+            return 1, None
+        if token is not None:
+            heartbeat().drop(token)
         return 1 + self.store.incr(self._k(key, "tries"), ttl=self.config.state_ttl_s), None
+
+    def _inline_owner(self) -> str:
+        """An owner for a job run in the request thread. Such jobs take milliseconds, so instead of a hold per
+        job (two lock round trips and a heartbeat wake-up check per message) this process holds one for good
+        the first time: it then renews its liveness every ``lease_s / 3`` for as long as it lives."""
+        if self._inline_hold != os.getpid():  # a forked worker holds for itself
+            heartbeat().hold(self.store, self.config.lease_s)
+            self._inline_hold = os.getpid()
+        return heartbeat().owner("inline")
 
     def _hold(self, created: float) -> tuple[str, int]:
         """A new owner in this process, kept alive by its heartbeat. A job queued for RQ is vouched for by the
@@ -195,18 +209,13 @@ class Delivery:
         token = heartbeat().hold(self.store, cfg.lease_s, until=until)
         return heartbeat().owner("thread" if self.executor.local else "queue"), token
 
-    def _start(self, key: str, inbound: Inbound, owner: str, token: int, *, inline: bool = False,
-               claimed: str | None = None) -> Job | None:
-        """Submit the job, or (``inline``) hand it back for the caller to run in this thread."""
-        job = Job(key, inbound.xml, owner, claimed if inline else None)
-        if self.executor.local or inline:
+    def _start(self, key: str, inbound: Inbound, owner: str, token: int) -> None:
+        """Submit the job (a job of this process's threads is woken for, not polled for)."""
+        if self.executor.local:
             with self._lock:
                 self._local.add(key)
                 self._holds[owner] = token
-        if inline:
-            return job
-        self.executor.submit(job)
-        return None
+        self.executor.submit(Job(key, inbound.xml, owner))
 
     def _take_over(self, key: str, inbound: Inbound, raw: str, record: Record) -> None:
         """The job is running but its owner's process is dead: run it again, as the new owner.
@@ -239,9 +248,9 @@ class Delivery:
                 record = Record.load(raw)
                 now = self.clock()
                 if record is None:  # the store lost it (flushed): start over
-                    _, job = self._claim(key, inbound)
-                    if job is not None:
-                        reply = self._run_inline(job, inbound, until if answer else 0.0)
+                    _, claim = self._claim(key, inbound)
+                    if claim is not None:
+                        reply = self._run_inline(claim, inbound, until if answer else 0.0)
                         if reply is not None:
                             return reply
                     continue

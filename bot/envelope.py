@@ -9,12 +9,12 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from xml.parsers.expat import ExpatError
 
 from wechatpy import parse_message
-from wechatpy.crypto import WeChatCrypto
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.messages import BaseMessage
 from wechatpy.utils import WeChatSigner
@@ -45,19 +45,18 @@ class Inbound:
     encrypted: bool
     nonce: str
     xml: str
+    #: Dedupe key: ``MsgId``, or ``FromUserName+CreateTime`` for events, which have none.
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        msg_id = self.data.get("MsgId")
+        self.key = f"m:{msg_id}" if msg_id else \
+            f"e:{self.data.get('FromUserName', '')}:{self.data.get('CreateTime', '')}"
 
     @property
     def data(self) -> dict[str, Any]:
         """The raw fields, for what wechatpy does not expose (``MediaId16K``)."""
         return self.message._data
-
-    @property
-    def key(self) -> str:
-        """Dedupe key: ``MsgId``, or ``FromUserName+CreateTime`` for events, which have none."""
-        msg_id = self.data.get("MsgId")
-        if msg_id:
-            return f"m:{msg_id}"
-        return f"e:{self.data.get('FromUserName', '')}:{self.data.get('CreateTime', '')}"
 
     @property
     def msg_id(self) -> str:
@@ -150,9 +149,8 @@ class Envelope:
         if not isinstance(encrypt, str):
             raise EnvelopeError(400, "encrypted request without an Encrypt element")
         self._verify(query, "msg_signature", encrypt)
-        try:
-            return self.crypto.decrypt_message({"Encrypt": encrypt}, query["msg_signature"],
-                                               query["timestamp"], query["nonce"])
+        try:  # verified above, in constant time: decrypt without wechatpy's second signature check
+            return PrpCrypto(self.crypto.key).decrypt(encrypt, self.appid)
         except InvalidAppIdException:
             raise EnvelopeError(403, "wrong AppID in the encrypted message") from None
         except Exception as exc:  # bad base64, padding or length: the ciphertext is not ours

@@ -30,7 +30,6 @@ class Job:
     key: str
     push_xml: str
     owner: str
-    claimed: str | None = None  # the record as claimed, for a job its claimer runs itself (inline)
 
 
 class Executor(ABC):

@@ -127,6 +127,9 @@ _lock = threading.Lock()
 def heartbeat() -> Heartbeat:
     """This process's heartbeat (a forked child gets its own: threads and identity do not survive a fork)."""
     global _heartbeat
+    current = _heartbeat
+    if current is not None and current[0] == os.getpid():
+        return current[1]
     with _lock:
         if _heartbeat is None or _heartbeat[0] != os.getpid():
             _heartbeat = (os.getpid(), Heartbeat())
@@ -134,10 +137,11 @@ def heartbeat() -> Heartbeat:
 
 
 @contextmanager
-def dropped_on_error(token: int) -> Iterator[None]:
+def dropped_on_error(token: int | None) -> Iterator[None]:
     """Drop a heartbeat hold if the block raises (a store outage must not leave a process beating forever)."""
     try:
         yield
     except BaseException:
-        heartbeat().drop(token)
+        if token is not None:
+            heartbeat().drop(token)
         raise

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
+from .metrics import message_done
+
 if TYPE_CHECKING:
     from .config import Config
     from .envelope import Inbound
@@ -73,8 +75,7 @@ def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None
     level = logging.ERROR if path == "undeliverable" or sent is False else logging.INFO
     if log.isEnabledFor(level):  # at WARNING the INFO line is not even formatted
         log.log(level, "message %s", _text(fields), extra={"fields": fields})
-    from . import metrics
-    metrics.message_done(fields)
+    message_done(fields)
 
 
 def _text(fields: dict[str, Any]) -> str:

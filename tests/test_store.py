@@ -263,6 +263,21 @@ def test_sqlite_purges_expired_rows(tmp_path: Path) -> None:
     store.close()
 
 
+def test_memory_sweeps_expired_keys_in_expiry_order_and_spares_rewritten_ones() -> None:
+    store = open_store("memory://")
+    for i in range(3):
+        store.set(f"old:{i}", "v", ttl=0.05)
+    store.set("renewed", "v1", ttl=0.05)
+    store.set("renewed", "v2", ttl=60)  # its first heap item comes up stale and must not remove it
+    store.set("forever", "v")
+    time.sleep(0.1)
+    store.set("trigger", "v", ttl=60)  # every write sweeps what has expired
+    assert sorted(store._data) == ["wvb:forever", "wvb:renewed", "wvb:trigger"]  # type: ignore[attr-defined]
+    assert sorted(key for _, key in store._expiries) == ["wvb:renewed", "wvb:trigger"]  # type: ignore[attr-defined]
+    assert store.get("renewed") == "v2"
+    store.close()
+
+
 def test_sqlite_in_memory_is_shared_by_threads() -> None:
     with open_store("sqlite://:memory:") as s:
         race_threads(4, lambda: [s.incr("n") for _ in range(50)])

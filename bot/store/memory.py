@@ -5,30 +5,35 @@ workers on one machine, ``redis://`` for several machines).
 """
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .base import Entry, LockingStore
 
 
 class MemoryStore(LockingStore):
-    """Dict + lock; expiry is checked lazily on read and swept every few hundred writes."""
+    """Dict + lock; expiry is checked lazily on read, and expired keys leave in expiry order, a few at a time.
+
+    A heap of ``(expires_at, key)`` makes each sweep cost what it removes: a full scan every few hundred
+    writes cost more per message than the rest of the store as the dict grew (one record per message for
+    ``state_ttl_s``). A key rewritten with a later expiry leaves a stale heap item, skipped when it comes up.
+    """
+
+    purge_every = 1  # a sweep is a look at the top of the heap
 
     def __init__(self, prefix: str = "wvb:") -> None:
         super().__init__(prefix)
         self._data: dict[str, Entry] = {}
+        self._expiries: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
     def _now(self) -> float:
         # Nothing outside this process reads these expiries, so use a clock that never jumps.
         return time.monotonic()
 
-    @contextmanager
-    def _locked(self, write: bool) -> Iterator[None]:
-        with self._lock:
-            yield
+    def _locked(self, write: bool) -> threading.Lock:
+        return self._lock
 
     def _load(self, key: str, now: float) -> Entry | None:
         entry = self._data.get(key)
@@ -41,14 +46,19 @@ class MemoryStore(LockingStore):
 
     def _save(self, key: str, value: str, expires_at: float | None) -> None:
         self._data[key] = (value, expires_at)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, key))
 
     def _drop(self, key: str) -> None:
         self._data.pop(key, None)
 
     def _purge(self, now: float) -> None:
-        expired = [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]
-        for k in expired:
-            del self._data[k]
+        heap, data = self._expiries, self._data
+        while heap and heap[0][0] <= now:
+            key = heapq.heappop(heap)[1]
+            entry = data.get(key)
+            if entry is not None and entry[1] is not None and entry[1] <= now:
+                del data[key]
 
     def ping(self) -> None:
         """Always reachable."""
@@ -56,3 +66,4 @@ class MemoryStore(LockingStore):
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+            self._expiries.clear()
