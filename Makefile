@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/webhook.py
+	$(BIN)/python benchmarks/webhook_instructions.py
 	$(BIN)/python benchmarks/voice.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/report.py

@@ -28,6 +28,7 @@ PACKAGES = ("wechat-voicebot", "flask", "werkzeug", "gunicorn", "wechatpy", "cry
             "requests", "redis", "rq", "matplotlib")
 COMMANDS = {  # what ``make bench`` runs, in order
     "webhook": "python benchmarks/webhook.py",
+    "webhook_instructions": "python benchmarks/webhook_instructions.py",
     "voice": "python benchmarks/voice.py",
     "delivery": "python benchmarks/delivery.py",
 }
@@ -157,6 +158,15 @@ def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> st
     return "\n".join(lines)
 
 
+def instructions_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    rows = [[mode, r["bare_instructions"], r["ours_instructions"], fmt(r["ratio"], 2)]
+            for mode, r in data.get("results", {}).items()]
+    return "\n".join([f"Command: `{COMMANDS['webhook_instructions']}` — callgrind, each app's WSGI callable in process, "
+                      f"{data.get('requests', '?')} vs {3 * data.get('requests', 0)} requests (the difference is per "
+                      "request; start-up cancels out). Instruction counts do not move with the machine's noise.", "",
+                      table(["mode", "bare instructions/req", "ours instructions/req", "bare ÷ ours"], rows)])
+
+
 def voice_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
     lines = [f"Command: `{COMMANDS['voice']}`.", "", "Transcode (AMR-NB 8 kHz → mp3 16 kHz mono), median, one core:", ""]
     rows = [[k.removeprefix("transcode_"), v["ours_s"] * 1000, v["bare_s"] * 1000, v["x_realtime"],
@@ -251,6 +261,8 @@ def write_report(json_dir: Path, out_dir: Path) -> Path:
              "## Commands", "", "```sh", "make bench   # installs the bench extra (matplotlib), then:",
              *COMMANDS.values(), "python benchmarks/report.py", "```", ""]
     for name, title, section in (("webhook", "Webhook throughput (text push, gunicorn, loopback)", webhook_section),
+                                 ("webhook_instructions", "Webhook cost in instructions (in process)",
+                                  instructions_section),
                                  ("voice", "Voice pipeline", voice_section),
                                  ("delivery", "Delivery under load (WeChat's retries, real sandbox)", delivery_section)):
         data, source = load(json_dir, name)

@@ -12,17 +12,17 @@ waits for it up to ``budget_s``. Per dedupe key the store holds two expiring key
 
 Every transition that decides who answers or who runs is one ``add`` / ``compare_and_set`` on the record: the
 winner answers, every other try answers ``success``. That is the whole exactly-once guarantee, on any
-backend. A message answered at its first try costs three writes (with SQLite each takes the database lock).
+backend. A voice message answered at its first try costs three writes (with SQLite each takes the database
+lock); a message without voice runs in the request thread and costs two (claimed, then straight to delivered).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from wechatpy import parse_message
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.delivery")
 
 RUNNING, DONE, DELIVERED, UNDELIVERABLE = "running", "done", "delivered", "undeliverable"
-Claim = tuple[str, "Record", str]  # (dedupe key, record as claimed, its raw form) of a job run inline
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps(...) builds one per call
 
 
@@ -68,6 +67,15 @@ class Record:
 
     def but(self, **changes: Any) -> Record:
         return Record(**{**vars(self), **changes})  # dataclasses.replace validates each field: slower
+
+
+class Claim(NamedTuple):
+    """A job its claimer runs itself, in the request thread: the record as claimed and its heartbeat hold."""
+
+    key: str
+    record: Record
+    raw: str  # the record as written: the CAS to delivered compares with it
+    token: int
 
 
 def dedupe_key(inbound: Inbound) -> str:
@@ -110,7 +118,6 @@ class Delivery:
         self._events: dict[str, threading.Event] = {}
         self._local: set[str] = set()  # keys whose job runs in this process
         self._holds: dict[str, int] = {}  # owner -> heartbeat token, for jobs submitted in this process
-        self._inline_hold = 0  # the pid that holds this process alive for inline jobs (see _inline_owner)
         self._lock = threading.Lock()
 
     def _k(self, key: str, part: str = "") -> str:
@@ -147,17 +154,18 @@ class Delivery:
     def _run_inline(self, claim: Claim, inbound: Inbound, until: float) -> str | None:
         """Run a claimed job in this request and, in time, go straight from running to delivered with one
         CAS on the record as claimed. None: too late or the record moved (then the usual path decides)."""
-        key, record, raw = claim
+        key, record = claim.key, claim.record
         try:
             reply_xml, trace = self.webhook.process(inbound)
             if self.clock() < until and self.store.compare_and_set(
-                    self._k(key), raw, Record(DELIVERED, record.created, record.owner, via="passive",
-                                              reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
+                    self._k(key), claim.raw, Record(DELIVERED, record.created, record.owner, via="passive",
+                                                    reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
                 emit(trace, "passive", tries=1)
                 return reply_xml
             self._finish(key, inbound, reply_xml, trace)
             return None
         finally:
+            heartbeat().drop(claim.token)
             self._wake(key)
 
     def _claim(self, key: str, inbound: Inbound) -> tuple[int, Claim | None]:
@@ -165,16 +173,15 @@ class Delivery:
         and the claim when the caller should run the job itself: messages without voice need no recognition,
         so the request thread runs them (a thread hand-off cost more than the job)."""
         created = time.time()
-        inline = inbound.message.type != "voice"
-        owner, token = (self._inline_owner(), None) if inline else self._hold(created)
+        owner, token = self._hold(created)
         record = Record(RUNNING, created, owner)
         raw = record.dump()
         with dropped_on_error(token):
             claimed = self.store.add(self._k(key), raw, ttl=self.config.state_ttl_s)
-        if claimed and inline:
+        if claimed and inbound.message.type != "voice":
             with self._lock:
                 self._local.add(key)
-            return 1, (key, record, raw)
+            return 1, Claim(key, record, raw, token)
         if claimed:
             try:
                 self._start(key, inbound, owner, token)
@@ -186,18 +193,8 @@ class Delivery:
                 self.store.compare_and_delete(self._k(key), raw)
                 raise StoreError(f"cannot start the job: {type(exc).__name__}: {exc}") from exc
             return 1, None
-        if token is not None:
-            heartbeat().drop(token)
+        heartbeat().drop(token)
         return 1 + self.store.incr(self._k(key, "tries"), ttl=self.config.state_ttl_s), None
-
-    def _inline_owner(self) -> str:
-        """An owner for a job run in the request thread. Such jobs take milliseconds, so instead of a hold per
-        job (two lock round trips and a heartbeat wake-up check per message) this process holds one for good
-        the first time: it then renews its liveness every ``lease_s / 3`` for as long as it lives."""
-        if self._inline_hold != os.getpid():  # a forked worker holds for itself
-            heartbeat().hold(self.store, self.config.lease_s)
-            self._inline_hold = os.getpid()
-        return heartbeat().owner("inline")
 
     def _hold(self, created: float) -> tuple[str, int]:
         """A new owner in this process, kept alive by its heartbeat. A job queued for RQ is vouched for by the

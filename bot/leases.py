@@ -137,11 +137,10 @@ def heartbeat() -> Heartbeat:
 
 
 @contextmanager
-def dropped_on_error(token: int | None) -> Iterator[None]:
+def dropped_on_error(token: int) -> Iterator[None]:
     """Drop a heartbeat hold if the block raises (a store outage must not leave a process beating forever)."""
     try:
         yield
     except BaseException:
-        if token is not None:
-            heartbeat().drop(token)
+        heartbeat().drop(token)
         raise
