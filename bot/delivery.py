@@ -17,17 +17,14 @@ lock); a message without voice runs in the request thread and costs two (claimed
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
-
-from wechatpy import parse_message
 
 from .config import ConfigError, ReplyConfig
 from .customer_service import cs_payload, send_late
+from .delivery_record import DELIVERED, DONE, RUNNING, UNDELIVERABLE, Record, dedupe_key, inbound_from_xml
 from .envelope import Inbound
 from .executor import Executor, Job, RQExecutor, ThreadExecutor
 from .leases import dropped_on_error, heartbeat, is_alive
@@ -40,34 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.delivery")
 
-RUNNING, DONE, DELIVERED, UNDELIVERABLE = "running", "done", "delivered", "undeliverable"
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps(...) builds one per call
-
-
-@dataclass(frozen=True)
-class Record:
-    """The job record; it is compared as the exact string read, so always CAS from ``raw``."""
-
-    state: str
-    created: float  # wall clock of the first try: every process and machine agrees on it
-    owner: str | None = None  # who runs the job while it is running (see bot.leases)
-    late: bool = False  # the last chance for a passive answer passed: the job must send it itself
-    reply: str | None = None  # reply XML (plaintext; each try encrypts it for its own request)
-    via: str | None = None
-    reason: str | None = None
-    trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/observe.py)
-
-    def dump(self) -> str:
-        # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
-        return _encode({k: v for k, v in vars(self).items() if v is not None and v is not False})
-
-    @classmethod
-    def load(cls, raw: str | None) -> Record | None:
-        return None if raw is None else cls(**json.loads(raw))
-
-    def but(self, **changes: Any) -> Record:
-        return Record(**{**vars(self), **changes})  # dataclasses.replace validates each field: slower
-
 
 class Claim(NamedTuple):
     """A job its claimer runs itself, in the request thread: the record as claimed and its heartbeat hold."""
@@ -76,20 +45,6 @@ class Claim(NamedTuple):
     record: Record
     raw: str  # the record as written: the CAS to delivered compares with it
     token: int
-
-
-def dedupe_key(inbound: Inbound) -> str:
-    """``Inbound.key``, plus the event name and key for events: two different events a user triggers within
-    one second (subscribe, then scan) share ``FromUserName+CreateTime`` but must both be answered."""
-    if not inbound.key.startswith("e:"):
-        return inbound.key
-    data = inbound.data
-    return f"{inbound.key}:{data.get('Event', '')}:{data.get('EventKey') or ''}"
-
-
-def inbound_from_xml(push_xml: str) -> Inbound:
-    """Rebuild a job's message from the decrypted push (replies are sealed per request, not here)."""
-    return Inbound(message=parse_message(push_xml), encrypted=False, nonce="", xml=push_xml)
 
 
 class Delivery:
