@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                           f'[logging]\nlevel = "WARNING"\n')
         env = {k: v for k, v in os.environ.items() if not k.startswith("WECHAT_")}
         env.update(BARE_TOKEN=token, BARE_APPID=appid, BARE_AES_KEY=aes_key, BARE_PATH="/wechat",
-                   WECHAT_VOICEBOT_CONFIG=str(config), PYTHONPATH=os.pathsep.join([str(REPO), str(BENCH_DIR)]))
+                   WECHAT_VOICEBOT_CONFIG=str(config), PYTHONPATH=os.pathsep.join([str(REPO), str(BENCH_DIR)]),
+                   PYTHONHASHSEED="0")  # same dict layouts in every run; random nonces still move counts by ~1 %
         print(f"callgrind, in process, {n} and {3 * n} requests per app and mode (+{WARMUP} warm-up); "
               f"Python {sys.version.split()[0]}", flush=True)
         jobs = [(app_name, mode, count) for mode in modes for app_name in ("bare", "ours") for count in (n, 3 * n)]

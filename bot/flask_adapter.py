@@ -54,11 +54,13 @@ class _BodyDeadlines:
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last_armed = 0.0
 
     def arm(self, sock: socket.socket, seconds: float) -> int:
-        ticket = next(self._ids)
+        ticket, now = next(self._ids), time.monotonic()
         with self._lock:
-            self._armed[ticket] = (time.monotonic() + seconds, sock)
+            self._armed[ticket] = (now + seconds, sock)
+            self._last_armed = now
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="wvb-body-deadlines", daemon=True)
                 self._thread.start()
@@ -70,23 +72,22 @@ class _BodyDeadlines:
             return self._armed.pop(ticket, None) is not None
 
     def _run(self) -> None:
-        idle_since = time.monotonic()
         while True:
             time.sleep(self.tick)
             now = time.monotonic()
             with self._lock:
                 due = [ticket for ticket, (deadline, _) in self._armed.items() if deadline <= now]
                 socks = [self._armed.pop(ticket)[1] for ticket in due]
-                if self._armed:
-                    idle_since = now
-                elif now - idle_since >= self.idle_s:
+                stop = not self._armed and now - self._last_armed >= self.idle_s
+                if stop:
                     self._thread = None  # the next arm() starts a new one
-                    return
             for sock in socks:
                 try:
                     sock.shutdown(socket.SHUT_RD)  # the 408 can still be written back
                 except OSError:
                     pass
+            if stop:
+                return
 
 
 _deadlines = _BodyDeadlines()

@@ -6,6 +6,7 @@ import re
 
 import logging
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ import requests
 from flask import Flask
 
 from bot import Router, VoiceBot, create_app, load_config, webhook_blueprint
+from bot.flask_adapter import _BodyDeadlines
 from bot.testing import BotClient, Envelope, messages, test_config
 from bot.webhook import Webhook
 from conftest import FIXTURES, Server
@@ -275,3 +277,27 @@ def test_create_app_rejects_bad_router_spec(write_config) -> None:
     from bot import ConfigError
     with pytest.raises(ConfigError, match=r"\[handlers\] routers\[1\]"):
         create_app(write_config(handlers={"routers": ["handlers.echo:router", "handlers.echo:nope"]}))
+
+
+def test_body_deadline_shuts_a_stalled_socket_and_the_checker_sleeps_when_idle() -> None:
+    deadlines = _BodyDeadlines(tick=0.02, idle_s=0.2)
+    stalled, peer = socket.socketpair()
+    punctual, peer2 = socket.socketpair()
+    try:
+        late = deadlines.arm(stalled, 0.05)
+        on_time = deadlines.arm(punctual, 5.0)
+        assert deadlines.disarm(on_time)  # read its body in time
+        stalled.settimeout(2)
+        started = time.monotonic()
+        assert stalled.recv(10) == b""  # the blocked read returns: the deadline shut the socket
+        assert 0.04 <= time.monotonic() - started < 1.0
+        assert not deadlines.disarm(late)  # the caller learns the deadline fired (→ 408)
+        peer2.sendall(b"x")
+        assert punctual.recv(1) == b"x"  # disarmed in time: untouched
+        time.sleep(0.5)
+        assert deadlines._thread is None  # nothing armed for idle_s: the checker thread stopped
+        again = deadlines.arm(punctual, 5.0)  # and the next arm starts it again
+        assert deadlines._thread is not None and deadlines.disarm(again)
+    finally:
+        for s in (stalled, peer, punctual, peer2):
+            s.close()
