@@ -38,10 +38,12 @@ def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -
     """Log to stderr in ``[logging] format``, every line passed through the secret-redacting filter.
 
     Takes a Config (level, format and the secrets to redact) or just a level name."""
-    from .observe import config_secrets, install_handler
+    from .observe import config_secrets, hash_openid, install_handler
     if isinstance(config, str):
         return install_handler(config, stream=stream)
-    return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream)
+    hasher = (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
+    return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
+                           hash_openid=hasher)
 
 
 def webhook_url(config: Config, host: str | None = None, port: int | None = None) -> str:

@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Iterable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TextIO
 
 from .metrics import message_done
 
@@ -31,6 +31,9 @@ PATHS = ("passive", "retry", "customer_service", "undeliverable")
 # ``access_token=...`` / ``secret=...`` in URLs, and the same keys in JSON or repr'd dicts.
 SECRET_PARAM = re.compile(r"""((?:access_token|secret)(?:=|["']?\s*:\s*["']))[^&\s"',;}]+""", re.IGNORECASE)
 _MIN_SECRET = 4  # shorter configured "secrets" would blank out ordinary words
+# WeChat puts the sender's openid in the callback URL, so request logs (the development server's, a proxy's
+# access log routed through logging) would carry it raw: it is replaced by the same hash the bot.message line uses.
+OPENID_PARAM = re.compile(r"([?&]openid=)([A-Za-z0-9_-]{8,})")  # in a URL only: bot.message's openid= is hashed
 
 
 def hash_openid(config: "Config", openid: str | None) -> str | None:
@@ -112,14 +115,19 @@ class JsonFormatter(logging.Formatter):
 
 class RedactFilter(logging.Filter):
     """Defence in depth: whatever a library or a handler logs, configured secrets and access tokens are
-    replaced by ``***`` in the message, the structured fields and the traceback text."""
+    replaced by ``***`` in the message, the structured fields and the traceback text; with ``hash_openid``,
+    an ``openid=`` URL parameter shows the hashed openid instead of the raw one."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str], hash_openid: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        self.hash_openid = hash_openid
 
     def redact(self, text: str) -> str:
         text = SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
+        if self.hash_openid is not None and "openid=" in text:
+            hashed = self.hash_openid
+            text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
@@ -147,8 +155,8 @@ def config_secrets(config: "Config") -> list[str]:
             config.voice.openai.api_key, config.metrics.token, config.logging.openid_salt]
 
 
-def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (),
-                    stream: TextIO | None = None) -> logging.Handler:
+def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
+                    hash_openid: Callable[[str], str | None] | None = None) -> logging.Handler:
     """Replace this module's root handler (calling it again reconfigures, never duplicates output)."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_wvb", False)]:
@@ -157,7 +165,7 @@ def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (),
     handler._wvb = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactFilter(secrets))
+    handler.addFilter(RedactFilter(secrets, hash_openid))
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     return handler

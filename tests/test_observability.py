@@ -118,6 +118,21 @@ def test_openid_hash_depends_on_the_deployment_salt(sandbox: Sandbox) -> None:
 
 
 # -- secrets --------------------------------------------------------------------------------------------
+def test_request_logs_show_the_hashed_openid_not_the_raw_one(sandbox: Sandbox) -> None:
+    user = "oRAWOPENID_abc-123456789"
+    line = '127.0.0.1 - - "POST /wechat?signature=abc&timestamp=1&nonce=n&openid=%s&encrypt_type=aes HTTP/1.1" 200 -'
+    config = make_config(sandbox)
+    stream = capture(config)
+    logging.getLogger("werkzeug").info(line, user)  # what the development server logs per request
+    output = stream.getvalue()
+    assert user not in output and f"openid={hash_openid(config, user)}&encrypt_type=aes" in output, output
+
+    plain = make_config(sandbox, logging={"hash_openid": False})
+    stream = capture(plain)
+    logging.getLogger("werkzeug").info(line, user)
+    assert f"openid={user}&encrypt_type=aes" in stream.getvalue()  # hashing switched off: as WeChat sent it
+
+
 def test_no_secret_or_token_in_any_output_at_debug(sandbox: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
     config = make_config(sandbox, logging={"level": "DEBUG"}, forward={"secret": FORWARD_SECRET},
                          metrics={"enabled": True, "token": METRICS_TOKEN})
