@@ -275,6 +275,9 @@ def test_memory_sweeps_expired_keys_in_expiry_order_and_spares_rewritten_ones() 
     assert sorted(store._data) == ["wvb:forever", "wvb:renewed", "wvb:trigger"]  # type: ignore[attr-defined]
     assert sorted(key for _, key in store._expiries) == ["wvb:renewed", "wvb:trigger"]  # type: ignore[attr-defined]
     assert store.get("renewed") == "v2"
+    for _ in range(100):  # a counter keeps its expiry: one heap item, however often it counts
+        store.incr("tries", ttl=60)
+    assert sum(key == "wvb:tries" for _, key in store._expiries) == 1  # type: ignore[attr-defined]
     store.close()
 
 

@@ -45,8 +45,9 @@ class MemoryStore(LockingStore):
         return entry
 
     def _save(self, key: str, value: str, expires_at: float | None) -> None:
+        old = self._data.get(key)
         self._data[key] = (value, expires_at)
-        if expires_at is not None:
+        if expires_at is not None and (old is None or old[1] != expires_at):  # incr keeps its expiry: no new item
             heapq.heappush(self._expiries, (expires_at, key))
 
     def _drop(self, key: str) -> None:
