@@ -1,4 +1,4 @@
-"""bot.audio: real AMR/Speex/AMR-WB clips in, 16 kHz mono mp3 out, tones preserved, garbage refused."""
+"""bot.audio and bot.tones: real AMR/Speex/AMR-WB clips in, 16 kHz mono mp3 out, tones preserved, garbage refused."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,8 @@ from pathlib import Path
 import av
 import pytest
 
-from bot.audio import (AudioError, Transcoded, decode_pcm, detect_tone, encode_pcm, make_tone, tone_strengths,
-                       transcode_to_mp3)
+from bot.audio import AudioError, Transcoded, decode_pcm, transcode_to_mp3
+from bot.tones import detect_tone, encode_pcm, make_tone, tone_strengths
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audio"
 GRID = [325.0 + 50.0 * k for k in range(60)]  # the sandbox's clip tones

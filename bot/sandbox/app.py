@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Flask, Response, request
 
-from ..audio import AudioError, decode_pcm, detect_tone
+from ..audio import AudioError, decode_pcm
+from ..tones import detect_tone
 from .state import Fault, SandboxError, VoiceUpload
 
 if TYPE_CHECKING:

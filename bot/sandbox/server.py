@@ -16,7 +16,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from ..audio import AudioError, decode_pcm, detect_tone, make_tone
+from ..audio import AudioError, decode_pcm
+from ..tones import detect_tone, make_tone
 from .app import create_app
 from .state import FREQUENCY_GRID, Fault, Media, SandboxError, SandboxState
 
