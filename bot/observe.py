@@ -145,7 +145,10 @@ class RedactFilter(logging.Filter):
             record.stack_info = self.redact(record.stack_info)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            record.fields = json.loads(self.redact(json.dumps(fields, ensure_ascii=False, default=str)))
+            dumped = json.dumps(fields, ensure_ascii=False, default=str)
+            redacted = self.redact(dumped)
+            if redacted != dumped:  # nothing to hide (the usual case): keep the fields as they are
+                record.fields = json.loads(redacted)
         return True
 
 
