@@ -163,7 +163,7 @@ def instructions_section(data: dict[str, Any], out_dir: Path, plots: list[str]) 
             for mode, r in data.get("results", {}).items()]
     return "\n".join([f"Command: `{COMMANDS['webhook_instructions']}` — callgrind, each app's WSGI callable in process, "
                       f"{data.get('requests', '?')} vs {3 * data.get('requests', 0)} requests (the difference is per "
-                      "request; start-up cancels out). Instruction counts do not move with the machine's noise.", "",
+                      "request; start-up cancels out). Instruction counts do not move with other processes' load.", "",
                       table(["mode", "bare instructions/req", "ours instructions/req", "bare ÷ ours"], rows)])
 
 

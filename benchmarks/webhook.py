@@ -137,6 +137,12 @@ class Server:
             return ""
 
 
+def bench_secrets() -> dict[str, str]:
+    """A fresh Token, AppID and EncodingAESKey for one benchmark run (both servers get the same)."""
+    return {"token": "bench-" + secrets.token_hex(8), "appid": "wxbench" + secrets.token_hex(5),
+            "aes_key": base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")}
+
+
 def our_config_toml(secrets_: dict[str, str], dead_port: int, level: str) -> str:
     return f"""# written by benchmarks/webhook.py
 [wechat]
@@ -295,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         gunicorn_args += ["--threads", str(args.threads)]
     gunicorn_args += ["--log-level", "warning", "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", "5"]
 
-    secrets_ = {"token": "bench-" + secrets.token_hex(8), "appid": "wxbench" + secrets.token_hex(5),
-                "aes_key": base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")}
+    secrets_ = bench_secrets()
     print(f"command:  {command_line}")
     print(f"machine:  nproc={machine['nproc']} (usable {machine['usable_cpus']}), {machine['cpu'] or '?'}, "
           f"Python {machine['python']} ({machine['implementation']}), {machine['platform']}, "

@@ -5,7 +5,8 @@
 
 The target is about requests/s under gunicorn (``benchmarks/webhook.py``), but on a shared 2-core machine
 those rounds swing by ±10 %. Instruction counts do not: valgrind's callgrind counts what the interpreter
-executes, the same for the same code and input whatever else the machine is doing. Each app's WSGI callable
+executes, the same for the same code and input whatever else the machine is doing (ours still moves by a few %
+between runs: its heartbeat thread's work depends on wall time, which valgrind stretches). Each app's WSGI callable
 (``bare_app:app``; ours is ``bot.wsgi:app`` with the same config as in webhook.py: handlers.echo, memory://,
 WARNING logs) answers pre-signed text pushes in one process, once N and once 3N of them; the difference of
 the two totals divided by 2N is the cost of one request (envelope, routing, delivery, reply), with start-up,
@@ -18,12 +19,10 @@ reply was wrong.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -37,11 +36,14 @@ REPO = BENCH_DIR.parent
 MODES = ("plaintext", "safe")
 WARMUP = 50
 TARGET_RATIO = 0.9
+sys.path[:0] = [str(REPO), str(BENCH_DIR)]
+
+from bot.testing.net import free_port  # noqa: E402
+from webhook import bench_secrets, our_config_toml  # noqa: E402
 
 
 def child(app_name: str, mode: str, handled: int, signed: int) -> None:
     """Runs under valgrind: sign ``signed`` requests, answer ``handled`` of them (after a warm-up)."""
-    sys.path[:0] = [str(REPO), str(BENCH_DIR)]
     from _load import _init_signer, _sign_range
     token, appid, aes_key = os.environ["BARE_TOKEN"], os.environ["BARE_APPID"], os.environ["BARE_AES_KEY"]
     if app_name == "bare":
@@ -101,16 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     signed = WARMUP + 3 * n
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="wvb-instr-") as tmp:
-        token, appid = "bench-" + secrets.token_hex(8), "wxbench" + secrets.token_hex(5)
-        aes_key = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        secrets_ = bench_secrets()
         config = Path(tmp) / "ours.toml"
-        config.write_text(f'[wechat]\nappid = "{appid}"\nappsecret = "benchmark-secret"\ntoken = "{token}"\n'
-                          f'encoding_aes_key = "{aes_key}"\napi_base_url = "http://127.0.0.1:9"\n\n'
-                          f'[server]\npath = "/wechat"\n\n[handlers]\nrouters = ["handlers.echo:router"]\n'
-                          f'search_paths = [{json.dumps(str(REPO))}]\n\n[storage]\nurl = "memory://"\n\n'
-                          f'[logging]\nlevel = "WARNING"\n')
+        config.write_text(our_config_toml(secrets_, free_port(), "WARNING"))  # the same config as webhook.py's
         env = {k: v for k, v in os.environ.items() if not k.startswith("WECHAT_")}
-        env.update(BARE_TOKEN=token, BARE_APPID=appid, BARE_AES_KEY=aes_key, BARE_PATH="/wechat",
+        env.update(BARE_TOKEN=secrets_["token"], BARE_APPID=secrets_["appid"], BARE_AES_KEY=secrets_["aes_key"],
+                   BARE_PATH="/wechat",
                    WECHAT_VOICEBOT_CONFIG=str(config), PYTHONPATH=os.pathsep.join([str(REPO), str(BENCH_DIR)]),
                    PYTHONHASHSEED="0")  # same dict layouts in every run; random nonces still move counts by ~1 %
         print(f"callgrind, in process, {n} and {3 * n} requests per app and mode (+{WARMUP} warm-up); "

@@ -109,12 +109,12 @@ class Delivery:
     def _run_inline(self, claim: Claim, inbound: Inbound, until: float) -> str | None:
         """Run a claimed job in this request and, in time, go straight from running to delivered with one
         CAS on the record as claimed. None: too late or the record moved (then the usual path decides)."""
-        key, record = claim.key, claim.record
+        key = claim.key
         try:
             reply_xml, trace = self.webhook.process(inbound)
             if self.clock() < until and self.store.compare_and_set(
-                    self._k(key), claim.raw, Record(DELIVERED, record.created, record.owner, via="passive",
-                                                    reply=reply_xml).dump(), ttl=self.config.state_ttl_s):
+                    self._k(key), claim.raw, claim.record.but(state=DELIVERED, via="passive", reply=reply_xml).dump(),
+                    ttl=self.config.state_ttl_s):
                 emit(trace, "passive", tries=1)
                 return reply_xml
             self._finish(key, inbound, reply_xml, trace)
