@@ -22,7 +22,7 @@ APPID = os.environ.get("BARE_APPID", "wxsandbox")
 AES_KEY = os.environ.get("BARE_AES_KEY", "")
 PATH = os.environ.get("BARE_PATH", "/wechat")
 
-# Same log set-up as the bot's (bot.cli.setup_logging), so both servers pay the same for it.
+# Same log set-up as the bot's (bot.ops.logs.setup_logging), so both servers pay the same for it.
 logging.basicConfig(level=getattr(logging, os.environ.get("BARE_LOG_LEVEL", "WARNING").upper(), logging.WARNING),
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

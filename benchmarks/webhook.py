@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-info", action="store_true", help="skip the extra run of our server with INFO logging")
     ap.add_argument("--with-direct", action="store_true",
                     help="diagnostic: a third server in the rounds, ours with the delivery layer bypassed "
-                         "(benchmarks/_ours_direct.py: webhook.deliver = webhook.answer)")
+                         "(benchmarks/_ours_direct.py: a webhook without delivery)")
     ap.add_argument("--candidate", metavar="FILE.py:APP",
                     help="A/B a patch: one more server in the rounds, the WSGI app APP of FILE.py (run with our temp "
                          "config in WECHAT_VOICEBOT_CONFIG), e.g. a module that patches bot.wsgi's app")

@@ -49,7 +49,7 @@ def child(app_name: str, mode: str, handled: int, signed: int) -> None:
     if app_name == "bare":
         from bare_app import app
     else:
-        from bot.wsgi import app
+        from bot.web.wsgi import app
     _init_signer(token, appid, aes_key, mode, "/wechat")
     base = int(time.time()) * 10**6
     environs = []

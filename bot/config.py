@@ -164,6 +164,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+DEFAULT_CONFIGS = ("config.toml", "config.example.toml")  # looked for in the working directory, in this order
+
 ENV_OVERRIDES = {
     "WECHAT_APPID": ("wechat", "appid"),
     "WECHAT_APPSECRET": ("wechat", "appsecret"),
@@ -188,6 +190,15 @@ def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | No
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     return config_from_dict(raw, env=os.environ if env is None else env, base_dir=path.parent.resolve())
+
+
+def find_config(path: str | None) -> Config:
+    """``path``, or the first of :data:`DEFAULT_CONFIGS` that exists (what every command uses)."""
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIGS if Path(p).exists()), None)
+        if path is None:
+            raise ConfigError("no config file: pass --config FILE (start from config.example.toml)")
+    return load_config(path)
 
 
 def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | None = None,
@@ -221,7 +232,9 @@ def _check(cfg: Config) -> None:
 
 
 def _check_matching(cfg: Config) -> None:
-    """Matching, sessions, forwarding and [[intents]]: checked here so a mistake stops start-up, not a reply."""
+    """Matching, sessions and forwarding: checked here so a mistake stops start-up, not a reply. The types of
+    ``[[intents]]`` are checked here too; their patterns and templates where the intents are built
+    (``bot.core.intents.intents_router``, when the webhook is built at start-up)."""
     if not 0 <= cfg.matching.fuzzy_threshold <= 1:
         raise ConfigError(f"[matching] fuzzy_threshold: expected a number from 0 to 1, got {cfg.matching.fuzzy_threshold:g}")
     if cfg.session.ttl_s <= 0:
@@ -234,8 +247,6 @@ def _check_matching(cfg: Config) -> None:
                 raise ConfigError(f"[forward] {key}: required when [handlers] routers lists \"handlers.forward:router\"")
         if not cfg.forward.url.startswith(("http://", "https://")):
             raise ConfigError(f"[forward] url: expected an http:// or https:// URL, got {cfg.forward.url!r}")
-    from .intents import check_intents
-    check_intents(cfg.intents)
 
 
 def _intents(raw: Any) -> list[IntentConfig]:

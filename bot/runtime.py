@@ -1,30 +1,34 @@
-"""Wiring: build the core webhook and the services the config asks for."""
+"""Wiring: build the services, the pipeline, the delivery and the webhook that the config asks for.
+
+The only place that knows every layer: adapters (web, cli, testing, the RQ worker) call it, and each part
+is handed what it needs through its constructor.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import time
+from typing import Callable
 
-from .config import Config
-from .router import Router
-from .webhook import Webhook
+from bot.config import Config, ConfigError
+from bot.core.pipeline import Pipeline
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.core.webhook import Webhook
+from bot.delivery.engine import Delivery
+from bot.delivery.executors import RQExecutor
+from bot.store import open_store
+from bot.voice.recognizers import build_chain
+from bot.voice.recognizers.base import Transcriber
+from bot.wechat import WeChatAPI
 
-
-@dataclass
-class Services:
-    """The long-lived services one bot process shares between requests."""
-
-    store: Any
-    client: Any
+__all__ = ["Services", "bot_id", "build_delivery", "build_pipeline", "build_services", "build_webhook", "store_url"]
 
 
 def build_services(config: Config) -> Services:
-    from .store import open_store
-    from .wechat import WeChatAPI
-    store = open_store(_resolve_store_url(config), prefix=config.storage.prefix)
+    store = open_store(store_url(config), prefix=config.storage.prefix)
     return Services(store=store, client=WeChatAPI(config.wechat, store, pool_size=config.reply.threads))
 
 
-def _resolve_store_url(config: Config) -> str:
+def store_url(config: Config) -> str:
     """Relative SQLite paths are relative to the config file, so every worker finds the same file."""
     url = config.storage.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -32,14 +36,34 @@ def _resolve_store_url(config: Config) -> str:
     return url
 
 
+def build_delivery(pipeline: Pipeline, services: Services) -> Delivery:
+    """Delivery through the store and the executor ``[reply] executor`` names."""
+    config = pipeline.config
+    reply = config.reply
+    if reply.executor != "rq":
+        return Delivery(pipeline, services)
+    if not config.storage.url.startswith(("redis://", "rediss://")):
+        raise ConfigError('[reply] executor: "rq" needs a redis:// [storage] url')
+    executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
+                          job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
+    return Delivery(pipeline, services, executor=executor)
+
+
+def bot_id(config: Config) -> str:
+    """Which bot an RQ job is for: a worker can serve several (``appid:storage prefix``)."""
+    return f"{config.wechat.appid}:{config.storage.prefix}"
+
+
+def build_pipeline(config: Config, router: Router | None = None, *, services: Services,
+                   transcriber: Transcriber | None = None) -> Pipeline:
+    """``router`` (default: the configured routers and intents) behind the configured recognizer chain."""
+    return Pipeline(config, router, transcriber=transcriber or build_chain(config, services.client),
+                    services=services)
+
+
 def build_webhook(config: Config, router: Router | None = None, *, services: Services | None = None,
-                  **kwargs: Any) -> Webhook:
+                  transcriber: Transcriber | None = None, clock: Callable[[], float] = time.time) -> Webhook:
+    """The whole bot for ``config``, delivered exactly once through the store."""
     services = services or build_services(config)  # one set: delivery, sessions and handlers share it
-    if "transcriber" not in kwargs:
-        from .recognizers import build_chain
-        kwargs["transcriber"] = build_chain(config, services.client)
-    webhook = Webhook(config, router, **kwargs)
-    webhook.services = services
-    from .delivery import attach
-    attach(webhook, services)
-    return webhook
+    pipeline = build_pipeline(config, router, services=services, transcriber=transcriber)
+    return Webhook(config, pipeline=pipeline, delivery=build_delivery(pipeline, services), clock=clock)

@@ -1,13 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c gunicorn.conf.py 'bot.wsgi:app'``.
+"""``gunicorn -c gunicorn.conf.py 'bot.wsgi:app'``: the name deployments use; the entry lives in bot/web/wsgi.py."""
+from bot.web.wsgi import app
 
-The config file comes from ``WECHAT_VOICEBOT_CONFIG`` (default ``config.toml``).
-"""
-import os
-
-from .cli import setup_logging
-from .config import load_config
-from .flask_adapter import create_app
-
-config = load_config(os.environ.get("WECHAT_VOICEBOT_CONFIG", "config.toml"))
-setup_logging(config)
-app = create_app(config)
+__all__ = ["app"]

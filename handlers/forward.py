@@ -26,7 +26,7 @@ from typing import Any
 import urllib3
 
 from bot import Context, Router
-from bot.normalize import guess_lang
+from bot.core.normalize import guess_lang
 
 log = logging.getLogger("handlers.forward")
 

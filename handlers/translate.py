@@ -9,7 +9,7 @@ import logging
 import re
 
 from bot import Context, Router
-from bot.normalize import guess_lang
+from bot.core.normalize import guess_lang
 
 log = logging.getLogger("handlers.translate")
 

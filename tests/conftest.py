@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from bot.config import ENV_OVERRIDES
-from bot.router import Router
+from bot.core.router import Router
 from bot.testing.net import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from werkzeug.serving import make_server
 
 from bot.config import Config, config_from_dict
-from bot.flask_adapter import create_app
-from bot.router import Router
+from bot.web.app import create_app
+from bot.core.router import Router
 from bot.sandbox import Sandbox
 from conftest import BASE_CONFIG, REPO, Server, free_port, merge, wait_healthy
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import av
 import pytest
 
-from bot.audio import AudioError, Transcoded, decode_pcm, transcode_to_mp3
-from bot.tones import detect_tone, encode_pcm, make_tone, tone_strengths
+from bot.voice.audio import AudioError, Transcoded, decode_pcm, transcode_to_mp3
+from bot.voice.tones import detect_tone, encode_pcm, make_tone, tone_strengths
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audio"
 GRID = [325.0 + 50.0 * k for k in range(60)]  # the sandbox's clip tones
@@ -119,9 +119,9 @@ def test_headroom_is_small_and_output_fits_exactly_sized_limits() -> None:
 
 
 def test_an_overshoot_is_corrected_by_a_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.audio
-    monkeypatch.setattr(bot.audio, "_MP3_HEADROOM_FRAMES", -30)  # first estimate deliberately too long
-    monkeypatch.setattr(bot.audio, "_MP3_HEADROOM_BYTES", 0)
+    import bot.voice.audio
+    monkeypatch.setattr(bot.voice.audio, "_MP3_HEADROOM_FRAMES", -30)  # first estimate deliberately too long
+    monkeypatch.setattr(bot.voice.audio, "_MP3_HEADROOM_BYTES", 0)
     out = transcode_to_mp3(make_tone(725, 20.0), max_bytes=40_000)
     assert len(out.data) <= 40_000 and out.trimmed
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.cli import main
+from bot.cli.commands import main
 from conftest import REPO, Server, free_port, run_cli
 
 

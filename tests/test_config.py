@@ -170,6 +170,6 @@ def test_serve_with_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_serve_with_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.cli import main
+    from bot.cli.commands import main
     assert main(["serve", "--config", str(tmp_path / "absent.toml")]) == 2
     assert capsys.readouterr().err.splitlines() == [f"config error: config file not found: {tmp_path / 'absent.toml'}"]

@@ -19,9 +19,9 @@ import pytest
 
 import redis_support
 from bot.config import ConfigError
-from bot.customer_service import cs_payload
-from bot.delivery import RUNNING, Record
-from bot.router import Router
+from bot.delivery.customer_service import cs_payload
+from bot.delivery.engine import RUNNING, Record
+from bot.core.router import Router
 from bot.runtime import build_webhook
 from bot.testing import BotClient, Seen, WeChatRetryClient, messages
 from delivery_support import (ANSWER, SENTENCE, LogRecorder, bot_config, local_bot, openid, problems, recording_logs,

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from bot.config import Config, load_config
-from bot.leases import owner_pid
+from bot.delivery.leases import owner_pid
 from bot.sandbox import Sandbox
 from bot.store import open_store
 from bot.testing import Seen, WeChatRetryClient, messages

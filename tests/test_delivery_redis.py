@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.config import load_config
-from bot.leases import owner_pid
+from bot.delivery.leases import owner_pid
 from bot.store import open_store
 from bot.testing import Seen, WeChatRetryClient, messages
 from conftest import write_config_file

@@ -16,10 +16,10 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import check_signature
 
 from bot.config import config_from_dict
-from bot.envelope import Envelope as ServerEnvelope, EnvelopeError, NotAMessage, sign
-from bot.router import Router
+from bot.core.envelope import Envelope as ServerEnvelope, EnvelopeError, NotAMessage, sign
+from bot.core.router import Router
 from bot.testing import BotClient, Envelope, messages, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from conftest import AES_KEY, FIXTURES
 
 ECHO = ["handlers.echo:router"]

@@ -14,7 +14,7 @@ import pytest
 
 from bot import ConfigError
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from conftest import REPO
 from handlers.forward import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 

@@ -40,9 +40,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import config_from_dict
-from bot.envelope import sign
-from bot.flask_adapter import create_app
-from bot.router import Router
+from bot.core.envelope import sign
+from bot.web.app import create_app
+from bot.core.router import Router
 from bot.testing import Envelope, WeChatRetryClient, messages
 from conftest import BASE_CONFIG, Server, merge, start_gunicorn, write_config_file
 from delivery_support import ANSWER, SENTENCE, LocalBot, bot_config, openid, recording_logs, run_all, start_sandbox

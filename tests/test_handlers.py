@@ -9,9 +9,9 @@ from typing import Iterator
 import pytest
 
 from bot import ConfigError, Router, load_config
-from bot.loading import load_router, load_routers
+from bot.core.loading import load_router, load_routers
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from handlers import echo, lights
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from bot.leases import Heartbeat, alive_key
+from bot.delivery.leases import Heartbeat, alive_key
 from bot.store import open_store
 from bot.store.memory import MemoryStore
 

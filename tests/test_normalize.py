@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from bot import ConfigError, Context, Router
-from bot.normalize import chinese_to_digits, fuzzy_ratio, guess_lang, normalize
+from bot.core.normalize import chinese_to_digits, fuzzy_ratio, guess_lang, normalize
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 
 
 @pytest.mark.parametrize("said, normalized", [

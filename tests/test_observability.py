@@ -17,9 +17,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import Router
-from bot.cli import setup_logging
+from bot.ops.logs import setup_logging
 from bot.config import Config, config_from_dict, load_config
-from bot.observe import hash_openid
+from bot.ops.trace import hash_openid
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, messages
 from conftest import AES_KEY, BASE_CONFIG, Server, merge

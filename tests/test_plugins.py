@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bot import ConfigError
-from bot.loading import PLUGIN_GROUP, load_router
+from bot.core.loading import PLUGIN_GROUP, load_router
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 
 PYPROJECT = """\
 [build-system]

@@ -8,9 +8,9 @@ import pytest
 from wechatpy import replies
 
 from bot import Context, Router
-from bot.router import combine
+from bot.core.router import combine
 from bot.testing import BotClient, messages, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 
 APOLOGY = "抱歉，出了点问题，请稍后再试。"
 

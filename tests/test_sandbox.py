@@ -7,8 +7,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from bot.audio import decode_pcm, transcode_to_mp3
-from bot.tones import encode_pcm, make_tone
+from bot.voice.audio import decode_pcm, transcode_to_mp3
+from bot.voice.tones import encode_pcm, make_tone
 from voice_support import sandbox_fixtures
 from bot.sandbox import FREQUENCY_GRID, Sandbox, SandboxError, main
 

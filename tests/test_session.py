@@ -11,10 +11,10 @@ import pytest
 from bot import Context, Router
 from bot.config import Config
 from bot.runtime import Services, build_services
-from bot.session import KEY, Sessions, dumps
+from bot.core.session import KEY, Sessions, dumps
 from bot.store import Store, open_store
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from handlers import dialog, echo, lights
 from redis_support import any_target, redis_target, shared_target  # noqa: F401 - fixtures are found by name
 
@@ -35,7 +35,7 @@ def services(any_target: tuple[str, str]) -> Iterator[Services]:
 
 def home(config: Config, services: Services, openid: str = ALICE) -> BotClient:
     """dialog, lights, echo over the given services, as ``python -m bot serve`` builds them (with delivery)."""
-    from bot.router import combine
+    from bot.core.router import combine
     from bot.runtime import build_webhook
     return BotClient(build_webhook(config, combine([dialog.router, lights.router, echo.router]), services=services),
                      openid=openid)
@@ -187,8 +187,7 @@ def test_session_that_is_not_json_is_not_saved(caplog: pytest.LogCaptureFixture)
 def test_store_down_costs_the_session_not_the_answer(caplog: pytest.LogCaptureFixture) -> None:
     """A Redis nobody listens on: every store call fails, the user is still answered."""
     down = open_store("redis://127.0.0.1:9/0", prefix="wvbtest:down:")
-    webhook = Webhook(test_config(), counter())
-    webhook.services = Services(store=down, client=None)
+    webhook = Webhook(test_config(), counter(), services=Services(store=down, client=None))
     with caplog.at_level(logging.WARNING, "bot.session"):
         assert BotClient(webhook).text("x").content == "1"
         assert BotClient(webhook).text("x").content == "1"

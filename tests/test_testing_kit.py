@@ -15,7 +15,7 @@ from wechatpy.utils import check_signature
 from bot import Router
 from bot.testing import BotClient, Envelope, Reply, messages, test_config
 from bot.testing.config import TEST_AES_KEY
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from conftest import Server
 
 greeter = Router("greeter")

@@ -8,7 +8,7 @@ import pytest
 
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from handlers import echo, translate
 
 APPID, SECRET = "wxtranslate000001", "translate-secret"

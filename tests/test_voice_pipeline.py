@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import pytest
 
 from bot.config import ConfigError, load_config
-from bot.loading import load_router
-from bot.router import Router, combine
+from bot.core.loading import load_router
+from bot.core.router import Router, combine
 from bot.runtime import build_webhook
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, messages, test_config

@@ -16,9 +16,9 @@ import requests
 from flask import Flask
 
 from bot import Router, VoiceBot, create_app, load_config, webhook_blueprint
-from bot.flask_adapter import _BodyDeadlines
+from bot.web.app import _BodyDeadlines
 from bot.testing import BotClient, Envelope, messages, test_config
-from bot.webhook import Webhook
+from bot.core.webhook import Webhook
 from conftest import FIXTURES, Server
 
 WELCOME = "欢迎关注！发一段语音或文字试试。"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from bot.audio import transcode_to_mp3
-from bot.tones import make_tone
+from bot.voice.audio import transcode_to_mp3
+from bot.voice.tones import make_tone
 from bot.config import WeChatConfig
 from voice_support import sandbox_fixtures
 from bot.sandbox import Sandbox

@@ -17,8 +17,8 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bot import Context, Router
-from bot.audio import AudioError, decode_pcm
-from bot.tones import detect_tone
+from bot.voice.audio import AudioError, decode_pcm
+from bot.voice.tones import detect_tone
 from bot.sandbox import FREQUENCY_GRID, Sandbox
 
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"

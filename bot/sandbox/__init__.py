@@ -1,5 +1,5 @@
 """Local stand-in for api.weixin.qq.com: ``Sandbox().start()`` in tests, ``python -m bot sandbox`` by hand."""
-from .server import Sandbox, main
-from .state import FREQUENCY_GRID, SandboxError
+from bot.sandbox.server import Sandbox, main
+from bot.sandbox.state import FREQUENCY_GRID, SandboxError
 
 __all__ = ["Sandbox", "SandboxError", "FREQUENCY_GRID", "main"]

@@ -1,6 +1,6 @@
 """``python -m bot.sandbox``."""
 import sys
 
-from .server import main
+from bot.sandbox.server import main
 
 sys.exit(main())

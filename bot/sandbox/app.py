@@ -19,16 +19,15 @@ from __future__ import annotations
 import functools
 import time
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from flask import Flask, Response, request
 
-from ..audio import AudioError, decode_pcm
-from ..tones import detect_tone
-from .state import Fault, SandboxError, VoiceUpload
+from bot.voice.audio import AudioError, decode_pcm
+from bot.voice.tones import detect_tone
+from bot.sandbox.account import SandboxAccount
+from bot.sandbox.state import Fault, SandboxError, VoiceUpload
 
-if TYPE_CHECKING:
-    from .server import Sandbox
 
 LANGS = ("zh_CN", "en_US")
 JSON_TYPE = "application/json; encoding=utf-8"
@@ -55,7 +54,7 @@ def _fault_response(fault: Fault) -> Response:
     return _json(err(fault.errcode, msg), status=fault.http_status or 200)
 
 
-def create_app(sandbox: "Sandbox") -> Flask:
+def create_app(sandbox: SandboxAccount) -> Flask:
     """Build the app around ``sandbox`` (its state, and its helpers for the control endpoints)."""
     state = sandbox.state
     app = Flask("bot.sandbox")
@@ -219,7 +218,7 @@ def create_app(sandbox: "Sandbox") -> Flask:
     return app
 
 
-def register_control(app: Flask, sandbox: "Sandbox") -> None:
+def register_control(app: Flask, sandbox: SandboxAccount) -> None:
     """``/sandbox/*``: what tests and the CLI use to set the scene and read what happened."""
 
     def control(handler: Callable[[], Any]) -> Callable[[], Response]:
@@ -243,7 +242,7 @@ def register_control(app: Flask, sandbox: "Sandbox") -> None:
     @app.get("/sandbox/")
     @control
     def info() -> Any:
-        return {"url": sandbox.url, "settings": sandbox.state.settings, "clips": sandbox.clips()}
+        return {"url": request.host_url.rstrip("/"), "settings": sandbox.state.settings, "clips": sandbox.clips()}
 
     @app.route("/sandbox/voices", methods=["GET", "POST"])
     @control

@@ -16,16 +16,10 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from ..audio import AudioError, decode_pcm
-from ..tones import detect_tone, make_tone
-from .app import create_app
-from .state import FREQUENCY_GRID, Fault, Media, SandboxError, SandboxState
+from bot.sandbox.account import SandboxAccount
+from bot.sandbox.app import create_app
 
 log = logging.getLogger("bot.sandbox")
-
-_CONTENT_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg", "wav": "audio/x-wav", "spx": "audio/ogg",
-                  "speex": "audio/ogg", "awb": "audio/amr-wb"}
-
 
 _SECRET_PARAM = re.compile(r"((?:access_token|secret)=)[^&\s]+")
 
@@ -40,7 +34,7 @@ class _RedactingHandler(WSGIRequestHandler):
         self.log("info", '"%s" %s %s', _SECRET_PARAM.sub(r"\1***", self.requestline), code, size)
 
 
-class Sandbox:
+class Sandbox(SandboxAccount):
     """The fake WeChat API: start it, point ``api_base_url`` at :attr:`url`, set the scene, read the calls."""
 
     def __init__(
@@ -56,9 +50,8 @@ class Sandbox:
         token_grace_s: float = 0.0,
         log_requests: bool = False,
     ) -> None:
-        self.state = SandboxState()
-        self.state.configure(appid=appid, appsecret=appsecret, recognition_latency_s=recognition_latency_s,
-                             window_s=window_s, token_expires_in=token_expires_in, token_grace_s=token_grace_s)
+        super().__init__(appid=appid, appsecret=appsecret, recognition_latency_s=recognition_latency_s,
+                         window_s=window_s, token_expires_in=token_expires_in, token_grace_s=token_grace_s)
         self.host, self.port = host, port
         self.app = create_app(self)
         self._log_requests = log_requests
@@ -104,106 +97,6 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # ---------------------------------------------------------------- setting the scene
-    def register_voice(
-        self, text: str, *, duration_s: float = 2.0, fmt: str = "amr", with_16k: bool = False,
-        format_16k: str = "wav",
-    ) -> dict[str, Any]:
-        """Store a clip that "says" ``text`` (its own tone) and return its media_id(s) and frequency.
-
-        ``fmt`` is amr (AMR-NB 8 kHz, what WeChat's MediaId serves), mp3 or wav. ``with_16k`` also stores a
-        16 kHz version (``format_16k``: wav or mp3; PyAV cannot encode AMR-WB) as MediaId16K would serve.
-        """
-        if not text:
-            raise SandboxError("text must not be empty")
-        if fmt not in ("amr", "mp3", "wav"):
-            raise SandboxError(f"format must be amr, mp3 or wav (got {fmt!r}); use add_media for other audio")
-        if not 0 < duration_s <= 60:
-            raise SandboxError("duration_s must be in (0, 60]: WeChat voice is at most 60 s")
-        freq = self.state.clip_frequency(text)
-        media_id = self.state.new_media_id()
-        self.state.put_media(media_id, Media(make_tone(freq, duration_s, fmt=fmt), _CONTENT_TYPES[fmt],
-                                             f"{media_id}.{fmt}", text, freq))
-        clip: dict[str, Any] = {"media_id": media_id, "frequency": freq, "text": text, "format": fmt}
-        if with_16k:
-            data = make_tone(freq, duration_s, fmt=format_16k, sample_rate=16000)
-            media_16k = self.state.new_media_id()
-            self.state.put_media(media_16k, Media(data, _CONTENT_TYPES[format_16k], f"{media_16k}.{format_16k}",
-                                                  text, freq))
-            clip["media_id_16k"] = media_16k
-        return clip
-
-    def add_media(
-        self, data: bytes, *, content_type: str | None = None, filename: str = "voice.amr",
-        text: str | None = None, frequency: float | None = None,
-    ) -> str:
-        """Store arbitrary bytes (fixtures, garbage) for media/get; returns the media_id.
-
-        With ``text``, the audio's tone (``frequency``, else detected on the clip grid) will be recognised
-        as ``text``. Without, the bytes are served as they are and never validated.
-        """
-        if content_type is None:
-            content_type = _CONTENT_TYPES.get(filename.rsplit(".", 1)[-1].lower(), "application/octet-stream")
-        if text is not None and frequency is None:
-            try:
-                pcm, _ = decode_pcm(data, sample_rate=16000, max_seconds=60)
-            except AudioError as exc:
-                raise SandboxError(f"cannot attach text to undecodable audio: {exc}") from exc
-            frequency = detect_tone(pcm, 16000, FREQUENCY_GRID)
-            if frequency is None:
-                raise SandboxError("no clip-grid tone found in this audio: pass frequency= or use register_voice")
-        media_id = self.state.new_media_id()
-        self.state.put_media(media_id, Media(bytes(data), content_type, filename, text,
-                                             None if frequency is None else float(frequency)))
-        return media_id
-
-    def inject_fault(
-        self, endpoint: str, errcode: int, times: int = 1, *, http_status: int | None = None,
-        body: str | None = None,
-    ) -> None:
-        """The next ``times`` calls to ``endpoint`` ("send", "media/get", "stable_token"...) fail this way.
-
-        Faults are consumed in the order they were injected; ``http_status`` (e.g. 500) and a raw
-        ``body`` (e.g. malformed JSON or an HTML error page) replace the usual JSON error.
-        """
-        self.state.add_fault(Fault(endpoint, int(errcode), int(times), http_status, body))
-
-    def configure(self, **settings: Any) -> None:
-        """Change recognition_latency_s, window_s, token_expires_in, token_grace_s, appid, appsecret,
-        max_voice_bytes while running."""
-        self.state.configure(**settings)
-
-    def register_translation(self, src: str, dst: str) -> None:
-        """translatecontent will answer ``dst`` for ``src`` (whatever the languages)."""
-        with self.state.lock:
-            self.state.translations[src] = dst
-
-    def translate(self, text: str, lfrom: str, lto: str) -> str:
-        """A registered translation, else a deterministic stand-in: ``"[en_US] " + text``."""
-        with self.state.lock:
-            if text in self.state.translations:
-                return self.state.translations[text]
-        return text if lfrom == lto else f"[{lto}] {text}"
-
-    # ---------------------------------------------------------------- reading what happened
-    def calls(self) -> list[dict[str, Any]]:
-        """Every WeChat API call in arrival order (tokens and secrets left out of ``query``/``json``)."""
-        with self.state.lock:
-            return [dict(c) for c in self.state.call_log]
-
-    def custom_messages(self) -> list[dict[str, Any]]:
-        """The bodies accepted by message/custom/send, in order."""
-        with self.state.lock:
-            return list(self.state.messages)
-
-    def clips(self) -> list[dict[str, Any]]:
-        with self.state.lock:
-            return [{"text": t, "frequency": f} for t, f in self.state.clips.items()]
-
-    def reset(self) -> None:
-        """Clear calls, custom messages, faults and recognition uploads; registered clips and media stay."""
-        self.state.reset()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from .base import Store, StoreError, redact_url
+from bot.store.base import Store, StoreError, redact_url
 
 __all__ = ["Store", "StoreError", "open_store"]
 
@@ -17,15 +17,15 @@ def open_store(url: str, *, prefix: str = "wvb:") -> Store:
     """Open the store a URL names; ``prefix`` namespaces every key (one prefix per bot or test)."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "memory":
-        from .memory import MemoryStore
+        from bot.store.memory import MemoryStore
 
         return MemoryStore(prefix)
     if scheme == "sqlite":
-        from .sqlite import SQLiteStore, path_from_url
+        from bot.store.sqlite import SQLiteStore, path_from_url
 
         return SQLiteStore(path_from_url(url), prefix)
     if scheme in ("redis", "rediss"):
-        from .redis import RedisStore
+        from bot.store.redis import RedisStore
 
         return RedisStore(url, prefix)
     raise ValueError(

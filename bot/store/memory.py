@@ -9,7 +9,7 @@ import heapq
 import threading
 import time
 
-from .base import Entry, LockingStore
+from bot.store.base import Entry, LockingStore
 
 
 class MemoryStore(LockingStore):

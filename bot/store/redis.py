@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from .base import Store, StoreError, check_ttl, redact_url
+from bot.store.base import Store, StoreError, check_ttl, redact_url
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ class RedisStore(Store):
 
     def _wrap(self, exc: Exception) -> StoreError:
         """A StoreError naming the (redacted) URL, with the password scrubbed from redis-py's text."""
-        from ..metrics import STORE_ERRORS, labelled
+        from bot.ops.metrics import STORE_ERRORS, labelled
         labelled(STORE_ERRORS, "redis").inc()
         detail = str(exc) or type(exc).__name__
         if self._secret:

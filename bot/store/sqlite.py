@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from .base import Entry, LockingStore, StoreError
+from bot.store.base import Entry, LockingStore, StoreError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wvb_kv ("
@@ -129,7 +129,7 @@ class SQLiteStore(LockingStore):
                     raise
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            from ..metrics import STORE_ERRORS, labelled
+            from bot.ops.metrics import STORE_ERRORS, labelled
             labelled(STORE_ERRORS, "sqlite").inc()
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
         finally:

@@ -6,9 +6,9 @@ In pytest (the plugin is registered automatically), a handler is tested in three
         client = wechat_client(my_router)
         assert client.text("打开客厅的灯").content == "已打开客厅的灯"
 """
-from . import messages
-from .client import BotClient, Envelope, Reply
-from .config import test_config
-from .wechat_retry import Seen, WeChatRetryClient
+from bot.testing import messages
+from bot.testing.client import BotClient, Envelope, Reply
+from bot.testing.config import test_config
+from bot.testing.wechat_retry import Seen, WeChatRetryClient
 
 __all__ = ["BotClient", "Envelope", "Reply", "Seen", "WeChatRetryClient", "messages", "test_config"]

@@ -11,10 +11,10 @@ import requests
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-from ..config import Config
-from ..envelope import sign
-from ..webhook import Webhook
-from . import messages
+from bot.config import Config
+from bot.core.envelope import sign
+from bot.core.webhook import Webhook
+from bot.testing import messages
 
 Mode = Literal["plaintext", "compatible", "safe"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config, config_from_dict
+from bot.config import Config, config_from_dict
 
 TEST_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 

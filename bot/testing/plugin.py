@@ -5,10 +5,10 @@ from typing import Any, Callable
 
 import pytest
 
-from ..config import Config
-from ..router import Router, combine
-from .client import BotClient, Mode
-from .config import test_config
+from bot.config import Config
+from bot.core.router import Router, combine
+from bot.testing.client import BotClient, Mode
+from bot.testing.config import test_config
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def wechat_config() -> Config:
 @pytest.fixture
 def wechat_client(wechat_config: Config) -> Callable[..., BotClient]:
     """``wechat_client(router, ...)`` → a :class:`BotClient` talking to an in-process bot with those routers."""
-    from ..runtime import build_webhook
+    from bot.runtime import build_webhook
 
     def make(*routers: Router, mode: Mode | None = None, config: Config | None = None, **kw: Any) -> BotClient:
         cfg = config or wechat_config

@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 import requests
 import xmltodict
 
-from ..config import Config
-from . import messages
-from .client import Envelope, Mode, Reply
+from bot.config import Config
+from bot.testing import messages
+from bot.testing.client import Envelope, Mode, Reply
 
 
 @dataclass

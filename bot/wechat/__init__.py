@@ -1,5 +1,5 @@
 """Services that talk to WeChat: the API client, its voice group, the shared access token, errors."""
-from .client import WeChatAPI
-from .errors import WeChatAPIError
+from bot.wechat.client import WeChatAPI
+from bot.wechat.errors import WeChatAPIError
 
 __all__ = ["WeChatAPI", "WeChatAPIError"]

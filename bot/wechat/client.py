@@ -20,13 +20,13 @@ import requests.adapters
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from ..config import WeChatConfig
-from ..observe import SECRET_PARAM
-from ..store import Store
-from .errors import (TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
+from bot.config import WeChatConfig
+from bot.ops.logs import SECRET_PARAM
+from bot.store import Store
+from bot.wechat.errors import (TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
                      error_for)
-from .token import AccessTokenManager, TokenError
-from .voice import WeChatVoice
+from bot.wechat.token import AccessTokenManager, TokenError
+from bot.wechat.voice import WeChatVoice
 
 log = logging.getLogger("bot.wechat")
 
@@ -96,7 +96,7 @@ class WeChatAPI(WeChatClient):
             api = "token"
             call = lambda: self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
                 "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
-        from ..metrics import TOKEN_FETCHES, labelled
+        from bot.ops.metrics import TOKEN_FETCHES, labelled
         try:
             result = self._json(api, call)
             if "access_token" not in result:

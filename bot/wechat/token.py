@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ..store import Store, StoreError
+from bot.store import Store, StoreError
 
 Fetch = Callable[[], tuple[str, int]]
 

@@ -6,7 +6,7 @@ from typing import Any
 import requests
 from wechatpy.client.api.base import BaseWeChatAPI
 
-from .errors import TransportError
+from bot.wechat.errors import TransportError
 
 
 def _json_object(api: str, result: Any) -> dict[str, Any]:

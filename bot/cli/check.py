@@ -1,0 +1,162 @@
+"""``python -m bot check --config FILE``: is this deployment ready? One line per dependency, each with the fix.
+
+Run it before pointing WeChat at a new server: a wrong AppSecret or a missing IP-whitelist entry otherwise
+shows up only as "not understood" answers to voice messages.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
+
+from bot.config import Config, ConfigError, find_config
+
+# errcode → what to do about it (token endpoints; https://developers.weixin.qq.com/doc/offiaccount/en/)
+TOKEN_FIXES = {
+    40164: "add this server's outbound IP to the IP whitelist (mp.weixin.qq.com → 设置与开发 → 基本配置 → IP白名单)",
+    40125: "wrong AppSecret: check [wechat] appsecret (or WECHAT_APPSECRET); reset it on mp.weixin.qq.com if lost",
+    40013: "wrong AppID: check [wechat] appid (or WECHAT_APPID)",
+    40001: "WeChat refused the AppSecret: check [wechat] appid and appsecret",
+    40002: "invalid grant_type: report a bug",
+    45009: "the daily token quota is used up: wait for tomorrow or reset it (/cgi-bin/clear_quota)",
+    -1: "WeChat is busy: try again in a minute",
+}
+
+
+@dataclass
+class Result:
+    ok: bool
+    name: str
+    detail: str
+
+
+def check_wechat(config: Config) -> Result:
+    """Fetch a token from ``api_base_url`` (a throwaway memory store: the bot's shared token is untouched)."""
+    from bot.store.memory import MemoryStore
+    from bot.wechat import WeChatAPI
+    from bot.wechat.errors import TransportError, WeChatAPIError
+    name = f"WeChat API ({config.wechat.api_base_url}, {config.wechat.token_endpoint} token)"
+    try:
+        WeChatAPI(config.wechat, MemoryStore()).fetch_access_token()
+    except TransportError as exc:
+        return Result(False, name, f"unreachable ({exc.errmsg}): check [wechat] api_base_url and outbound "
+                                   "network/proxy")
+    except WeChatAPIError as exc:
+        fix = TOKEN_FIXES.get(exc.errcode or 0, "see WeChat's error code list")
+        return Result(False, name, f"errcode {exc.errcode} ({exc.errmsg}): {fix}")
+    return Result(True, name, "access token fetched")
+
+
+def check_store(config: Config) -> Result:
+    from bot.runtime import store_url
+    from bot.store import StoreError, open_store
+    from bot.store.base import redact_url
+    name = f"store ({redact_url(config.storage.url)})"
+    try:
+        with open_store(store_url(config), prefix=config.storage.prefix) as store:
+            store.ping()
+    except (StoreError, ValueError) as exc:
+        return Result(False, name, f"{exc}: start the store or fix [storage] url")
+    return Result(True, name, "reachable")
+
+
+def check_recognizer(config: Config, spec: str, wechat_ok: bool) -> Result:
+    name = f"recognizer {spec}"
+    if spec == "push":
+        return Result(True, name, "ready" if config.voice.use_push_recognition else
+                      "disabled ([voice] use_push_recognition = false)")
+    if spec == "wechat":
+        return Result(wechat_ok, name, "ready (uses the WeChat API token)" if wechat_ok else
+                      "needs the WeChat API token: fix the WeChat API line above")
+    if spec == "openai":
+        return _check_openai(config, name)
+    from bot.voice.recognizers.chain import build_recognizer
+    try:
+        build_recognizer(spec, config, None)
+    except ConfigError as exc:
+        return Result(False, name, str(exc))
+    return Result(True, name, "loads")
+
+
+def _check_openai(config: Config, name: str) -> Result:
+    """Any HTTP answer from the base URL means reachable (a GET needs no key and sends no audio)."""
+    import requests
+    url = config.voice.openai.url
+    if not url:
+        return Result(False, name, "[voice.openai] url is empty: set it, or take \"openai\" out of [voice] recognizers")
+    try:
+        response = requests.get(url, timeout=min(config.voice.openai.timeout_s, 5.0))
+    except requests.RequestException as exc:
+        return Result(False, name, f"cannot reach {url} ({type(exc).__name__}): check [voice.openai] url")
+    return Result(True, name, f"{url} reachable (HTTP {response.status_code})")
+
+
+def check_routers(config: Config) -> list[Result]:
+    from bot.core.loading import add_search_paths, load_router
+    add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
+    results = []
+    for i, spec in enumerate(config.handlers.routers):
+        try:
+            load_router(spec, f"[handlers] routers[{i}]")
+        except ConfigError as exc:
+            results.append(Result(False, f"router {spec}", str(exc)))
+        except Exception as exc:  # importing someone's module may raise anything
+            results.append(Result(False, f"router {spec}", f"importing it raised {type(exc).__name__}: {exc}"))
+        else:
+            results.append(Result(True, f"router {spec}", "loads"))
+    return results
+
+
+def check_callback(config: Config) -> Result:
+    """What WeChat's 基本配置 page must match: the Token and the EncodingAESKey."""
+    token, key = config.wechat.token, config.wechat.encoding_aes_key
+    if not token:
+        return Result(False, "callback", "[wechat] token is empty: set the Token you typed on mp.weixin.qq.com")
+    if key and len(key) != 43:
+        return Result(False, "callback", f"[wechat] encoding_aes_key has {len(key)} characters, expected 43")
+    modes = "plaintext, compatible and safe mode" if key else "plaintext mode only (no encoding_aes_key)"
+    note = "" if token.isalnum() and 3 <= len(token) <= 32 else \
+        " (note: WeChat's form accepts only a 3-32 character Token of letters and digits)"
+    return Result(True, "callback", f"token set, {modes} at {config.server.path}{note}")
+
+
+def run_checks(config: Config) -> list[Result]:
+    wechat = check_wechat(config)
+    results = [wechat, check_store(config)]
+    results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
+    results += check_routers(config)
+    results.append(check_callback(config))
+    return results
+
+
+def marks(stream: TextIO) -> tuple[str, str]:
+    """✓/✗, or ``[ok]``/``[FAIL]`` where the terminal cannot show them."""
+    try:
+        "✓✗".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "[ok]", "[FAIL]"
+    return "✓", "✗"
+
+
+def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config], list[Result]] = run_checks) -> int:
+    """Print one line per check; 0 when everything is ready, 1 otherwise. Secrets never reach the output."""
+    from bot.ops.logs import RedactFilter, config_secrets
+    redact = RedactFilter(config_secrets(config)).redact
+    ok_mark, bad_mark = marks(stream)
+    results = checks(config)
+    for r in results:
+        line = f"{ok_mark if r.ok else bad_mark} {r.name}: {r.detail}"
+        try:
+            print(redact(line), file=stream, flush=True)
+        except UnicodeEncodeError:
+            print(redact(line).encode("ascii", "replace").decode(), file=stream, flush=True)
+    failed = sum(not r.ok for r in results)
+    print(f"{'ready' if not failed else f'{failed} check(s) failed'}", file=stream, flush=True)
+    return 0 if not failed else 1
+
+
+def cmd_check(args: Any) -> int:
+    from bot.core.intents import check_intents
+    config = find_config(args.config)
+    check_intents(config.intents)  # a broken [[intents]] table is a broken config (exit 2), as for serve
+    return report(config)

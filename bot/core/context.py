@@ -1,0 +1,98 @@
+"""What a handler receives: the message, its text (typed or transcribed) and reply helpers."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from wechatpy import replies
+from wechatpy.messages import BaseMessage
+
+from bot.core.services import Services
+
+Reply = str | replies.BaseReply | None
+
+
+@dataclass
+class Context:
+    """One message on its way through the routers.
+
+    ``text`` is the text message's content or the voice message's transcript, so an intent written once
+    answers both; ``transcript_source`` says where a transcript came from (``push``, ``wechat``,
+    ``openai``…) and is ``"text"`` for typed text. ``text`` is normalized for matching (bot/normalize.py);
+    ``original_text`` is what was typed or recognized. ``session`` is the user's conversation state, kept
+    in the store between messages (bot/session.py).
+    """
+
+    message: BaseMessage
+    text: str | None = None
+    transcript_source: str | None = None
+    msg_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    session_loader: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    _session: dict[str, Any] | None = field(default=None, repr=False)
+    original_text: str | None = None
+    config: Any = None  # the bot's Config, set by the webhook
+    services: Services | None = None  # the store and WeChat client, when the bot was built by bot.runtime
+    deadline: float | None = None  # time.monotonic() by which the answer should be ready
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The user's conversation state, read from the store on first use (most messages never touch it)."""
+        if self._session is None:
+            self._session = self.session_loader() if self.session_loader else {}
+        return self._session
+
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        if self._session is None and self.session_loader:
+            self.session_loader()  # read what is stored first: saving compares with it
+        self._session = value
+
+    @property
+    def client(self) -> Any:
+        """The WeChat API client (``ctx.client.voice.translate(...)``) for handlers that call WeChat."""
+        client = getattr(self.services, "client", None)
+        if client is None:
+            raise RuntimeError("no WeChat API client: this bot was not built by bot.runtime.build_webhook")
+        return client
+
+    def time_left(self) -> float:
+        """Seconds left of the reply budget, never negative (infinite when no deadline was set)."""
+        return math.inf if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def openid(self) -> str:
+        return self.message.source
+
+    @property
+    def type(self) -> str:
+        return self.message.type
+
+    @property
+    def event(self) -> str | None:
+        return getattr(self.message, "event", None)
+
+    def reply_text(self, content: str) -> replies.TextReply:
+        # wechatpy writes text into CDATA unescaped: split any "]]>" so a user's words cannot break the XML
+        return replies.TextReply(message=self.message, content=content.replace("]]>", "]]]]><![CDATA[>"))
+
+    def reply_image(self, media_id: str) -> replies.ImageReply:
+        return replies.ImageReply(message=self.message, media_id=media_id)
+
+    def reply_voice(self, media_id: str) -> replies.VoiceReply:
+        return replies.VoiceReply(message=self.message, media_id=media_id)
+
+    def reply_articles(self, articles: list[dict[str, str]]) -> replies.ArticlesReply:
+        return replies.ArticlesReply(message=self.message, articles=articles)
+
+    def render(self, reply: Reply) -> str | None:
+        """Turn a handler's answer into reply XML (``None`` means nothing to say)."""
+        if reply is None:
+            return None
+        if isinstance(reply, str):
+            reply = self.reply_text(reply)
+        elif not isinstance(reply, replies.BaseReply):
+            raise TypeError(f"a handler returned {type(reply).__name__}; expected str, a wechatpy reply or None")
+        return reply.render()

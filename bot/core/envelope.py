@@ -1,0 +1,157 @@
+"""The envelope: everything between the raw HTTP request and a parsed message.
+
+Verify the signature (``msg_signature`` in AES mode, ``signature`` otherwise) in constant time, reject
+stale timestamps, decrypt, check the AppID, parse; and on the way out, encrypt the reply when the request
+was encrypted. wechatpy does the crypto and parsing; this module decides what each failure means.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+from xml.parsers.expat import ExpatError
+
+from wechatpy import parse_message
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException
+from wechatpy.messages import BaseMessage
+from wechatpy.utils import WeChatSigner
+
+from bot.config import ServerConfig, WeChatConfig
+
+log = logging.getLogger("bot.envelope")
+
+
+class EnvelopeError(Exception):
+    """A request WeChat (or an attacker) sent that we refuse; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.status = status
+        self.reason = reason
+
+
+class NotAMessage(Exception):
+    """Well-formed, authenticated XML that is not a message: answered ``success`` and dropped."""
+
+
+@dataclass
+class Inbound:
+    """An authenticated, decrypted, parsed push, with what we need to answer it."""
+
+    message: BaseMessage
+    encrypted: bool
+    nonce: str
+    xml: str
+    #: Dedupe key: ``MsgId``, or ``FromUserName+CreateTime`` for events, which have none.
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        msg_id = self.data.get("MsgId")
+        self.key = f"m:{msg_id}" if msg_id else \
+            f"e:{self.data.get('FromUserName', '')}:{self.data.get('CreateTime', '')}"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The raw fields, for what wechatpy does not expose (``MediaId16K``)."""
+        return self.message._data
+
+    @property
+    def msg_id(self) -> str:
+        return self.key[2:]
+
+
+def sign(*parts: str) -> str:
+    """WeChat's signature: sha1 over the sorted parts."""
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return signer.signature
+
+
+class Envelope:
+    """Opens and seals WeChat callbacks for one account."""
+
+    def __init__(self, wechat: WeChatConfig, server: ServerConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.token = wechat.token
+        self.appid = wechat.appid
+        self.replay_window_s = server.replay_window_s
+        self.max_body_bytes = server.max_body_bytes
+        self.clock = clock
+        self.crypto = WeChatCrypto(wechat.token, wechat.encoding_aes_key, wechat.appid) if wechat.encoding_aes_key else None
+
+    def handshake(self, query: Mapping[str, str]) -> str:
+        """The URL check WeChat makes when the callback is configured: answer ``echostr``."""
+        self._verify(query, "signature")
+        echostr = query.get("echostr")
+        if echostr is None:
+            raise EnvelopeError(400, "missing echostr")
+        return echostr
+
+    def open(self, query: Mapping[str, str], body: bytes) -> Inbound:
+        if len(body) > self.max_body_bytes:
+            raise EnvelopeError(413, "body too large", f"{len(body)} > {self.max_body_bytes} bytes")
+        if not body.strip():
+            raise EnvelopeError(400, "empty body")
+        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EnvelopeError(400, "body is not UTF-8") from None
+        if encrypted:
+            xml = self._decrypt(query, text)
+        else:
+            self._verify(query, "signature")
+            xml = text
+        try:
+            message = parse_message(xml)
+        except (ExpatError, ValueError) as exc:  # xmltodict raises ValueError on entities
+            raise EnvelopeError(400, "malformed XML", type(exc).__name__) from None
+        except (KeyError, TypeError, AttributeError):
+            raise NotAMessage("XML without a MsgType") from None
+        if message is None:
+            raise EnvelopeError(400, "empty body")
+        return Inbound(message=message, encrypted=encrypted, nonce=query.get("nonce", ""), xml=xml)
+
+    def seal(self, inbound: Inbound, reply_xml: str) -> str:
+        """Encrypt a reply for an encrypted request; plaintext requests get it as it is."""
+        if not inbound.encrypted or self.crypto is None:
+            return reply_xml
+        return self.crypto.encrypt_message(reply_xml, inbound.nonce or "wvb", str(int(self.clock())))
+
+    def _verify(self, query: Mapping[str, str], name: str, *extra: str) -> None:
+        signature, timestamp, nonce = query.get(name), query.get("timestamp"), query.get("nonce")
+        if not signature or not timestamp or nonce is None:
+            raise EnvelopeError(400, "missing signature parameters", f"need {name}, timestamp, nonce")
+        expected = sign(self.token, timestamp, nonce, *extra)
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            raise EnvelopeError(403, "bad signature", name)
+        if self.replay_window_s > 0:
+            try:
+                age = abs(self.clock() - int(timestamp))
+            except ValueError:
+                raise EnvelopeError(400, "bad timestamp", "not an integer") from None
+            if age > self.replay_window_s:
+                raise EnvelopeError(403, "stale timestamp", f"{age:.0f}s outside the {self.replay_window_s:.0f}s window")
+
+    def _decrypt(self, query: Mapping[str, str], text: str) -> str:
+        if self.crypto is None:
+            raise EnvelopeError(400, "encrypted request but no encoding_aes_key configured")
+        try:
+            import xmltodict
+            envelope = xmltodict.parse(text)["xml"]
+            encrypt = envelope["Encrypt"]
+        except (ExpatError, ValueError) as exc:
+            raise EnvelopeError(400, "malformed XML", type(exc).__name__) from None
+        except (KeyError, TypeError):
+            raise EnvelopeError(400, "encrypted request without an Encrypt element") from None
+        if not isinstance(encrypt, str):
+            raise EnvelopeError(400, "encrypted request without an Encrypt element")
+        self._verify(query, "msg_signature", encrypt)
+        try:  # verified above, in constant time: decrypt without wechatpy's second signature check
+            return PrpCrypto(self.crypto.key).decrypt(encrypt, self.appid)
+        except InvalidAppIdException:
+            raise EnvelopeError(403, "wrong AppID in the encrypted message") from None
+        except Exception as exc:  # bad base64, padding or length: the ciphertext is not ours
+            raise EnvelopeError(400, "cannot decrypt", type(exc).__name__) from None

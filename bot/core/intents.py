@@ -1,0 +1,113 @@
+"""No-code intents: ``[[intents]]`` tables in the config become a router, so a config file alone makes a bot.
+
+::
+
+    [[intents]]
+    name = "weather"
+    patterns = ['(?P<city>\\S+?)(?:的)?天气']
+    reply = "{city}今天晴，20 到 26 度。"
+
+Each intent matches a regex (searched in the normalized ``ctx.text``; named groups fill the ``reply``
+template) or a keyword (contained in the text, or close to it with ``fuzzy``). ``{text}`` is the whole text.
+Higher ``priority`` is tried first, equal priorities in file order. The router runs before the
+``[handlers] routers`` (bot/core/loading.py). Everything is checked at start-up, naming ``[[intents]][i] key``.
+"""
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from bot.config import ConfigError, IntentConfig
+from bot.core.context import Context
+from bot.core.router import Matcher, Router, keyword_matcher, regex_matcher
+
+
+def check_intents(intents: Sequence[IntentConfig]) -> None:
+    """Raise :class:`ConfigError` for the first intent that could not work, naming ``[[intents]][i] key``."""
+    names: dict[str, int] = {}
+    for i, intent in enumerate(intents):
+        where = f"[[intents]][{i}]"
+        if not intent.name.strip():
+            raise ConfigError(f"{where} name: expected a non-empty string")
+        if intent.name in names:
+            raise ConfigError(f"{where} name: {intent.name!r} is already the name of [[intents]][{names[intent.name]}]")
+        names[intent.name] = i
+        if not intent.patterns and not intent.keywords:
+            raise ConfigError(f"{where} patterns: expected at least one pattern or keyword (set patterns, keywords or both)")
+        groups = [_compile(p, f"{where} patterns[{j}]").groupindex.keys() for j, p in enumerate(intent.patterns)]
+        for j, word in enumerate(intent.keywords):
+            if not word.strip():
+                raise ConfigError(f"{where} keywords[{j}]: expected a non-empty string")
+        if intent.fuzzy is not None and not 0 <= intent.fuzzy <= 1:
+            raise ConfigError(f"{where} fuzzy: expected a number from 0 to 1, got {intent.fuzzy:g}")
+        if not intent.reply.strip():
+            raise ConfigError(f"{where} reply: expected a non-empty template")
+        for field in _placeholders(intent.reply, f"{where} reply"):
+            if field == "text":
+                continue
+            if intent.keywords:
+                raise ConfigError(f"{where} reply: placeholder {{{field}}} cannot be filled when a keyword matches "
+                                  "(only {text} can); move the keywords to another intent")
+            missing = [j for j, named in enumerate(groups) if field not in named]
+            if missing:
+                raise ConfigError(f"{where} reply: placeholder {{{field}}} is not a named group (?P<{field}>...) "
+                                  f"of patterns[{missing[0]}]")
+
+
+def _compile(pattern: str, where: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: not a valid regular expression ({exc})") from None
+
+
+def _placeholders(template: str, where: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad template ({exc}; write {{{{ and }}}} for literal braces)") from None
+    fields = []
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier() or spec or conversion:
+            raise ConfigError(f"{where}: placeholder {{{field}{'!' + conversion if conversion else ''}"
+                              f"{':' + spec if spec else ''}}} must be a plain name such as {{text}} or {{city}}")
+        fields.append(field)
+    return fields
+
+
+def intents_router(intents: Sequence[IntentConfig], name: str = "intents") -> Router | None:
+    """A router answering the intents, highest priority first; None when there are none.
+
+    Raises :class:`ConfigError` naming ``[[intents]][i] key`` for an intent that could not work."""
+    check_intents(intents)
+    if not intents:
+        return None
+    router = Router(name)
+    for intent in sorted(intents, key=lambda it: -it.priority):  # sorted() is stable: file order within a priority
+        router.add(_matcher(intent), _responder(intent.reply), f"[[intents]] {intent.name!r}")
+    return router
+
+
+def _matcher(intent: IntentConfig) -> Matcher:
+    matchers = [regex_matcher(re.compile(p)) for p in intent.patterns]
+    if intent.keywords:
+        matchers.append(keyword_matcher(intent.keywords, fuzzy=intent.fuzzy))
+
+    def match(ctx: Context) -> dict[str, Any] | None:
+        for m in matchers:
+            found = m(ctx)
+            if found is not None:
+                return found
+        return None
+    return match
+
+
+def _responder(template: str) -> Callable[..., str | None]:
+    def reply(ctx: Context, **groups: str | None) -> str | None:
+        values = {k: v or "" for k, v in groups.items()}
+        return template.format_map({**values, "text": ctx.text or ""}).strip() or None
+    return reply

@@ -1,0 +1,55 @@
+"""Find routers named in the config: ``module:attribute`` paths or installed plugins by name."""
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Iterable
+
+from bot.config import Config, ConfigError
+from bot.core.intents import intents_router
+from bot.core.router import Router
+
+PLUGIN_GROUP = "wechat_voicebot.routers"
+
+
+def load_router(spec: str, where: str = "[handlers] routers") -> Router:
+    """``"pkg.module:router"`` (attribute may be a Router or a zero-argument factory) or a plugin name."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
+        try:
+            obj = getattr(module, attr)
+        except AttributeError:
+            raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+    else:
+        found = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == spec]
+        if not found:
+            raise ConfigError(f"{where}: {spec!r} is neither 'module:attribute' nor an installed plugin "
+                              f"(entry point group {PLUGIN_GROUP!r})")
+        obj = found[0].load()
+    if callable(obj) and not isinstance(obj, Router):
+        obj = obj()
+    if not isinstance(obj, Router):
+        raise ConfigError(f"{where}: {spec!r} is a {type(obj).__name__}, expected a bot.Router")
+    return obj
+
+
+def load_routers(config: Config) -> list[Router]:
+    """The configured routers, in priority order: the ``[[intents]]`` (no-code) router first, then
+    ``[handlers] routers``; handler directories are put on ``sys.path`` first."""
+    add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
+    routers = [load_router(spec, f"[handlers] routers[{i}]") for i, spec in enumerate(config.handlers.routers)]
+    intents = intents_router(config.intents)
+    return routers if intents is None else [intents, *routers]
+
+
+def add_search_paths(paths: Iterable[Path]) -> None:
+    for path in paths:
+        resolved = str(Path(path).resolve())
+        if resolved not in sys.path:
+            sys.path.insert(0, resolved)  # the user's handler modules win over same-named installed ones

@@ -1,0 +1,122 @@
+"""Conversation state: ``ctx.session``, a JSON dict per user kept in the store between messages.
+
+A two-turn dialog ("打开灯" → "哪个房间？" → "客厅") needs to remember the first turn when the second one
+arrives, possibly in another worker process or on another machine: so the session lives in the configured
+store (``session:<openid>``, expiring ``[session] ttl_s`` after it last changed), not in memory.
+
+It is written only when a handler changed it (the JSON before and after the dispatch differ), deleted when
+emptied, and with compare-and-set: when two messages of one user are answered at once, the first change
+wins and the other is logged and dropped, never a stale session written over a newer one. A store that
+fails costs the session, never the answer.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bot.core.context import Context
+from bot.store import Store, StoreError
+
+log = logging.getLogger("bot.session")
+
+KEY = "session:{openid}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What was in the store (``raw``, for compare-and-set) and its canonical JSON (to detect a change)."""
+
+    raw: str | None
+    canonical: str
+
+
+def dumps(session: dict[str, Any]) -> str:
+    """The canonical JSON of a session (sorted keys), so equal dicts compare equal as text."""
+    return json.dumps(session, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class Sessions:
+    """Loads ``ctx.session`` before the routers run and saves it afterwards if it changed."""
+
+    def __init__(self, store: Store | Callable[[], Store | None] | None, ttl_s: float) -> None:
+        self._store, self.ttl_s = store, ttl_s
+        self._fallback: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        """The configured store; a private in-memory one for a webhook built without services."""
+        store = self._store() if callable(self._store) else self._store
+        if store is not None:
+            return store
+        if self._fallback is None:
+            from bot.store.memory import MemoryStore
+            self._fallback = MemoryStore()
+        return self._fallback
+
+    def load(self, openid: str) -> tuple[dict[str, Any], Snapshot | None]:
+        """The user's session (empty when none) and what ``save`` compares with (None: the store failed,
+        so nothing must be written over what could not be read)."""
+        key = KEY.format(openid=openid)
+        try:
+            raw = self.store.get(key)
+        except StoreError as exc:
+            log.warning("session load failed openid=%s: %s; answering without the session", openid, exc)
+            return {}, None
+        if raw is None:
+            return {}, Snapshot(None, dumps({}))
+        try:
+            session = json.loads(raw)
+            if not isinstance(session, dict):
+                raise ValueError(f"a JSON {type(session).__name__}, not an object")
+        except ValueError as exc:
+            log.warning("session of openid=%s is unreadable (%s); starting afresh", openid, exc)
+            session = {}
+        return session, Snapshot(raw, dumps(session))
+
+    def save(self, openid: str, session: dict[str, Any], snapshot: Snapshot | None, msg_id: str = "") -> bool:
+        """Write ``session`` if it differs from ``snapshot`` (delete it when empty); True if written."""
+        if snapshot is None:
+            return False
+        raw = snapshot.raw
+        try:
+            after = dumps(session)
+        except (TypeError, ValueError) as exc:
+            log.error("session not saved msg_id=%s openid=%s: not JSON (%s)", msg_id, openid, exc)
+            return False
+        if after == snapshot.canonical:
+            return False
+        key = KEY.format(openid=openid)
+        try:
+            if session:
+                written = self.store.compare_and_set(key, raw, after, ttl=self.ttl_s)
+            else:
+                written = raw is None or self.store.compare_and_delete(key, raw)
+        except StoreError as exc:
+            log.error("session not saved msg_id=%s openid=%s: %s", msg_id, openid, exc)
+            return False
+        if not written:
+            log.warning("session not saved msg_id=%s openid=%s: another message of this user changed it "
+                        "meanwhile (its change wins)", msg_id, openid)
+        return written
+
+    @contextmanager
+    def bound(self, ctx: Context) -> Iterator[None]:
+        """``ctx.session`` loadable during the block (lazily), saved after it (not when the block raised)."""
+        if not ctx.openid:
+            yield
+            return
+        loaded: list[Snapshot | None] = []
+
+        def load() -> dict[str, Any]:
+            session, snapshot = self.load(ctx.openid)
+            loaded.append(snapshot)
+            return session
+
+        ctx.session_loader = load
+        yield
+        if loaded:  # saved only when some handler looked at it (and changed it)
+            self.save(ctx.openid, ctx.session, loaded[0], ctx.msg_id)

@@ -1,0 +1,95 @@
+"""The web-framework-free core: ``(method, query, body) -> Response``.
+
+verify → decrypt → parse → deliver → encrypt. Adapters (Flask, the testing kit) only translate HTTP to and
+from this; every refusal is decided here, logged once, and never a 500. How an answer leaves (at once, on a
+retry, later) is the delivery's business: the webhook is given one when it is built (``bot.runtime``), and
+without one it answers each message in the request (:meth:`Pipeline.answer`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol
+
+from bot.config import Config
+from bot.core.envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from bot.core.pipeline import SUCCESS, Pipeline
+from bot.core.router import Router
+from bot.core.services import Services
+from bot.core.session import Sessions
+from bot.ops.metrics import REQUESTS, labelled
+from bot.voice.recognizers.base import Transcriber
+
+log = logging.getLogger("bot.webhook")
+
+__all__ = ["SUCCESS", "Delivery", "Response", "Webhook"]
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class Delivery(Protocol):
+    """What decides how each try of a message is answered (``bot.delivery.engine.Delivery``)."""
+
+    def deliver(self, inbound: Inbound) -> str:
+        """The reply XML for this try, or ``success``."""
+
+
+class Webhook:
+    """One account's callback endpoint, independent of any web framework."""
+
+    def __init__(self, config: Config, router: Router | None = None, *, transcriber: Transcriber | None = None,
+                 services: Services | None = None, pipeline: Pipeline | None = None,
+                 delivery: Delivery | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.pipeline = pipeline or Pipeline(config, router, transcriber=transcriber, services=services)
+        self.envelope = Envelope(config.wechat, config.server, clock=clock)
+        self.delivery = delivery
+        self.deliver: Callable[[Inbound], str] = delivery.deliver if delivery else self.pipeline.answer
+
+    # what handlers and tests reach through the webhook: the pipeline's parts
+    @property
+    def router(self) -> Router:
+        return self.pipeline.router
+
+    @property
+    def transcriber(self) -> Transcriber:
+        return self.pipeline.transcriber
+
+    @property
+    def services(self) -> Services | None:
+        return self.pipeline.services
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.pipeline.sessions
+
+    def handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
+        try:
+            if method == "GET":
+                return Response(200, self.envelope.handshake(query))
+            if method != "POST":
+                raise EnvelopeError(405, "method not allowed", method)
+            inbound = self.envelope.open(query, body)
+        except EnvelopeError as exc:
+            return self.reject(exc)
+        except NotAMessage as exc:
+            log.info("ignored authenticated XML: %s", exc)
+            labelled(REQUESTS, "ignored", "").inc()
+            return Response(200, SUCCESS)
+        labelled(REQUESTS, "accepted", "").inc()
+        reply_xml = self.deliver(inbound)
+        if reply_xml == SUCCESS or not reply_xml:
+            return Response(200, SUCCESS)
+        return Response(200, self.envelope.seal(inbound, reply_xml), "application/xml; charset=utf-8")
+
+    def reject(self, exc: EnvelopeError) -> Response:
+        """Refuse a request with one log line (adapters use it for what they refuse themselves)."""
+        log.warning("rejected request: %s status=%s", exc, exc.status)
+        labelled(REQUESTS, "rejected", exc.reason).inc()
+        return Response(exc.status, exc.reason)

@@ -1,0 +1,112 @@
+"""Log output: text or JSON lines on stderr, every line passed through a filter that redacts secrets.
+
+Whatever a library or a handler logs, configured secrets, access tokens and raw openids in URLs never reach
+the output (``[logging]``; the ``bot.message`` line itself is built in bot/ops/trace.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TextIO
+
+from bot.ops.trace import hash_openid
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+# ``access_token=...`` / ``secret=...`` in URLs, and the same keys in JSON or repr'd dicts.
+SECRET_PARAM = re.compile(r"""((?:access_token|secret)(?:=|["']?\s*:\s*["']))[^&\s"',;}]+""", re.IGNORECASE)
+_MIN_SECRET = 4  # shorter configured "secrets" would blank out ordinary words
+# WeChat puts the sender's openid in the callback URL, so request logs (the development server's, a proxy's
+# access log routed through logging) would carry it raw: it is replaced by the same hash the bot.message line uses.
+OPENID_PARAM = re.compile(r"([?&]openid=)([A-Za-z0-9_-]{8,})")  # in a URL only: bot.message's openid= is hashed
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` and a record's structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        data.update(getattr(record, "fields", None) or {})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exc"] = record.exc_text
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+class RedactFilter(logging.Filter):
+    """Defence in depth: whatever a library or a handler logs, configured secrets and access tokens are
+    replaced by ``***`` in the message, the structured fields and the traceback text; with ``hash_openid``,
+    an ``openid=`` URL parameter shows the hashed openid instead of the raw one."""
+
+    def __init__(self, secrets: Iterable[str], hash_openid: Callable[[str], str | None] | None = None) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        self.hash_openid = hash_openid
+
+    def redact(self, text: str) -> str:
+        text = SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
+        if self.hash_openid is not None and "openid=" in text:
+            hashed = self.hash_openid
+            text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            dumped = json.dumps(fields, ensure_ascii=False, default=str)
+            redacted = self.redact(dumped)
+            if redacted != dumped:  # nothing to hide (the usual case): keep the fields as they are
+                record.fields = json.loads(redacted)
+        return True
+
+
+def config_secrets(config: "Config") -> list[str]:
+    """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
+    return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
+            config.voice.openai.api_key, config.metrics.token, config.logging.openid_salt]
+
+
+def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
+                    hash_openid: Callable[[str], str | None] | None = None) -> logging.Handler:
+    """Replace this module's root handler (calling it again reconfigures, never duplicates output)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_wvb", False)]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._wvb = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactFilter(secrets, hash_openid))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    return handler
+
+
+def setup_logging(config: "Config | str" = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """Log to stderr in ``[logging] format``, every line passed through the secret-redacting filter.
+
+    Takes a Config (level, format and the secrets to redact) or just a level name."""
+    if isinstance(config, str):
+        return install_handler(config, stream=stream)
+    hasher = (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
+    return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
+                           hash_openid=hasher)

@@ -1,0 +1,70 @@
+"""Prometheus metrics, and what the ``/metrics`` endpoint (``[metrics]``, off by default; the view is in
+bot/web/metrics.py) serves.
+
+Counting always happens (a counter increment is cheaper than a config check); only the endpoint is switched.
+Under gunicorn every worker has its own counters: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
+before the workers start and prometheus_client writes them to shared files, which one scrape adds up.
+Without it, a scrape sees only the worker that answered it.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+REQUESTS = Counter("wvb_requests", "Callback requests by outcome (accepted, rejected, ignored) and reason "
+                   "(why a request was rejected)", ["outcome", "reason"])
+MESSAGES = Counter("wvb_messages", "Messages handled, by type and outcome (answered, not_understood, "
+                   "handler_error, no_answer, unfinished)", ["type", "outcome"])
+STEP_SECONDS = Histogram("wvb_step_seconds", "Duration of each pipeline step of a message "
+                         "(download, transcode, upload, poll, routing, ...)", ["step"],
+                         buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30))
+RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by recognizer", ["recognizer"])
+RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
+                              "(timeout, download_failed, bad_audio, ...)", ["recognizer", "reason"])
+DELIVERIES = Counter("wvb_deliveries", "Messages by delivery path (passive, retry, customer_service, "
+                     "undeliverable)", ["path"])
+TOKEN_FETCHES = Counter("wvb_token_fetches", "Access-token fetches by endpoint and result (ok, an errcode, "
+                        "transport)", ["endpoint", "result"])
+STORE_ERRORS = Counter("wvb_store_errors", "Store operations that failed, by backend", ["backend"])
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, cached: prometheus_client's lookup costs more than the increment."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+def message_done(fields: dict[str, Any]) -> None:
+    """Count one finished message (``fields`` of its ``bot.message`` line)."""
+    labelled(MESSAGES, fields.get("type") or "unknown", fields.get("outcome") or "unknown").inc()
+    labelled(DELIVERIES, fields["path"]).inc()
+    for step, ms in (fields.get("steps") or {}).items():
+        labelled(STEP_SECONDS, step).observe(ms / 1000)
+
+
+def exposition() -> bytes:
+    """The text format, summed over gunicorn workers when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def authorized(config: "Config", header: str | None) -> bool:
+    """No ``[metrics] token``: open; else the exact ``Bearer <token>`` (compared in constant time)."""
+    token = config.metrics.token
+    return not token or hmac.compare_digest((header or "").encode(), f"Bearer {token}".encode())

@@ -1,0 +1,93 @@
+"""The per-message trace and its one structured ``bot.message`` line (and the metrics it counts).
+
+Why one line, emitted by the delivery layer: a message's steps run in the job (maybe another process, an RQ
+worker), but only the delivery layer knows how the answer left (passive, on a retry, through customer service,
+or not at all). So the job records its steps and outcome into a trace (a plain dict stored in the delivery
+record), and whoever wins the final transition of that record emits the line, once: exactly-once delivery
+gives exactly-one line for free.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.ops.metrics import message_done
+
+if TYPE_CHECKING:
+    from bot.config import Config
+
+log = logging.getLogger("bot.message")
+
+Trace = dict[str, Any]
+PATHS = ("passive", "retry", "customer_service", "undeliverable")
+
+
+class Traced(Protocol):
+    """What a trace starts from: an inbound message (``bot.core.envelope.Inbound``)."""
+
+    msg_id: str
+    message: Any
+
+
+def hash_openid(config: "Config", openid: str | None) -> str | None:
+    """sha256(salt + openid), first 12 hex: the same user is recognizable across lines, not identifiable.
+
+    The salt is ``[logging] openid_salt`` or, by default, derived from the AppID and AppSecret, so two
+    deployments never share hashes and nobody without the secret can test a known openid against a log."""
+    if not openid or not config.logging.hash_openid:
+        return openid
+    salt = config.logging.openid_salt or _default_salt(config.wechat.appid, config.wechat.appsecret)
+    return hashlib.sha256(f"{salt}{openid}".encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=16)
+def _default_salt(appid: str, appsecret: str) -> str:
+    return hashlib.sha256(f"wvb-openid:{appid}:{appsecret}".encode()).hexdigest()
+
+
+def new_trace(config: "Config", inbound: Traced) -> Trace:
+    """The trace of a message before (or without) its job: what the push says."""
+    message = inbound.message
+    return {"msg_id": str(inbound.msg_id), "openid": hash_openid(config, getattr(message, "source", None)),
+            "type": message.type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
+
+
+def add_step(trace: Trace, name: str, seconds: float) -> None:
+    """Record a step's duration in ms (a step that ran twice, e.g. two downloads, adds up)."""
+    steps = trace.setdefault("steps", {})
+    steps[name] = round(steps.get(name, 0.0) + seconds * 1000, 1)
+
+
+def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,
+         reason: str | None = None) -> None:
+    """Log the message's one line and count it in the metrics; called once, where delivery is decided."""
+    fields: dict[str, Any] = {**trace, "path": path}
+    if tries is not None:
+        fields["tries"] = tries
+    if sent is not None:
+        fields["sent"] = sent
+    if reason:
+        fields["reason"] = reason
+    level = logging.ERROR if path == "undeliverable" or sent is False else logging.INFO
+    if log.isEnabledFor(level):  # at WARNING the INFO line is not even formatted
+        log.log(level, "message %s", _text(fields), extra={"fields": fields})
+    message_done(fields)
+
+
+def _text(fields: dict[str, Any]) -> str:
+    """``key=value`` pairs; steps as ``steps=download:12.0,poll:310.5``."""
+    parts = []
+    for key, value in fields.items():
+        if key == "steps":
+            value = ",".join(f"{k}:{v:g}" for k, v in value.items()) or "-"
+        elif value is None:
+            value = "-"
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, str) and (not value or " " in value or '"' in value):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)

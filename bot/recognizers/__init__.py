@@ -1,5 +1,0 @@
-"""Recognizers turn a voice message into text: ``push``, ``wechat``, ``openai``, or your own."""
-from .base import RecognitionError, Recognizer, VoiceClip
-from .chain import RecognizerChain, build_chain
-
-__all__ = ["RecognitionError", "Recognizer", "RecognizerChain", "VoiceClip", "build_chain"]

@@ -1,0 +1,223 @@
+"""Flask adapter: an app factory, a blueprint and an ``init_app`` extension over the core.
+
+It only turns a Flask request into ``(method, query, body)`` and the core's answer back into a response.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Flask, Response, request
+
+from bot.config import Config, load_config
+from bot.core.envelope import EnvelopeError
+from bot.core.router import Router
+from bot.core.webhook import Response as CoreResponse
+from bot.core.webhook import Webhook
+from bot.runtime import build_webhook as build
+from bot.web.metrics import register_metrics
+
+ConfigLike = str | os.PathLike[str] | Config
+
+
+def as_config(config: ConfigLike) -> Config:
+    return config if isinstance(config, Config) else load_config(Path(config))
+
+
+def build_webhook(config: ConfigLike, router: Router | None = None, **kwargs: Any) -> Webhook:
+    """A core webhook with the services the config asks for (voice pipeline, delivery, store)."""
+    return build(as_config(config), router=router, **kwargs)
+
+
+class _BodyDeadlines:
+    """Cuts off clients that do not finish sending their body in time (one daemon thread for all requests).
+
+    A client that sends its headers and then trickles or stalls the body would hold a server thread for as
+    long as it likes: enough of them and a gthread worker answers nobody. WeChat never waits longer than
+    ``[reply] wechat_timeout_s`` for an answer, so a body still arriving after that is not WeChat's: its
+    socket is shut down, the blocked read returns, and the request ends with a 4xx.
+
+    The thread looks at the armed deadlines every ``tick`` seconds instead of being woken per request: a
+    wake-up per request (and the GIL hand-offs it brings) cost more CPU than the rest of the request did. A
+    deadline so fires up to ``tick`` late; the thread stops after ``idle_s`` with nothing armed.
+    """
+
+    def __init__(self, tick: float = 0.1, idle_s: float = 30.0) -> None:
+        self.tick, self.idle_s = tick, idle_s
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last_armed = 0.0
+
+    def arm(self, sock: socket.socket, seconds: float) -> int:
+        ticket, now = next(self._ids), time.monotonic()
+        with self._lock:
+            self._armed[ticket] = (now + seconds, sock)
+            self._last_armed = now
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="wvb-body-deadlines", daemon=True)
+                self._thread.start()
+        return ticket
+
+    def disarm(self, ticket: int) -> bool:
+        """False when the deadline already fired (the socket was shut down)."""
+        with self._lock:
+            return self._armed.pop(ticket, None) is not None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            with self._lock:
+                due = [ticket for ticket, (deadline, _) in self._armed.items() if deadline <= now]
+                socks = [self._armed.pop(ticket)[1] for ticket in due]
+                stop = not self._armed and now - self._last_armed >= self.idle_s
+                if stop:
+                    self._thread = None  # the next arm() starts a new one
+            for sock in socks:
+                try:
+                    sock.shutdown(socket.SHUT_RD)  # the 408 can still be written back
+                except OSError:
+                    pass
+            if stop:
+                return
+
+
+_deadlines = _BodyDeadlines()
+
+
+def _read_body(environ: dict[str, Any], limit: int, seconds: float) -> bytes | None:
+    """Up to ``limit + 1`` bytes of the request body; None when the client did not send it within ``seconds``."""
+    stream = environ["wsgi.input"]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length >= 0:
+        size = min(length, limit + 1)
+    elif environ.get("wsgi.input_terminated"):  # chunked, and the server ends the stream for us
+        size = limit + 1
+    else:
+        return b""  # HTTP/1.1: no length and not chunked means no body
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        return stream.read(size)
+    ticket = _deadlines.arm(sock, seconds)
+    try:
+        body = stream.read(size)
+    except Exception:  # the deadline shut the socket: a short body (werkzeug's ClientDisconnected) or OSError
+        if _deadlines.disarm(ticket):
+            raise
+        return None
+    return body if _deadlines.disarm(ticket) else None
+
+
+def first_values(query_string: str) -> dict[str, str]:
+    """The query as WeChat sends it: one value per name (the first, as Flask's ``request.args.get``)."""
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
+def serve_callback(webhook: Webhook, environ: dict[str, Any]) -> tuple[CoreResponse, bool]:
+    """One callback request from a WSGI environ: the core's answer, and whether to close the connection
+    (a refused body we did not read to its end: a client could trickle the rest for as long as it likes)."""
+    limit = webhook.config.server.max_body_bytes
+    method = environ.get("REQUEST_METHOD", "GET")
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        return webhook.reject(EnvelopeError(413, "body too large", f"Content-Length {length} > {limit} bytes")), True
+    body = b""
+    if method == "POST":
+        seconds = float(getattr(getattr(webhook.config, "reply", None), "wechat_timeout_s", 5.0))
+        read = _read_body(environ, limit, seconds)
+        if read is None:
+            return webhook.reject(EnvelopeError(408, "body too slow", f"not received within {seconds:g} s")), True
+        body = read
+    result = webhook.handle(method, first_values(environ.get("QUERY_STRING", "")), body)
+    return result, result.status == 413
+
+
+def webhook_blueprint(webhook: Webhook, name: str = "wechat_voicebot") -> Blueprint:
+    """A blueprint serving the callback at ``[server] path`` (mount it with any ``url_prefix``)."""
+    bp = Blueprint(name, __name__)
+
+    def callback() -> Response:
+        result, close = serve_callback(webhook, request.environ)
+        return Response(result.body, status=result.status, content_type=result.content_type,
+                        headers={"Connection": "close"} if close else None)
+
+    bp.add_url_rule(webhook.config.server.path, "callback", callback, methods=["GET", "POST"])
+    return bp
+
+
+class CallbackFastPath:
+    """WSGI middleware for :func:`create_app`: the callback path goes straight to the core, skipping Flask's
+    request context and routing (they cost more per message than the whole protocol work); everything
+    else (``/healthz``, ``/metrics``, your routes) goes to the Flask app as usual."""
+
+    def __init__(self, webhook: Webhook, app: Any) -> None:
+        self.webhook, self.app, self.path = webhook, app, webhook.config.server.path
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+            return self.app(environ, start_response)
+        result, close = serve_callback(self.webhook, environ)
+        body = result.body.encode("utf-8")
+        headers = [("Content-Type", result.content_type), ("Content-Length", str(len(body)))]
+        if close:
+            headers.append(("Connection", "close"))
+        start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
+        return [body]
+
+
+class VoiceBot:
+    """Flask extension: ``VoiceBot(app, config)`` or ``bot = VoiceBot(); bot.init_app(app)``.
+
+    ``init_app`` reads ``app.config["WECHAT_VOICEBOT_CONFIG"]`` (a path or Config) when no config is given.
+    """
+
+    def __init__(self, app: Flask | None = None, config: ConfigLike | None = None, router: Router | None = None) -> None:
+        self.config = config
+        self.router = router
+        self.webhook: Webhook | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, config: ConfigLike | None = None) -> Webhook:
+        config = config or self.config or app.config.get("WECHAT_VOICEBOT_CONFIG")
+        if config is None:
+            raise RuntimeError("VoiceBot.init_app: pass config= or set app.config['WECHAT_VOICEBOT_CONFIG']")
+        self.webhook = build_webhook(config, self.router)
+        app.register_blueprint(webhook_blueprint(self.webhook))
+        app.extensions["wechat_voicebot"] = self.webhook
+        return self.webhook
+
+
+def create_app(config: ConfigLike, router: Router | None = None, *, webhook: Webhook | None = None,
+               **kwargs: Any) -> Flask:
+    """The whole bot as a Flask app: the callback at ``[server] path`` and ``GET /healthz``.
+
+    ``webhook``: serve one you composed yourself instead of the one the config describes."""
+    app = Flask("wechat_voicebot")
+    webhook = webhook or build_webhook(config, router, **kwargs)
+    app.register_blueprint(webhook_blueprint(webhook))
+    app.wsgi_app = CallbackFastPath(webhook, app.wsgi_app)  # type: ignore[method-assign]
+    app.extensions["wechat_voicebot"] = webhook
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    register_metrics(app, webhook.config)  # GET [metrics] path, when [metrics] enabled
+
+    return app
