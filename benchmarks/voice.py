@@ -1,7 +1,7 @@
 """Voice pipeline benchmark: transcode speed, and the bot's whole time per voice message.
 
 For 10 s and 60 s AMR clips it reports, in one run:
-  - transcode speed (``bot.audio.transcode_to_mp3``) as a multiple of real time, one core;
+  - transcode speed (``bot.voice.audio.transcode_to_mp3``) as a multiple of real time, one core;
   - a bare PyAV decode-and-encode of the same clip (the least anyone could do), as the baseline;
   - the bot's whole time per voice message (signed+encrypted push → token → media/get → transcode →
     addvoicetorecofortext → queryrecoresultfortext → router → encrypted reply), in-process, against the

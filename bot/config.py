@@ -88,7 +88,7 @@ class ReplyConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
-    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers (bot/observe.py)
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers (bot/ops/trace.py)
     hash_openid: bool = True  # openids are personal data: log sha256(salt + openid)[:12] unless false
     openid_salt: str = field(default="", repr=False)  # empty: derived from appid + appsecret (per deployment)
 
@@ -104,7 +104,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class MatchingConfig:
-    """How text is prepared before matching (see bot/normalize.py)."""
+    """How text is prepared before matching (see bot/core/normalize.py)."""
 
     normalize: bool = True
     chinese_numerals: bool = False
@@ -127,7 +127,7 @@ class ForwardConfig:
 
 @dataclass(frozen=True)
 class IntentConfig:
-    """One ``[[intents]]`` table: a no-code intent (bot/intents.py)."""
+    """One ``[[intents]]`` table: a no-code intent (bot/core/intents.py)."""
 
     name: str
     reply: str

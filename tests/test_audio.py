@@ -1,4 +1,4 @@
-"""bot.audio and bot.tones: real AMR/Speex/AMR-WB clips in, 16 kHz mono mp3 out, tones preserved, garbage refused."""
+"""bot.voice.audio and bot.voice.tones: real AMR/Speex/AMR-WB clips in, 16 kHz mono mp3 out, tones preserved, garbage refused."""
 from __future__ import annotations
 
 import io

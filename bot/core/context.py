@@ -20,9 +20,9 @@ class Context:
 
     ``text`` is the text message's content or the voice message's transcript, so an intent written once
     answers both; ``transcript_source`` says where a transcript came from (``push``, ``wechat``,
-    ``openai``…) and is ``"text"`` for typed text. ``text`` is normalized for matching (bot/normalize.py);
+    ``openai``…) and is ``"text"`` for typed text. ``text`` is normalized for matching (bot/core/normalize.py);
     ``original_text`` is what was typed or recognized. ``session`` is the user's conversation state, kept
-    in the store between messages (bot/session.py).
+    in the store between messages (bot/core/session.py).
     """
 
     message: BaseMessage

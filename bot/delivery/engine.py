@@ -6,7 +6,7 @@ waits for it up to ``budget_s``. Per dedupe key the store holds two expiring key
 
 - ``dl:<key>``: the job record (JSON): ``running`` (owner) → ``done`` (reply) → ``delivered`` (passive |
   customer_service), or ``undeliverable``. The owner's process keeps an ``alive:`` key fresh
-  (:mod:`bot.leases`): when a worker dies, the next try of the message finds the owner dead and takes the job
+  (:mod:`bot.delivery.leases`): when a worker dies, the next try of the message finds the owner dead and takes the job
   over by swapping the owner;
 - ``dl:<key>:tries``: how many retries have arrived, so the last try knows it is the last.
 

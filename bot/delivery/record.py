@@ -24,12 +24,12 @@ class Record:
 
     state: str
     created: float  # wall clock of the first try: every process and machine agrees on it
-    owner: str | None = None  # who runs the job while it is running (see bot.leases)
+    owner: str | None = None  # who runs the job while it is running (see bot.delivery.leases)
     late: bool = False  # the last chance for a passive answer passed: the job must send it itself
     reply: str | None = None  # reply XML (plaintext; each try encrypts it for its own request)
     via: str | None = None
     reason: str | None = None
-    trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/observe.py)
+    trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/ops/trace.py)
 
     def dump(self) -> str:
         # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles

@@ -4,7 +4,7 @@ Everything runs through PyAV (FFmpeg's libraries) inside the process: no ffmpeg 
 no per-sample Python work on the transcode path. The recognizer (``addvoicetorecofortext``) accepts only
 mp3, 16 kHz, mono, <= 1 MB, so :func:`transcode_to_mp3` produces exactly that and trims long clips.
 
-:func:`decode_pcm` also serves :mod:`bot.tones`, with which tests and the local sandbox make real voice clips
+:func:`decode_pcm` also serves :mod:`bot.voice.tones`, with which tests and the local sandbox make real voice clips
 and tell, from the audio alone, which clip came back.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The sandbox (and the tests) cannot recognize speech, so a distinct sine tone stands for each sentence: it is
 encoded as a real AMR/mp3/wav file with :func:`make_tone`, survives a correct transcode, and
-:func:`detect_tone` finds it again in the decoded samples (:func:`bot.audio.decode_pcm`).
+:func:`detect_tone` finds it again in the decoded samples (:func:`bot.voice.audio.decode_pcm`).
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from bot.wechat.voice import WeChatVoice
 
 log = logging.getLogger("bot.wechat")
 
-_SECRET_PARAM = SECRET_PARAM  # one pattern for every redaction (bot/observe.py)
+_SECRET_PARAM = SECRET_PARAM  # one pattern for every redaction (bot/ops/logs.py)
 
 
 class _RedactSecrets(logging.Filter):

@@ -82,7 +82,7 @@ class VoiceClip:
         return self._source
 
     def mp3(self) -> Any:
-        """The audio as WeChat wants it: mp3, 16 kHz, mono, ≤ 1 MB (a ``bot.audio.Transcoded``)."""
+        """The audio as WeChat wants it: mp3, 16 kHz, mono, ≤ 1 MB (a ``bot.voice.audio.Transcoded``)."""
         if self._mp3 is None:
             from bot.voice.audio import AudioError, transcode_to_mp3
             source = self.source()
