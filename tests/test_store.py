@@ -341,3 +341,63 @@ def test_redis_helper_skips_locally_but_fails_in_ci(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         redis_support.require_redis()
+
+
+# -- indexes: changed in the same atomic operation as a record ---------------------------------------
+def test_index_changes_apply_with_the_record_or_not_at_all(store: Store) -> None:
+    assert store.index_range("open") == []
+    assert store.add("r1", "running", index=[("open", "r1", 20.0), ("user:a", "r1", 1.0)]) is True
+    assert store.add("r2", "running", index=[("open", "r2", 10.0)]) is True
+    assert store.add("r1", "again", index=[("open", "r1", 5.0)]) is False  # lost the add: index untouched
+    assert store.index_range("open") == [("r2", 10.0), ("r1", 20.0)]  # lowest score first
+    assert store.index_range("open", until=15.0) == [("r2", 10.0)]
+    assert store.index_range("open", limit=1) == [("r2", 10.0)]
+    assert store.compare_and_set("r1", "stale", "done", index=[("open", "r1", None)]) is False
+    assert store.index_range("user:a") == [("r1", 1.0)]
+    assert store.compare_and_set("r1", "running", "pending", index=[("open", "r1", 30.5), ("user:a", "r1", None)])
+    assert store.index_range("open") == [("r2", 10.0), ("r1", 30.5)]  # moved, not duplicated
+    assert store.index_range("user:a") == []
+    assert store.get("r1") == "pending"
+
+
+def test_index_discard_only_while_the_score_is_unchanged(store: Store) -> None:
+    store.add("r", "x", index=[("open", "r", 3.25)])
+    assert store.index_discard("open", "r", 9.0) is False  # someone moved it since it was read: keep it
+    assert store.index_discard("open", "r", 3.25) is True
+    assert store.index_discard("open", "r") is False  # already gone
+    store.compare_and_set("r", "x", "y", index=[("open", "r", 4.0)])
+    assert store.index_discard("open", "r") is True
+    assert store.index_range("open") == []
+
+
+def test_index_names_are_apart_from_record_keys(store: Store) -> None:
+    store.set("open", "a record named like the index")
+    store.add("r", "x", index=[("open", "r", 1.0)])
+    assert store.get("open") == "a record named like the index"
+    assert store.index_range("open") == [("r", 1.0)]
+
+
+def _index_claims(url: str, prefix: str, start_at: float, keys: int) -> int:
+    with open_store(url, prefix=prefix) as s:
+        wait_until(start_at)
+        for i in range(keys):  # every process moves each record once; exactly one wins per record
+            if s.compare_and_set(f"job:{i}", "open", f"taken:{os.getpid()}", index=[("open", f"job:{i}", None),
+                                                                                   ("won", f"job:{i}", float(i))]):
+                s.incr("wins")
+    return os.getpid()
+
+
+def test_processes_racing_on_indexed_records_move_each_once(shared_target: tuple[str, str],  # noqa: F811
+                                                            spawn_pool: Pool) -> None:  # noqa: F811
+    url, prefix = shared_target
+    keys = 40
+    with open_store(url, prefix=prefix) as s:
+        for i in range(keys):
+            s.add(f"job:{i}", "open", index=[("open", f"job:{i}", float(i))])
+    at = start_time()
+    pids = spawn_pool.starmap(_index_claims, [(url, prefix, at, keys)] * PROCESSES)
+    assert len(set(pids)) >= 2
+    with open_store(url, prefix=prefix) as s:
+        assert s.get("wins") == str(keys)
+        assert s.index_range("open") == []
+        assert s.index_range("won") == [(f"job:{i}", float(i)) for i in range(keys)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -46,14 +47,27 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+IndexOp = tuple[str, str, "float | None"]
+"""``(index, member, score)``: put ``member`` into ``index`` with ``score``, or remove it (score None).
+
+Indexes are sorted sets of members (keys of records) that delivery scans without a request: the records
+due for a look (``open``) and each user's answers kept for pickup. They have no expiry of their own; the
+record is the truth, and an index entry whose record is gone is dropped by whoever finds it."""
+
+
 class Store(ABC):
-    """Atomic string key/value operations with optional per-key expiry (TTL in seconds)."""
+    """Atomic string key/value operations with optional per-key expiry (TTL in seconds), and sorted indexes
+    of members changed in the same atomic operation as a record."""
 
     def __init__(self, prefix: str = "wvb:") -> None:
         self.prefix = prefix
 
     def _k(self, key: str) -> str:
         return self.prefix + key
+
+    def _ix(self, index: str) -> str:
+        """An index's full name: apart from every record key."""
+        return f"{self.prefix}ix:{index}"
 
     @abstractmethod
     def get(self, key: str) -> str | None:
@@ -64,14 +78,25 @@ class Store(ABC):
         """Unconditional write; ``ttl=None`` means the key never expires (any old TTL is dropped)."""
 
     @abstractmethod
-    def add(self, key: str, value: str, ttl: float | None = None) -> bool:
-        """Set only if absent or expired; True if this call set it (the dedupe/lock primitive)."""
+    def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
+        """Set only if absent or expired; True if this call set it (the dedupe/lock primitive). The ``index``
+        changes are applied in the same atomic operation, only when it set the key."""
 
     @abstractmethod
     def compare_and_set(
-        self, key: str, expected: str | None, value: str, ttl: float | None = None
+        self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
+        index: Sequence[IndexOp] = (),
     ) -> bool:
-        """Replace the value only if it still equals ``expected`` (None: must be absent)."""
+        """Replace the value only if it still equals ``expected`` (None: must be absent); ``index`` changes
+        are applied in the same atomic operation, only when it replaced the value."""
+
+    @abstractmethod
+    def index_range(self, index: str, until: float = math.inf, limit: int = 100) -> list[tuple[str, float]]:
+        """Members of ``index`` with a score up to ``until``, lowest score first: ``(member, score)``."""
+
+    @abstractmethod
+    def index_discard(self, index: str, member: str, score: float | None = None) -> bool:
+        """Remove ``member`` (only while its score is still ``score``, when given); True if removed."""
 
     @abstractmethod
     def compare_and_delete(self, key: str, expected: str) -> bool:
@@ -140,6 +165,18 @@ class LockingStore(Store):
     def _purge(self, now: float) -> None:
         """Remove every entry that expired before ``now``."""
 
+    @abstractmethod
+    def _index_put(self, index: str, member: str, score: float | None) -> None:
+        """Insert, move (a new score) or, with ``score=None``, remove a member of a full index name."""
+
+    @abstractmethod
+    def _index_score(self, index: str, member: str) -> float | None:
+        """The member's score, or None when it is not in the index."""
+
+    @abstractmethod
+    def _index_range(self, index: str, until: float, limit: int) -> list[tuple[str, float]]:
+        """Members with a score up to ``until``, lowest first."""
+
     def _now(self) -> float:
         """The clock expiries are measured in; wall time so other processes agree."""
         return time.time()
@@ -170,17 +207,19 @@ class LockingStore(Store):
             now = self._writing()
             self._save(self._k(key), value, self._deadline(now, ttl))
 
-    def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+    def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
         check_ttl(ttl)
         with self._locked(write=True):
             now = self._writing()
             if self._load(self._k(key), now) is not None:
                 return False
             self._save(self._k(key), value, self._deadline(now, ttl))
+            self._apply(index)
             return True
 
     def compare_and_set(
-        self, key: str, expected: str | None, value: str, ttl: float | None = None
+        self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
+        index: Sequence[IndexOp] = (),
     ) -> bool:
         check_ttl(ttl)
         with self._locked(write=True):
@@ -189,6 +228,24 @@ class LockingStore(Store):
             if (None if entry is None else entry[0]) != expected:
                 return False
             self._save(self._k(key), value, self._deadline(now, ttl))
+            self._apply(index)
+            return True
+
+    def _apply(self, index: Sequence[IndexOp]) -> None:
+        for name, member, score in index:
+            self._index_put(self._ix(name), member, score)
+
+    def index_range(self, index: str, until: float = math.inf, limit: int = 100) -> list[tuple[str, float]]:
+        with self._locked(write=False):
+            return self._index_range(self._ix(index), until, limit)
+
+    def index_discard(self, index: str, member: str, score: float | None = None) -> bool:
+        with self._locked(write=True):
+            self._writing()
+            current = self._index_score(self._ix(index), member)
+            if current is None or (score is not None and current != score):
+                return False
+            self._index_put(self._ix(index), member, None)
             return True
 
     def compare_and_delete(self, key: str, expected: str) -> bool:

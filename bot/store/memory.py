@@ -26,6 +26,7 @@ class MemoryStore(LockingStore):
         super().__init__(prefix)
         self._data: dict[str, Entry] = {}
         self._expiries: list[tuple[float, str]] = []
+        self._indexes: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
     def _now(self) -> float:
@@ -61,6 +62,22 @@ class MemoryStore(LockingStore):
             if entry is not None and entry[1] is not None and entry[1] <= now:
                 del data[key]
 
+    def _index_put(self, index: str, member: str, score: float | None) -> None:
+        if score is not None:
+            self._indexes.setdefault(index, {})[member] = score
+        elif index in self._indexes:
+            members = self._indexes[index]
+            members.pop(member, None)
+            if not members:
+                del self._indexes[index]
+
+    def _index_score(self, index: str, member: str) -> float | None:
+        return self._indexes.get(index, {}).get(member)
+
+    def _index_range(self, index: str, until: float, limit: int) -> list[tuple[str, float]]:
+        found = [(m, s) for m, s in self._indexes.get(index, {}).items() if s <= until]
+        return heapq.nsmallest(limit, found, key=lambda item: (item[1], item[0]))
+
     def ping(self) -> None:
         """Always reachable."""
 
@@ -68,3 +85,4 @@ class MemoryStore(LockingStore):
         with self._lock:
             self._data.clear()
             self._expiries.clear()
+            self._indexes.clear()

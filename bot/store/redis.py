@@ -6,11 +6,11 @@ server, so no client-side lock is needed. redis-py is imported lazily: it is an 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from bot.store.base import Store, StoreError, check_ttl, redact_url
+from bot.store.base import IndexOp, Store, StoreError, check_ttl, redact_url
 
 T = TypeVar("T")
 
@@ -24,6 +24,34 @@ elseif cur ~= ARGV[2] then
 end
 if ARGV[4] == '' then redis.call('SET', KEYS[1], ARGV[3])
 else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
+return 1
+"""
+
+# The same with index changes: KEYS[1] the record, KEYS[2..] index zsets; ARGV: expect_absent, expected, value,
+# px, then for each index a member and a score ('' removes the member)
+_CAS_INDEXED = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[4] == '' then redis.call('SET', KEYS[1], ARGV[3])
+else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
+for i = 2, #KEYS do
+  local member, score = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  if score == '' then redis.call('ZREM', KEYS[i], member)
+  else redis.call('ZADD', KEYS[i], score, member) end
+end
+return 1
+"""
+
+# KEYS[1] an index zset; ARGV: member, score ('' = whatever its score)
+_INDEX_DISCARD = """
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not cur then return 0 end
+if ARGV[2] ~= '' and tonumber(cur) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -87,6 +115,8 @@ class RedisStore(Store):
         except (ValueError, self._redis_error) as exc:
             raise self._wrap(exc) from None
         self._cas = self._client.register_script(_CAS)
+        self._cas_indexed = self._client.register_script(_CAS_INDEXED)
+        self._index_discard = self._client.register_script(_INDEX_DISCARD)
         self._cad = self._client.register_script(_CAD)
         self._incr = self._client.register_script(_INCR)
 
@@ -113,15 +143,33 @@ class RedisStore(Store):
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._run(self._client.set, self._k(key), value, px=_px(ttl))
 
-    def add(self, key: str, value: str, ttl: float | None = None) -> bool:
+    def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
+        if index:
+            return self.compare_and_set(key, None, value, ttl, index=index)
         return bool(self._run(self._client.set, self._k(key), value, nx=True, px=_px(ttl)))
 
     def compare_and_set(
-        self, key: str, expected: str | None, value: str, ttl: float | None = None
+        self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
+        index: Sequence[IndexOp] = (),
     ) -> bool:
         px = _px(ttl)
-        args = ["1" if expected is None else "0", expected or "", value, "" if px is None else px]
-        return bool(self._run(self._cas, keys=[self._k(key)], args=args))
+        args: list[Any] = ["1" if expected is None else "0", expected or "", value, "" if px is None else px]
+        if not index:
+            return bool(self._run(self._cas, keys=[self._k(key)], args=args))
+        for _, member, score in index:
+            args += [member, "" if score is None else repr(float(score))]
+        keys = [self._k(key), *(self._ix(name) for name, _, _ in index)]
+        return bool(self._run(self._cas_indexed, keys=keys, args=args))
+
+    def index_range(self, index: str, until: float = math.inf, limit: int = 100) -> list[tuple[str, float]]:
+        bound = "+inf" if until == math.inf else repr(float(until))
+        rows = self._run(self._client.zrangebyscore, self._ix(index), "-inf", bound, start=0, num=limit,
+                         withscores=True)
+        return [(m, float(s)) for m, s in rows]
+
+    def index_discard(self, index: str, member: str, score: float | None = None) -> bool:
+        args = [member, "" if score is None else repr(float(score))]
+        return bool(self._run(self._index_discard, keys=[self._ix(index)], args=args))
 
     def compare_and_delete(self, key: str, expected: str) -> bool:
         return bool(self._run(self._cad, keys=[self._k(key)], args=[expected]))

@@ -20,7 +20,10 @@ from bot.store.base import Entry, LockingStore, StoreError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wvb_kv ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID"
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS wvb_index ("
+    " name TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS wvb_index_by_score ON wvb_index (name, score)",
 )
 
 MEMORY = ":memory:"
@@ -87,7 +90,8 @@ class SQLiteStore(LockingStore):
                 if not self._memory:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
+                for statement in _SCHEMA:
+                    conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -159,6 +163,23 @@ class SQLiteStore(LockingStore):
         self._conn().execute(
             "DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
         )
+
+    def _index_put(self, index: str, member: str, score: float | None) -> None:
+        if score is None:
+            self._conn().execute("DELETE FROM wvb_index WHERE name = ? AND member = ?", (index, member))
+        else:
+            self._conn().execute("INSERT OR REPLACE INTO wvb_index (name, member, score) VALUES (?, ?, ?)",
+                                 (index, member, score))
+
+    def _index_score(self, index: str, member: str) -> float | None:
+        row = self._conn().execute("SELECT score FROM wvb_index WHERE name = ? AND member = ?",
+                                   (index, member)).fetchone()
+        return None if row is None else row[0]
+
+    def _index_range(self, index: str, until: float, limit: int) -> list[tuple[str, float]]:
+        rows = self._conn().execute("SELECT member, score FROM wvb_index WHERE name = ? AND score <= ?"
+                                    " ORDER BY score, member LIMIT ?", (index, until, limit)).fetchall()
+        return [(m, s) for m, s in rows]
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def ping(self) -> None:
