@@ -45,3 +45,32 @@ def test_a_renewal_comes_every_third_of_the_ttl_while_held() -> None:
     assert store.get(key) == "1"
     beat.drop(token)
     assert wait_for(lambda: store.get(key) is None)  # nothing held: it lapses
+
+
+def test_a_hold_taken_after_one_was_dropped_keeps_the_process_alive() -> None:
+    """The take-over race: a try holds and drops at once (the thread beats, sees nothing held, sleeps); a hold
+    taken shortly after, within ttl / 3 of that beat, must still be renewed for as long as it is held."""
+    beat, store = Heartbeat(), CountingStore()
+    key = alive_key(beat.owner("x"))
+    beat.drop(beat.hold(store, ttl=0.6))
+    assert wait_for(lambda: store.get(key) == "1")
+    time.sleep(0.1)  # the thread has seen no holds and gone to sleep
+    token = beat.hold(store, ttl=0.6)  # < ttl / 3 after the beat: not overdue yet
+    deadline = time.monotonic() + 1.5  # 2.5 ttls
+    while time.monotonic() < deadline:
+        assert store.get(key) == "1", "the liveness key lapsed while a job was held"
+        time.sleep(0.02)
+    beat.drop(token)
+    assert wait_for(lambda: store.get(key) is None)
+    assert store.sets <= 12  # renewed about every ttl / 3, not in a loop
+
+
+def test_an_idle_heartbeat_thread_sleeps_without_a_timeout_and_wakes_for_a_hold() -> None:
+    beat, store = Heartbeat(), CountingStore()
+    beat.drop(beat.hold(store, ttl=0.3))
+    assert wait_for(lambda: store.sets == 1)
+    time.sleep(0.3)
+    assert store.sets == 1  # nothing held: no renewals
+    token = beat.hold(store, ttl=0.3)
+    assert wait_for(lambda: store.sets >= 3, timeout=1.0)  # renewed again every 0.1 s
+    beat.drop(token)

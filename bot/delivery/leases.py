@@ -55,6 +55,7 @@ class Heartbeat:
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._held: dict[int, _Held] = {}  # hold token -> what it keeps alive
         self._beaten: dict[int, float] = {}  # id(store) -> time.monotonic() of the last renewal
+        self._renew_at: dict[int, float] = {}  # id(store) -> when its next renewal falls due (last beat + ttl / 3)
         self._tokens = itertools.count(1)
         self._runs = itertools.count(1)
         self._cond = threading.Condition()
@@ -63,6 +64,9 @@ class Heartbeat:
         # stores a hold found overdue for a renewal: renewed even if that hold is dropped before the thread runs
         # (a job that finishes in a millisecond would otherwise wake the thread for nothing, once per message)
         self._overdue: dict[int, _Held] = {}
+        # when the thread, waiting, will look next (inf: it waits for a notify): a hold whose renewal falls due
+        # before that wakes it, whatever was held and dropped before (else its key could lapse meanwhile)
+        self._wake_at = float("inf")
 
     def owner(self, role: str) -> str:
         """A fresh owner string for one run of one job by this process."""
@@ -79,9 +83,12 @@ class Heartbeat:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="wvb-heartbeat", daemon=True)
                 self._thread.start()
-            stale = time.monotonic() - self._beaten.get(id(store), float("-inf")) >= ttl / 3
-            if stale and id(store) not in self._overdue:
-                self._overdue[id(store)] = self._held[token]
+            due = self._beaten.get(id(store), float("-inf")) + ttl / 3
+            if due <= time.monotonic():
+                if id(store) not in self._overdue:
+                    self._overdue[id(store)] = self._held[token]
+                    self._cond.notify()
+            elif due < self._wake_at:  # the thread sleeps past this hold's renewal: let it plan again
                 self._cond.notify()
             return token
 
@@ -101,8 +108,15 @@ class Heartbeat:
                 self._overdue.clear()
                 due = [h for i, h in stores.items() if now - self._beaten.get(i, float("-inf")) >= h.ttl / 3]
                 if not due:
-                    wake = min((self._beaten.get(i, now) + h.ttl / 3 for i, h in stores.items()), default=now + 60)
-                    self._cond.wait(timeout=max(0.01, wake - now))
+                    # Wake when a held store's renewal falls due, and also once when a store beaten recently
+                    # would fall due although nothing holds it now: a hold taken before then needs no notify.
+                    wake = min((self._beaten.get(i, now) + h.ttl / 3 for i, h in stores.items()), default=None)
+                    later = [t for t in self._renew_at.values() if t > now]
+                    if later:
+                        wake = min(later) if wake is None else min(wake, min(later))
+                    self._wake_at = float("inf") if wake is None else max(now + 0.01, wake)
+                    self._cond.wait(timeout=None if wake is None else self._wake_at - now)
+                    self._wake_at = float("-inf")  # awake: it looks at every hold before it sleeps again
                     continue
             for h in due:
                 try:
@@ -117,7 +131,8 @@ class Heartbeat:
                     self._failing.discard(id(h.store))
                     log.warning("heartbeat: renewing %s again", key)
                 with self._cond:
-                    self._beaten[id(h.store)] = time.monotonic()
+                    self._beaten[id(h.store)] = beaten = time.monotonic()
+                    self._renew_at[id(h.store)] = beaten + h.ttl / 3
 
 
 _heartbeat: tuple[int, Heartbeat] | None = None
