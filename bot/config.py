@@ -83,6 +83,16 @@ class ReplyConfig:
     executor: Literal["threads", "rq"] = "threads"
     threads: int = 32
     queue: str = "wechat-voicebot"
+    # What the account may do: the customer-service API needs a verified account (others get 48001). "auto"
+    # tries it and remembers a refusal for customer_service_recheck_s; false never calls it.
+    customer_service: Literal["auto", True, False] = "auto"
+    customer_service_recheck_s: float = 86400.0
+    pickup_ttl_s: float = 86400.0  # an answer no request could carry waits this long for the user's next message
+    pickup_notice: str = "回答还在准备中，稍后发任意消息即可收到。"
+    max_text_bytes: int = 2048  # WeChat's limit for a text message (UTF-8 bytes of the content)
+    more_marker: str = "（未完，回复任意文字继续）"
+    typing_after_s: float = 2.0  # a job still running this long shows "对方正在输入" (customer-service accounts)
+    sweep_every_s: float = 1.0  # how often each process looks for answers no request will carry
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,20 @@ def _check(cfg: Config) -> None:
         if ":" not in spec and "." not in spec and not spec.isidentifier():
             raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
     _check_matching(cfg)
+    _check_late_answers(cfg.reply)
+
+
+def _check_late_answers(reply: ReplyConfig) -> None:
+    """Pickup, splitting and typing: an answer that cannot fit or never expires would be lost at run time."""
+    for name in ("customer_service_recheck_s", "pickup_ttl_s", "typing_after_s", "sweep_every_s"):
+        if getattr(reply, name) <= 0:
+            raise ConfigError(f"[reply] {name}: expected a positive number of seconds, got {getattr(reply, name):g}")
+    room = reply.max_text_bytes - len(reply.more_marker.encode())
+    if reply.max_text_bytes < 64 or room < 32:
+        raise ConfigError(f"[reply] max_text_bytes: expected at least 64 bytes and 32 more than more_marker "
+                          f"({len(reply.more_marker.encode())} bytes), got {reply.max_text_bytes}")
+    if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
+        raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
 
 
 def _check_matching(cfg: Config) -> None:
@@ -264,7 +288,7 @@ def _intents(raw: Any) -> list[IntentConfig]:
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
+        return " or ".join(str(a).lower() if isinstance(a, bool) else repr(a) for a in typing.get_args(tp))
     if origin is types.UnionType:  # ``X | None``: TOML has no null, so a value given must be an X
         return _describe(typing.get_args(tp)[0])
     if origin is list:
@@ -283,8 +307,8 @@ def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
     if origin is list and isinstance(value, list):
         item = typing.get_args(tp)[0]
         return [_coerce(item, v, f"{where}[{i}]", section) for i, v in enumerate(value)]
-    if origin is Literal:
-        ok = value in typing.get_args(tp)
+    if origin is Literal:  # by type too: TOML's 1 is not true
+        ok = any(type(value) is type(a) and value == a for a in typing.get_args(tp))
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif tp is int:

@@ -10,6 +10,7 @@ from wechatpy import replies
 from wechatpy.messages import BaseMessage
 
 from bot.core.services import Services
+from bot.core.text import cdata, clean_text
 
 Reply = str | replies.BaseReply | None
 
@@ -75,8 +76,8 @@ class Context:
         return getattr(self.message, "event", None)
 
     def reply_text(self, content: str) -> replies.TextReply:
-        # wechatpy writes text into CDATA unescaped: split any "]]>" so a user's words cannot break the XML
-        return replies.TextReply(message=self.message, content=content.replace("]]>", "]]]]><![CDATA[>"))
+        """A text reply; characters XML cannot carry are dropped (WeChat would show an error for them)."""
+        return replies.TextReply(message=self.message, content=cdata(clean_text(content)))
 
     def reply_image(self, media_id: str) -> replies.ImageReply:
         return replies.ImageReply(message=self.message, media_id=media_id)
@@ -92,6 +93,8 @@ class Context:
         if reply is None:
             return None
         if isinstance(reply, str):
+            if not clean_text(reply).strip():  # nothing visible left: say nothing rather than send an empty text
+                return None
             reply = self.reply_text(reply)
         elif not isinstance(reply, replies.BaseReply):
             raise TypeError(f"a handler returned {type(reply).__name__}; expected str, a wechatpy reply or None")

@@ -1,72 +1,147 @@
-"""Late answers through the customer-service API (``message/custom/send``), sent at most once by the caller.
+"""The customer-service API (``message/custom/send``, ``message/custom/typing``): late answers and typing.
 
-WeChat allows a few such messages within 48 h of the user's message. 45015 (window passed) and 45047 (quota
-used up) are final: logged as undeliverable with the message id and never retried. A busy or unreachable API
-is retried a bounded number of times.
+Only verified accounts may call it; the others get 48001. With ``[reply] customer_service = "auto"`` the
+first refusal is remembered in the store for the whole account (every worker and machine), logged once
+with the fix, and late answers are kept for pickup from then on. 45015 (the user's 48 h window passed) and
+45047 (the user's quota is used up) refuse one message, not the account: that answer goes to pickup too. A
+busy or unreachable API is retried a bounded number of times. Sends are at most once: the caller marks the
+record delivered before sending and only moves it back to pickup when WeChat refused.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from typing import Any
 
 import xmltodict
 
+from bot.config import ReplyConfig
 from bot.core.pipeline import SUCCESS
-from bot.wechat.errors import (BusyError, CustomerServiceQuotaError, CustomerServiceWindowError, TransportError,
-                            WeChatAPIError)
+from bot.delivery.parts import text_of
+from bot.ops.metrics import TYPING, labelled
+from bot.store import Store, StoreError
+from bot.wechat.errors import (APIUnauthorizedError, BusyError, ContentTooLongError, CustomerServiceQuotaError,
+                               CustomerServiceWindowError, TransportError, WeChatAPIError)
 
 log = logging.getLogger("bot.delivery")
+
+FIX = ("the customer-service API needs a verified account; late answers will be picked up with the user's "
+       "next message")
+
+
+class Sent(enum.Enum):
+    SENT = "sent"
+    NOTHING = "nothing"  # an empty answer: nothing to send, nothing to keep
+    REFUSED = "refused"  # not this way: keep it for pickup (account, window, quota, type, or the API failing)
 
 
 def cs_payload(reply_xml: str) -> dict[str, Any] | None:
     """The customer-service form of a reply: text, image and voice map one to one; None when there is no
-    reply. Other types (news, music, video) keep only their ``msgtype`` and are logged as undeliverable if
-    they come late: their passive and customer-service formats differ, so this bot does not guess."""
+    reply. Other types (news, music, video) keep only their ``msgtype`` and cannot go this way: their
+    passive and customer-service formats differ, so this bot does not guess (they wait for pickup)."""
     if not reply_xml or reply_xml == SUCCESS:
         return None
+    text = text_of(reply_xml)
+    if text is not None:
+        return {"msgtype": "text", "content": text}
     fields = xmltodict.parse(reply_xml)["xml"]
     kind = fields.get("MsgType")
-    if kind == "text":
-        return {"msgtype": "text", "content": fields.get("Content") or ""}
     if kind in ("image", "voice"):
         return {"msgtype": kind, "media_id": (fields.get(kind.capitalize()) or {}).get("MediaId")}
     return {"msgtype": kind}
 
 
-def send_late(client: Any, msg_id: str, openid: str, payload: dict[str, Any] | None, *, retries: int = 2,
-              backoff_s: float = 0.5) -> bool:
-    """Send ``payload`` (from :func:`cs_payload`) to ``openid``; True when WeChat accepted it."""
-    if payload is None:
-        log.info("delivery msg_id=%s late result is empty: nothing to send", msg_id)
-        return False
-    kind = payload.get("msgtype")
-    senders = {"text": lambda: client.message.send_text(openid, payload["content"]),
-               "image": lambda: client.message.send_image(openid, payload["media_id"]),
-               "voice": lambda: client.message.send_voice(openid, payload["media_id"])}
-    if kind not in senders:
-        log.error("undeliverable msg_id=%s reason=a late %s reply cannot go through the customer-service API",
-                  msg_id, kind)
-        return False
-    for attempt in range(retries + 1):
-        try:
-            if not isinstance(senders[kind](), dict):  # wechatpy hands back a body that is not JSON as it is
-                raise TransportError("message/custom/send", None, "answer is not a JSON object")
-        except (CustomerServiceWindowError, CustomerServiceQuotaError) as exc:
-            log.error("undeliverable msg_id=%s reason=customer-service API refused errcode=%s (%s); not retried",
-                      msg_id, exc.errcode, "48 h window passed" if exc.errcode == 45015 else "quota used up")
+class CustomerService:
+    """Whether this account may use the API, and sending through it."""
+
+    def __init__(self, store: Store, client: Any, config: ReplyConfig, account: str, *, retries: int = 2,
+                 backoff_s: float = 0.5) -> None:
+        self.store, self.client, self.config = store, client, config
+        self.key = f"cap:customer_service:{account}"
+        self.retries, self.backoff_s = retries, backoff_s
+
+    def available(self) -> bool:
+        """False when configured off, in passive mode, or (auto) after WeChat refused it for this account."""
+        setting = self.config.customer_service
+        if setting is False or self.config.mode == "passive":
             return False
-        except (BusyError, TransportError) as exc:
-            if attempt == retries:
-                log.error("undeliverable msg_id=%s reason=customer-service API failed %d times: %s",
-                          msg_id, attempt + 1, exc)
-                return False
-            log.warning("delivery msg_id=%s customer-service send failed (%s); retrying", msg_id, exc)
-            time.sleep(backoff_s * 2 ** attempt)
-        except WeChatAPIError as exc:
-            log.error("undeliverable msg_id=%s reason=customer-service API refused: %s", msg_id, exc)
-            return False
-        else:
-            log.info("delivered msg_id=%s via=customer_service type=%s", msg_id, kind)
+        if setting is True:
             return True
-    return False
+        try:
+            return self.store.get(self.key) is None
+        except StoreError:
+            return True  # the send itself will tell
+
+    def refused_for_account(self, exc: WeChatAPIError) -> None:
+        """Remember, for the whole account, that WeChat refused the API (logged once per recheck period)."""
+        if self.config.customer_service is True:
+            log.error("customer-service API refused (errcode %s) although [reply] customer_service = true: %s",
+                      exc.errcode, FIX)
+            return
+        try:
+            first = self.store.add(self.key, str(exc.errcode), ttl=self.config.customer_service_recheck_s)
+        except StoreError:
+            first = True
+        if first:
+            log.warning("customer-service API unavailable for this account (errcode %s: %s): %s",
+                        exc.errcode, exc.errmsg, FIX)
+
+    def send(self, msg_id: str, openid: str, reply_xml: str | None) -> Sent:
+        """Send one reply (one part) to ``openid``."""
+        payload = cs_payload(reply_xml or "")
+        if payload is None:
+            log.info("delivery msg_id=%s late result is empty: nothing to send", msg_id)
+            return Sent.NOTHING
+        kind = payload.get("msgtype")
+        senders = {"text": lambda: self.client.message.send_text(openid, payload["content"]),
+                   "image": lambda: self.client.message.send_image(openid, payload["media_id"]),
+                   "voice": lambda: self.client.message.send_voice(openid, payload["media_id"])}
+        if kind not in senders:
+            log.info("delivery msg_id=%s a late %s reply cannot go through the customer-service API: kept for "
+                     "pickup", msg_id, kind)
+            return Sent.REFUSED
+        for attempt in range(self.retries + 1):
+            try:
+                if not isinstance(senders[kind](), dict):  # wechatpy hands back a body that is not JSON as it is
+                    raise TransportError("message/custom/send", None, "answer is not a JSON object")
+            except APIUnauthorizedError as exc:
+                self.refused_for_account(exc)
+                return Sent.REFUSED
+            except (CustomerServiceWindowError, CustomerServiceQuotaError) as exc:
+                log.warning("delivery msg_id=%s customer-service API refused errcode=%s (%s): kept for pickup",
+                            msg_id, exc.errcode, "48 h window passed" if exc.errcode == 45015 else "quota used up")
+                return Sent.REFUSED
+            except ContentTooLongError as exc:
+                log.error("delivery msg_id=%s customer-service API refused the length (%s): lower [reply] "
+                          "max_text_bytes; kept for pickup", msg_id, exc)
+                return Sent.REFUSED
+            except (BusyError, TransportError) as exc:
+                if attempt == self.retries:
+                    log.error("delivery msg_id=%s customer-service API failed %d times (%s): kept for pickup",
+                              msg_id, attempt + 1, exc)
+                    return Sent.REFUSED
+                log.warning("delivery msg_id=%s customer-service send failed (%s); retrying", msg_id, exc)
+                time.sleep(self.backoff_s * 2 ** attempt)
+            except WeChatAPIError as exc:
+                log.error("delivery msg_id=%s customer-service API refused (%s): kept for pickup", msg_id, exc)
+                return Sent.REFUSED
+            else:
+                log.info("delivered msg_id=%s via=customer_service type=%s", msg_id, kind)
+                return Sent.SENT
+        return Sent.REFUSED
+
+    def typing(self, msg_id: str, openid: str) -> None:
+        """Show "对方正在输入" once; best effort: never retried, never fails the answer."""
+        if not self.available():
+            return
+        try:
+            self.client.post("message/custom/typing", data={"touser": openid, "command": "Typing"})
+        except APIUnauthorizedError as exc:
+            self.refused_for_account(exc)
+            labelled(TYPING, "refused").inc()
+        except (WeChatAPIError, OSError) as exc:
+            log.debug("delivery msg_id=%s typing indicator failed: %s", msg_id, exc)
+            labelled(TYPING, "failed").inc()
+        else:
+            labelled(TYPING, "sent").inc()

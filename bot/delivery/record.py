@@ -15,6 +15,14 @@ from bot.core.envelope import Inbound
 from bot.ops.trace import Trace
 
 RUNNING, DONE, DELIVERED, UNDELIVERABLE = "running", "done", "delivered", "undeliverable"
+PENDING, EXPIRED = "pending", "expired"  # kept for pickup with the user's next message; not picked up in time
+FINAL = (DELIVERED, UNDELIVERABLE, EXPIRED)
+OPEN = "open"  # the index of records a process should look at without a request: member = key, score = when
+
+
+def pickup_index(openid: str) -> str:
+    """The index of one user's answers kept for pickup: member = key, score = when the message came."""
+    return f"pickup:{openid}"
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps(...) builds one per call
 
 
@@ -30,6 +38,11 @@ class Record:
     via: str | None = None
     reason: str | None = None
     trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/ops/trace.py)
+    openid: str | None = None  # the sender: late answers go to them, pickups are listed per user
+    push: str | None = None  # the push XML while running: whoever takes a dead owner's job over runs it again
+    parts: list[str] | None = None  # pending: the reply XMLs not yet shown, in order
+    total: int | None = None  # how many parts the answer has, when it was split
+    kept: float | None = None  # wall clock when it was kept for pickup
 
     def dump(self) -> str:
         # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
@@ -50,6 +63,12 @@ def dedupe_key(inbound: Inbound) -> str:
         return inbound.key
     data = inbound.data
     return f"{inbound.key}:{data.get('Event', '')}:{data.get('EventKey') or ''}"
+
+
+def msg_id_of(key: str, record: Record | None = None) -> str:
+    """The message id for log lines: the trace's, else the dedupe key's (``m:<MsgId>``)."""
+    traced = (record.trace or {}).get("msg_id") if record is not None else None
+    return str(traced or key.partition(":")[2] or key)
 
 
 def inbound_from_xml(push_xml: str) -> Inbound:

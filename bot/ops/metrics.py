@@ -27,8 +27,13 @@ STEP_SECONDS = Histogram("wvb_step_seconds", "Duration of each pipeline step of 
 RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by recognizer", ["recognizer"])
 RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
                               "(timeout, download_failed, bad_audio, ...)", ["recognizer", "reason"])
-DELIVERIES = Counter("wvb_deliveries", "Messages by delivery path (passive, retry, customer_service, "
-                     "undeliverable)", ["path"])
+DELIVERIES = Counter("wvb_deliveries", "Messages by delivery path (passive, retry, customer_service, pickup, "
+                     "undeliverable, expired)", ["path"])
+PICKUPS = Counter("wvb_pickups", "Kept answers (or parts of one) shown with the user's next message")
+KEPT = Counter("wvb_kept", "Answers kept for pickup, by why (no_customer_service, refused, parts)", ["why"])
+EXPIRED = Counter("wvb_kept_expired", "Answers kept for pickup that expired before the user wrote again")
+SPLITS = Counter("wvb_splits", "Answers split into parts to fit WeChat's text limit")
+TYPING = Counter("wvb_typing", "Typing indicators by result (sent, failed, refused)", ["result"])
 TOKEN_FETCHES = Counter("wvb_token_fetches", "Access-token fetches by endpoint and result (ok, an errcode, "
                         "transport)", ["endpoint", "result"])
 STORE_ERRORS = Counter("wvb_store_errors", "Store operations that failed, by backend", ["backend"])

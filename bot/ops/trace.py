@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bot.message")
 
 Trace = dict[str, Any]
-PATHS = ("passive", "retry", "customer_service", "undeliverable")
+PATHS = ("passive", "retry", "customer_service", "pickup", "undeliverable", "expired")
 
 
 class Traced(Protocol):
@@ -62,16 +62,22 @@ def add_step(trace: Trace, name: str, seconds: float) -> None:
 
 
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,
-         reason: str | None = None) -> None:
-    """Log the message's one line and count it in the metrics; called once, where delivery is decided."""
+         reason: str | None = None, parts: int | None = None, waited_s: float | None = None) -> None:
+    """Log the message's one line and count it in the metrics; called once, where delivery is decided.
+
+    ``parts``: how many messages a split answer took; ``waited_s``: how long a picked-up answer was kept."""
     fields: dict[str, Any] = {**trace, "path": path}
     if tries is not None:
         fields["tries"] = tries
     if sent is not None:
         fields["sent"] = sent
+    if parts is not None and parts > 1:
+        fields["parts"] = parts
+    if waited_s is not None:
+        fields["waited_s"] = round(waited_s, 1)
     if reason:
         fields["reason"] = reason
-    level = logging.ERROR if path == "undeliverable" or sent is False else logging.INFO
+    level = logging.ERROR if path in ("undeliverable", "expired") or sent is False else logging.INFO
     if log.isEnabledFor(level):  # at WARNING the INFO line is not even formatted
         log.log(level, "message %s", _text(fields), extra={"fields": fields})
     message_done(fields)

@@ -52,6 +52,15 @@ class CustomerServiceQuotaError(WeChatAPIError):
     """45047: the customer-service message quota for this user is used up."""
 
 
+class APIUnauthorizedError(WeChatAPIError):
+    """48001 (api unauthorized) / 48004 (api banned): this account may not call the API at all, e.g. the
+    customer-service API on an unverified account. Not a failure of one message: of the account."""
+
+
+class ContentTooLongError(WeChatAPIError):
+    """45002: the content is over WeChat's size limit (2048 UTF-8 bytes for a text)."""
+
+
 class TokenUnavailableError(WeChatAPIError):
     """No access token could be fetched (bad AppSecret, IP not whitelisted, API unreachable)."""
 
@@ -69,7 +78,10 @@ ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     40007: InvalidMediaError,
     40010: InvalidVoiceError,
     45009: RateLimitedError,
+    45002: ContentTooLongError,
     45015: CustomerServiceWindowError,
+    48001: APIUnauthorizedError,
+    48004: APIUnauthorizedError,
     45047: CustomerServiceQuotaError,
 }
 # Undocumented by WeChat for the recognition API; the sandbox answers these, and they only apply there.
