@@ -10,7 +10,8 @@ Error codes WeChat documents are used as documented. Where WeChat documents noth
 - queryrecoresultfortext: unknown ``voice_id``, or asked after ``window_s`` → 46001 (the errmsg says which);
   missing ``voice_id`` → 40035.
 - translatecontent: empty body → 44004, more than 600 bytes → 45002, unknown lfrom/lto → 40035.
-- message/custom/send and message/custom/typing: see bot/sandbox/customer_service.py.
+- message/custom/send and message/custom/typing: see bot/sandbox/customer_service.py; media/upload and the
+  permanent-material endpoints: bot/sandbox/media_api.py.
 - media/get errors come back as JSON with ``Content-Type: text/plain`` (what WeChat sends there, and what
   clients such as WxJava test for); every other answer is ``application/json; encoding=utf-8``.
 """
@@ -22,7 +23,7 @@ from flask import Flask, Response, request
 
 from bot.voice.audio import AudioError, decode_pcm
 from bot.voice.tones import detect_tone
-from bot.sandbox import customer_service, inspection
+from bot.sandbox import customer_service, inspection, media_api
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
 from bot.sandbox.state import VoiceUpload
@@ -148,6 +149,7 @@ def create_app(sandbox: SandboxAccount) -> Flask:
         return {"from_content": text, "to_content": sandbox.translate(text, lfrom, lto)}
 
     customer_service.register(endpoints, sandbox)
+    media_api.register(endpoints, sandbox)
     register_control(app, sandbox)
     inspection.register(app, sandbox)
     return app
