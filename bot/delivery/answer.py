@@ -43,7 +43,7 @@ class Answerer:
                 return None
             emit(trace, path, tries=tries)
             return reply_xml
-        cs = self.cs.available()
+        cs = self.cs.available(probe=True)  # a long answer: its first part says "more" only where it must
         parts = self.late.parts(reply_xml, for_pickup=not cs) if reply_xml != SUCCESS else []
         first_text = text_of(parts[0]) if parts else None
         if kept and (kept.more or kept.reply or (parts and (first_text is None or utf8_len(
@@ -77,7 +77,7 @@ class Answerer:
     def meanwhile(self, key: str, inbound: Inbound) -> str:
         """The reply of a last try whose own answer is not ready: the user's kept answers and, when this
         answer will have to be picked up, the notice that says so (better than nothing)."""
-        notice = [] if self.cs.available() else [self.config.pickup_notice]
+        notice = [] if self.cs.available(probe=True) else [self.config.pickup_notice]
         room = utf8_len(self.config.pickup_notice + SEPARATOR) if notice else 0
         kept = self._claim_kept(inbound, key, room=room)
         if kept.reply:  # a kept voice or image: it is the whole reply

@@ -30,6 +30,9 @@ FIX = ("the customer-service API needs a verified account; late answers will be 
        "next message")
 
 
+AVAILABLE = "available"  # the remembered answer of a probe; anything else remembered is the refusing errcode
+
+
 class Sent(enum.Enum):
     SENT = "sent"
     NOTHING = "nothing"  # an empty answer: nothing to send, nothing to keep
@@ -61,17 +64,40 @@ class CustomerService:
         self.key = f"cap:customer_service:{account}"
         self.retries, self.backoff_s = retries, backoff_s
 
-    def available(self) -> bool:
-        """False when configured off, in passive mode, or (auto) after WeChat refused it for this account."""
+    def available(self, *, probe: bool = False) -> bool:
+        """False when configured off, in passive mode, or (auto) after WeChat refused it for this account.
+        ``probe``: when it is not known yet, ask WeChat now (a send to nobody, which sends nothing)."""
         setting = self.config.customer_service
         if setting is False or self.config.mode == "passive":
             return False
         if setting is True:
             return True
         try:
-            return self.store.get(self.key) is None
+            known = self.store.get(self.key)
         except StoreError:
             return True  # the send itself will tell
+        if known is None and probe:
+            return self.probe()
+        return known is None or known == AVAILABLE
+
+    def probe(self) -> bool:
+        """Whether WeChat lets this account call ``message/custom/send``, without sending anything: a message
+        to no user is refused with 48001 when the account may not use the API, with 40003 (invalid openid)
+        when it may. The answer is remembered like a refusal would be."""
+        try:
+            self.client.message.send_text("", "probe")
+        except APIUnauthorizedError as exc:
+            self.refused_for_account(exc)
+            return False
+        except (BusyError, TransportError):
+            return True  # not known: try the real send
+        except WeChatAPIError:
+            pass
+        try:
+            self.store.set(self.key, AVAILABLE, ttl=self.config.customer_service_recheck_s)
+        except StoreError:
+            pass
+        return True
 
     def refused_for_account(self, exc: WeChatAPIError) -> None:
         """Remember, for the whole account, that WeChat refused the API (logged once per recheck period)."""
@@ -80,7 +106,9 @@ class CustomerService:
                       exc.errcode, FIX)
             return
         try:
-            first = self.store.add(self.key, str(exc.errcode), ttl=self.config.customer_service_recheck_s)
+            previous = self.store.get(self.key)
+            first = previous in (None, AVAILABLE) and self.store.compare_and_set(
+                self.key, previous, str(exc.errcode), ttl=self.config.customer_service_recheck_s)
         except StoreError:
             first = True
         if first:

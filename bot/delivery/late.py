@@ -37,7 +37,7 @@ class LateAnswers:
         """Send or keep the finished answer ``record`` (its reply and trace set), replacing ``raw``. False
         when the record moved meanwhile (the caller reads it again)."""
         reply = record.reply or ""
-        if self.cs.available():
+        if self.cs.available(probe=True):
             parts = self.parts(reply, for_pickup=False)
             sending = record.but(state=DELIVERED, via="customer_service", total=len(parts), push=None, owner=None)
             if not self.ledger.swap(key, raw, sending, closed(key)):

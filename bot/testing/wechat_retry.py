@@ -72,6 +72,11 @@ class WeChatRetryClient:
     def send(self, xml: str) -> Seen:
         """Deliver one push with WeChat's retries and collect what its user saw."""
         openid = str(xmltodict.parse(xml)["xml"].get("FromUserName", ""))
+        if self.sandbox_url:  # the user wrote: their customer-service window and quota start again
+            try:
+                self.session.post(f"{self.sandbox_url}/sandbox/user_messages", json={"openid": openid}, timeout=5)
+            except requests.RequestException:
+                pass
         query, body = self.envelope.wrap(xml)  # signed once: every try is byte-identical
         target = f"{self.url}?{urlencode(query)}"
         seen, started = Seen(), time.perf_counter()
