@@ -214,6 +214,7 @@ def create_app(sandbox: SandboxAccount) -> Flask:
         state.record_message(body)
         return err(0, "ok")
 
+    from bot.sandbox.speech_api import register_speech; register_speech(app, sandbox, api)  # /v1/audio/speech
     register_control(app, sandbox)
     return app
 

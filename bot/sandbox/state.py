@@ -28,6 +28,8 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "token_expires_in": 7200,
     "token_grace_s": 0.0,
     "max_voice_bytes": 1_000_000,
+    "speech_latency_s": 0.0,  # /v1/audio/speech (bot/sandbox/speech_api.py): delay before each answer
+    "speech_seconds_per_char": 0.2,  # its speech lasts this long per character of the input
 }
 
 

@@ -40,6 +40,19 @@ class VoiceExpiredError(WeChatAPIError):
     """The voice_id is unknown or its 10 s window has passed."""
 
 
+class MediaFormatError(InvalidVoiceError):
+    """40004 / 40005 from the media and material APIs: WeChat does not take the file as voice (AMR or mp3)."""
+
+
+class MediaSizeError(InvalidVoiceError):
+    """40006 / 40010 / 45001 / 45007 from the media and material APIs: the file is over 2 MB or over 60 s."""
+
+
+class APIUnauthorizedError(WeChatAPIError):
+    """48001 ("api unauthorized") / 50001: this account may not call the API (its type or verification);
+    callers remember it per account and take another way (bot/wechat/media.py)."""
+
+
 class RateLimitedError(WeChatAPIError):
     """45009: daily API quota reached."""
 
@@ -71,6 +84,8 @@ ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     45009: RateLimitedError,
     45015: CustomerServiceWindowError,
     45047: CustomerServiceQuotaError,
+    48001: APIUnauthorizedError,
+    50001: APIUnauthorizedError,
 }
 # Undocumented by WeChat for the recognition API; the sandbox answers these, and they only apply there.
 VOICE_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
@@ -79,7 +94,20 @@ VOICE_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
 }
 
 
+# What the media and material APIs mean by the codes WeChat documents for them (voice: AMR or mp3, ≤ 2 MB, ≤ 60 s).
+MEDIA_APIS = frozenset({"media/upload", "material/add_material", "material/del_material"})
+MEDIA_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
+    40004: MediaFormatError,   # invalid media type
+    40005: MediaFormatError,   # invalid file type
+    40006: MediaSizeError,     # invalid file size
+    40010: MediaSizeError,     # invalid voice size
+    45001: MediaSizeError,     # media size out of limit
+    45007: MediaSizeError,     # voice playtime out of limit
+}
+
+
 def error_for(api: str, errcode: int, errmsg: str = "") -> WeChatAPIError:
-    cls = ERRCODE_CLASSES.get(errcode) or (VOICE_ERRCODE_CLASSES.get(errcode) if api.startswith("media/voice/")
-                                            else None) or WeChatAPIError
+    specific = (VOICE_ERRCODE_CLASSES if api.startswith("media/voice/") else
+                MEDIA_ERRCODE_CLASSES if api in MEDIA_APIS else {})
+    cls = specific.get(errcode) or ERRCODE_CLASSES.get(errcode) or WeChatAPIError
     return cls(api, errcode, errmsg)
