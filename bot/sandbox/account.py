@@ -21,6 +21,7 @@ class SandboxAccount:
     def __init__(self, **settings: Any) -> None:
         self.state = SandboxState()
         self.state.configure(**settings)
+        self._built_with = dict(self.state.settings)  # what reset(settings=True) returns to
 
     def register_voice(
         self, text: str, *, duration_s: float = 2.0, fmt: str = "amr", with_16k: bool = False,
@@ -86,9 +87,18 @@ class SandboxAccount:
         self.state.add_fault(Fault(endpoint, int(errcode), int(times), http_status, body))
 
     def configure(self, **settings: Any) -> None:
-        """Change recognition_latency_s, window_s, token_expires_in, token_grace_s, appid, appsecret,
-        max_voice_bytes while running."""
+        """Change any setting while running (``bot.sandbox.state.SETTINGS_DEFAULTS`` lists them): the account
+        kind (customer_service, temporary_media), the quota and clocks (cs_quota, cs_window_s, typing_window_s,
+        ...), limits (max_text_bytes, max_media_bytes, ...), recognition_latency_s, window_s, tokens."""
         self.state.configure(**settings)
+
+    def user_messaged(self, openid: str, *, ago_s: float = 0.0) -> dict[str, Any]:
+        """``openid`` sent the account a message (``ago_s`` seconds ago): their 48 h window and quota start over.
+
+        The sandbox never sees what users send the bot, so tests (and the testing kit) say it here; returns
+        the user's window as :meth:`user` does.
+        """
+        return self.state.users.messaged(openid, ago_s)
 
     def register_translation(self, src: str, dst: str) -> None:
         """translatecontent will answer ``dst`` for ``src`` (whatever the languages)."""
@@ -113,10 +123,64 @@ class SandboxAccount:
         with self.state.lock:
             return list(self.state.messages)
 
+    def refused_messages(self) -> list[dict[str, Any]]:
+        """Every message/custom/send WeChat refused (rules, quota, token or an injected fault), in order."""
+        return [{"touser": (c["json"] or {}).get("touser"), "msgtype": (c["json"] or {}).get("msgtype"),
+                 "body": c["json"], "errcode": c["errcode"], "errmsg": c.get("errmsg"), "t": c["t"]}
+                for c in self.calls() if c["api"] == "send" and c["errcode"] != 0]
+
+    def typing_calls(self) -> list[dict[str, Any]]:
+        """Every message/custom/typing call, accepted (errcode 0) or not, with its time (``state.clock``)."""
+        return [{"touser": (c["json"] or {}).get("touser"), "command": (c["json"] or {}).get("command"),
+                 "errcode": c["errcode"], "errmsg": c.get("errmsg"), "t": c["t"]}
+                for c in self.calls() if c["api"] == "typing"]
+
+    def user(self, openid: str) -> dict[str, Any]:
+        """One user's customer-service window: sent, remaining, window_left_s, typing ({} if never seen)."""
+        return self.state.users.describe(openid)
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Every user the sandbox has a window for, by openid (see :meth:`user`)."""
+        return self.state.users.all()
+
+    def media_info(self, media_id: str) -> dict[str, Any] | None:
+        """What a media_id holds, without its bytes: kind, format, length and what it "says" (None if unknown)."""
+        with self.state.lock:
+            media = self.state.media.get(media_id) or self.state.materials.get(media_id)
+            if media is None:
+                return None
+            live = self.state.find_media(media_id) is not None
+        return {"media_id": media_id, "kind": media.kind, "filename": media.filename,
+                "content_type": media.content_type, "bytes": len(media.data), "duration_s": media.duration_s,
+                "says": media.text, "frequency": media.frequency, "created_at": media.created_at, "live": live,
+                "deleted": media.deleted}
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """The voice the bot uploaded (temporary media and permanent material), oldest first (:meth:`media_info`)."""
+        with self.state.lock:
+            ids = [i for i, m in [*self.state.media.items(), *self.state.materials.items()] if m.kind != "user"]
+        found = [info for info in map(self.media_info, ids) if info is not None]
+        return sorted(found, key=lambda m: m["created_at"] or 0.0)
+
+    def overview(self) -> dict[str, Any]:
+        """The account and what happened to it, for ``GET /sandbox/``."""
+        settings = self.state.settings
+        return {
+            "account": {"customer_service": settings["customer_service"],
+                        "temporary_media": settings["temporary_media"]},
+            "customer_service": {"messages": self.custom_messages(), "refused": self.refused_messages(),
+                                 "typing": self.typing_calls(), "users": self.users()},
+            "uploads": self.uploads(),
+        }
+
     def clips(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return [{"text": t, "frequency": f} for t, f in self.state.clips.items()]
 
-    def reset(self) -> None:
-        """Clear calls, custom messages, faults and recognition uploads; registered clips and media stay."""
+    def reset(self, *, settings: bool = False) -> None:
+        """Clear calls, custom messages, faults, recognition uploads and users' windows; registered clips, media
+        and material stay. ``settings=True`` also puts every setting back as the sandbox was built, so a test
+        that played another kind of account leaves none behind."""
         self.state.reset()
+        if settings:
+            self.state.configure(**self._built_with)

@@ -10,90 +10,38 @@ Error codes WeChat documents are used as documented. Where WeChat documents noth
 - queryrecoresultfortext: unknown ``voice_id``, or asked after ``window_s`` → 46001 (the errmsg says which);
   missing ``voice_id`` → 40035.
 - translatecontent: empty body → 44004, more than 600 bytes → 45002, unknown lfrom/lto → 40035.
-- message/custom/send: body not JSON → 47001, no ``touser`` → 40003, no ``msgtype`` → 40008.
+- message/custom/send and message/custom/typing: see bot/sandbox/customer_service.py; media/upload and the
+  permanent-material endpoints: bot/sandbox/media_api.py.
 - media/get errors come back as JSON with ``Content-Type: text/plain`` (what WeChat sends there, and what
   clients such as WxJava test for); every other answer is ``application/json; encoding=utf-8``.
 """
 from __future__ import annotations
 
-import functools
-import time
-import json
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, Response, request
 
 from bot.voice.audio import AudioError, decode_pcm
 from bot.voice.tones import detect_tone
+from bot.sandbox import customer_service, inspection, media_api, speech_api
 from bot.sandbox.account import SandboxAccount
-from bot.sandbox.state import Fault, SandboxError, VoiceUpload
+from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
+from bot.sandbox.state import VoiceUpload
 
 
 LANGS = ("zh_CN", "en_US")
-JSON_TYPE = "application/json; encoding=utf-8"
-_REDACT = {"access_token", "secret", "appsecret"}
-_ERRMSG = {-1: "system error", 40001: "invalid credential", 42001: "access_token expired", 45009: "reach max api "
-           "daily quota limit", 45015: "response out of time limit", 45047: "out of response count limit"}
-
-Answer = dict[str, Any] | Response
-
-
-def _json(payload: Any, status: int = 200, content_type: str = JSON_TYPE) -> Response:
-    return Response(json.dumps(payload, ensure_ascii=False), status=status, content_type=content_type)
-
-
-def err(errcode: int, errmsg: str) -> dict[str, Any]:
-    return {"errcode": errcode, "errmsg": errmsg}
-
-
-def _fault_response(fault: Fault) -> Response:
-    if fault.body is not None:
-        kind = "text/html" if fault.body.lstrip().startswith("<") else "text/plain"
-        return Response(fault.body, status=fault.http_status or 200, content_type=kind)
-    msg = _ERRMSG.get(fault.errcode, "sandbox injected fault")
-    return _json(err(fault.errcode, msg), status=fault.http_status or 200)
 
 
 def create_app(sandbox: SandboxAccount) -> Flask:
-    """Build the app around ``sandbox`` (its state, and its helpers for the control endpoints)."""
+    """Build the app around ``sandbox`` (its state, and its helpers for the control endpoints).
+
+    Endpoint groups live in their own modules and register here: customer service (send, typing), media
+    (upload, permanent material), and the inspect endpoints under ``/sandbox/``.
+    """
     state = sandbox.state
     app = Flask("bot.sandbox")
-
-    def api(rule: str, methods: tuple[str, ...], *, needs_token: bool = True) -> Callable:
-        """Register a WeChat endpoint: faults first, then the token check, then the handler; log every call."""
-
-        def decorator(handler: Callable[[], Answer]) -> Callable[[], Response]:
-            @functools.wraps(handler)
-            def view() -> Response:
-                started, cpu_started = state.clock(), time.perf_counter()
-                fault = state.take_fault(request.path)
-                if fault is not None:
-                    resp, errcode = _fault_response(fault), fault.errcode
-                else:
-                    problem = state.check_token(request.args.get("access_token")) if needs_token else None
-                    answer: Answer = err(*problem) if problem else handler()
-                    if isinstance(answer, Response):
-                        resp, errcode = answer, int(getattr(answer, "errcode", 0))
-                    else:
-                        resp, errcode = _json(answer), int(answer.get("errcode", 0))
-                body = None if request.mimetype.startswith("multipart/") else request.get_json(force=True, silent=True)
-                state.record({
-                    "api": request.path.rstrip("/").rsplit("/", 1)[-1],
-                    "path": request.path,
-                    "method": request.method,
-                    "query": {k: v for k, v in request.args.items() if k not in _REDACT},
-                    "json": {k: v for k, v in body.items() if k not in _REDACT} if isinstance(body, dict) else None,
-                    "t": started,
-                    "ms": (time.perf_counter() - cpu_started) * 1000,  # the sandbox's own handling time
-                    "status": resp.status_code,
-                    "errcode": errcode,
-                })
-                return resp
-
-            app.add_url_rule(rule, handler.__name__, view, methods=list(methods))
-            return view
-
-        return decorator
+    endpoints = Endpoints(app, state)
+    api = endpoints.api
 
     def credentials(grant_type: Any, appid: Any, secret: Any) -> dict[str, Any] | None:
         if grant_type != "client_credential":
@@ -119,8 +67,8 @@ def create_app(sandbox: SandboxAccount) -> Flask:
 
     @api("/cgi-bin/stable_token", ("POST",), needs_token=False)
     def stable_token() -> Answer:
-        body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict):
+        body = json_body()
+        if body is None:
             return err(47001, "data format error: body must be JSON")
         problem = credentials(body.get("grant_type"), body.get("appid"), body.get("secret"))
         if problem:
@@ -135,9 +83,7 @@ def create_app(sandbox: SandboxAccount) -> Flask:
         media = state.get_media(media_id) if media_id else None
         if media is None:
             answer = err(41006, "media_id missing") if not media_id else err(40007, "invalid media_id")
-            resp = _json(answer, content_type="text/plain")
-            resp.errcode = answer["errcode"]  # type: ignore[attr-defined]
-            return resp
+            return error_response(answer["errcode"], answer["errmsg"], content_type="text/plain")
         resp = Response(media.data, content_type=media.content_type)
         resp.headers["Content-Disposition"] = f'attachment; filename="{media.filename}"'
         return resp
@@ -202,55 +148,29 @@ def create_app(sandbox: SandboxAccount) -> Flask:
             return err(40035, "invalid args: body must be UTF-8 text")
         return {"from_content": text, "to_content": sandbox.translate(text, lfrom, lto)}
 
-    @api("/cgi-bin/message/custom/send", ("POST",))
-    def send() -> Answer:
-        body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict):
-            return err(47001, "data format error")
-        if not body.get("touser"):
-            return err(40003, "invalid openid")
-        if not body.get("msgtype"):
-            return err(40008, "invalid message type")
-        state.record_message(body)
-        return err(0, "ok")
-
-    from bot.sandbox.speech_api import register_speech; register_speech(app, sandbox, api)  # /v1/audio/speech
+    customer_service.register(endpoints, sandbox)
+    media_api.register(endpoints, sandbox)
+    speech_api.register(endpoints, sandbox)
     register_control(app, sandbox)
+    inspection.register(app, sandbox)
     return app
 
 
 def register_control(app: Flask, sandbox: SandboxAccount) -> None:
     """``/sandbox/*``: what tests and the CLI use to set the scene and read what happened."""
 
-    def control(handler: Callable[[], Any]) -> Callable[[], Response]:
-        @functools.wraps(handler)
-        def view() -> Response:
-            try:
-                return _json(handler())
-            except KeyError as exc:
-                return _json({"error": f"missing field {exc}"}, status=400)
-            except (SandboxError, ValueError, TypeError) as exc:
-                return _json({"error": str(exc)}, status=400)
-
-        return view
-
-    def body() -> dict[str, Any]:
-        data = request.get_json(force=True, silent=True)
-        if not isinstance(data, dict):
-            raise SandboxError("expected a JSON object body")
-        return data
-
     @app.get("/sandbox/")
     @control
     def info() -> Any:
-        return {"url": request.host_url.rstrip("/"), "settings": sandbox.state.settings, "clips": sandbox.clips()}
+        return {"url": request.host_url.rstrip("/"), "settings": sandbox.state.settings, "clips": sandbox.clips(),
+                **sandbox.overview()}
 
     @app.route("/sandbox/voices", methods=["GET", "POST"])
     @control
     def voices() -> Any:
         if request.method == "GET":
             return sandbox.clips()
-        b = body()
+        b = control_body()
         return sandbox.register_voice(str(b["text"]), duration_s=float(b.get("duration_s") or 2.0),
                                       fmt=b.get("format") or "amr", with_16k=bool(b.get("with_16k")))
 
@@ -268,7 +188,7 @@ def register_control(app: Flask, sandbox: SandboxAccount) -> None:
     @app.post("/sandbox/faults")
     @control
     def faults() -> Any:
-        b = body()
+        b = control_body()
         sandbox.inject_fault(str(b["endpoint"]), int(b["errcode"]), int(b.get("times", 1)),
                              http_status=b.get("http_status"), body=b.get("body"))
         return {"ok": True}
@@ -276,7 +196,7 @@ def register_control(app: Flask, sandbox: SandboxAccount) -> None:
     @app.post("/sandbox/config")
     @control
     def config() -> Any:
-        sandbox.configure(**body())
+        sandbox.configure(**control_body())
         return sandbox.state.settings
 
     @app.get("/sandbox/calls")
@@ -292,12 +212,13 @@ def register_control(app: Flask, sandbox: SandboxAccount) -> None:
     @app.post("/sandbox/reset")
     @control
     def reset() -> Any:
-        sandbox.reset()
+        data = request.get_json(force=True, silent=True)  # optional: {"settings": true}
+        sandbox.reset(settings=isinstance(data, dict) and data.get("settings") is True)
         return {"ok": True}
 
     @app.post("/sandbox/translations")
     @control
     def translations() -> Any:
-        for src, dst in body().items():
+        for src, dst in control_body().items():
             sandbox.register_translation(str(src), str(dst))
         return {"ok": True}

@@ -49,9 +49,17 @@ class Sandbox(SandboxAccount):
         token_expires_in: float = 7200,
         token_grace_s: float = 0.0,
         log_requests: bool = False,
+        customer_service: bool = True,
+        temporary_media: bool = True,
+        **settings: Any,
     ) -> None:
+        """``customer_service=False`` plays an account without the customer-service API (48001 on send and
+        typing: unverified accounts, personal subscription accounts among them); ``temporary_media=False``
+        one that may not upload temporary media. ``settings`` are any others of ``state.SETTINGS_DEFAULTS``
+        (cs_quota, cs_window_s, max_text_bytes, ...)."""
         super().__init__(appid=appid, appsecret=appsecret, recognition_latency_s=recognition_latency_s,
-                         window_s=window_s, token_expires_in=token_expires_in, token_grace_s=token_grace_s)
+                         window_s=window_s, token_expires_in=token_expires_in, token_grace_s=token_grace_s,
+                         customer_service=customer_service, temporary_media=temporary_media, **settings)
         self.host, self.port = host, port
         self.app = create_app(self)
         self._log_requests = log_requests
@@ -99,6 +107,17 @@ class Sandbox(SandboxAccount):
         self.stop()
 
 
+def describe_account(settings: dict[str, Any]) -> str:
+    """One line on what the account may do, for the start-up banner."""
+    if not settings["customer_service"]:
+        cs = "no customer-service API (send/typing → 48001: late answers must wait for the user's next message)"
+    else:
+        cs = (f"customer service: {settings['cs_quota']} messages within {settings['cs_window_s']:g} s of the "
+              f"user's message, text ≤ {settings['max_text_bytes']} bytes")
+    media = "temporary media upload" if settings["temporary_media"] else "no temporary media (48001: use material)"
+    return f"{cs}; {media}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bot.sandbox``: serve the sandbox until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m bot sandbox",
@@ -112,10 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=10.0, help="seconds a recognition result can be fetched")
     parser.add_argument("--voice", action="append", default=[], metavar="TEXT",
                         help="register a voice clip saying TEXT at start (repeatable)")
+    account = parser.add_argument_group("the account")
+    account.add_argument("--unverified", action="store_true",
+                         help="an unverified account (e.g. a personal subscription account): no customer-service "
+                              "API and no temporary media (both 48001); same as the two options below")
+    account.add_argument("--no-customer-service", dest="customer_service", action="store_false",
+                         help="message/custom/send and /typing answer 48001 (api unauthorized)")
+    account.add_argument("--no-temporary-media", dest="temporary_media", action="store_false",
+                         help="media/upload answers 48001: voice replies need permanent material")
+    account.add_argument("--cs-quota", type=int, default=5, metavar="N",
+                         help="customer-service messages per user message (default 5; then 45047)")
+    account.add_argument("--cs-window", type=float, default=48 * 3600.0, metavar="SECONDS",
+                         help="how long after a user's message customer service may answer (default 48 h; then 45015)")
+    account.add_argument("--max-text-bytes", type=int, default=2048, metavar="N",
+                         help="UTF-8 bytes of a customer-service text (default 2048; over it 45002)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sandbox = Sandbox(appid=args.appid, appsecret=args.secret, host=args.host, port=args.port,
-                      recognition_latency_s=args.latency, window_s=args.window, log_requests=True)
+                      recognition_latency_s=args.latency, window_s=args.window, log_requests=True,
+                      customer_service=args.customer_service and not args.unverified,
+                      temporary_media=args.temporary_media and not args.unverified,
+                      cs_quota=args.cs_quota, cs_window_s=args.cs_window, max_text_bytes=args.max_text_bytes)
     try:
         sandbox.start()
     except OSError as exc:
@@ -124,13 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     url = sandbox.url
     print(f"WeChat API sandbox on {url}  (appid={args.appid}, recognition latency {args.latency:g}s, "
           f"window {args.window:g}s)")
+    print(f"Account: {describe_account(sandbox.state.settings)}")
     print("Point a bot at it in its config:\n"
           f'  [wechat]\n  appid = "{args.appid}"\n  appsecret = "{args.secret}"\n  api_base_url = "{url}"')
     for text in args.voice:
         clip = sandbox.register_voice(text)
         print(f"  voice {text!r}: media_id={clip['media_id']} ({clip['frequency']:g} Hz tone)")
     print(f"Control: POST {url}/sandbox/voices {{\"text\": \"...\"}}, GET {url}/sandbox/calls, "
-          f"POST {url}/sandbox/faults, POST {url}/sandbox/reset.  Ctrl-C to stop.", flush=True)
+          f"POST {url}/sandbox/faults, POST {url}/sandbox/config, POST {url}/sandbox/reset; "
+          f"GET {url}/sandbox/ shows it all.  Ctrl-C to stop.", flush=True)
     try:
         while sandbox._thread is not None and sandbox._thread.is_alive():
             sandbox._thread.join(timeout=1.0)

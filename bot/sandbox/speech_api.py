@@ -10,11 +10,12 @@ Errors answer as OpenAI does: a status and ``{"error": {"message", "type"}}``.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Response, jsonify, request
 
 from bot.sandbox.account import SandboxAccount
+from bot.sandbox.endpoint import Endpoints
 from bot.sandbox.state import SandboxError
 from bot.voice.tones import speech_tone
 
@@ -29,11 +30,11 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> Re
     return resp
 
 
-def register_speech(app: Flask, sandbox: SandboxAccount, api: Callable[..., Callable]) -> None:
-    """Add the endpoint to the sandbox ``app`` through its ``api`` decorator (faults, call log)."""
+def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
+    """Add the endpoint to the sandbox app, faultable and logged like every endpoint (bot/sandbox/endpoint.py)."""
     state = sandbox.state
 
-    @api("/v1/audio/speech", ("POST",), needs_token=False)
+    @endpoints.api("/v1/audio/speech", ("POST",), needs_token=False)
     def audio_speech() -> Any:
         body = request.get_json(force=True, silent=True)
         if not isinstance(body, dict):

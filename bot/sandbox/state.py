@@ -1,4 +1,4 @@
-"""The sandbox's memory: tokens, media, voice clips, recognition uploads, faults and the call log.
+"""The sandbox's memory: tokens, media and material, voice clips, recognition uploads, faults, users, the call log.
 
 Kept apart from the HTTP layer so the rules (which token is still valid, which fault fires next, which
 text a tone stands for) read in one place. All methods are thread-safe: the server is threaded.
@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from bot.sandbox.users import Users
 
 # Clip tones: 325, 375, ... 3275 Hz. Spaced 50 Hz, and offset by 25 Hz from multiples of 50, so a
 # clip played at twice or half its speed (a transcode that got the sample rate wrong) lands exactly
@@ -28,6 +30,22 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "token_expires_in": 7200,
     "token_grace_s": 0.0,
     "max_voice_bytes": 1_000_000,
+    # The account: a verified one has the customer-service API (send, typing) and temporary media upload;
+    # an unverified (e.g. personal subscription) account gets 48001 on the first and, reportedly, the second.
+    "customer_service": True,
+    "temporary_media": True,
+    # Customer service: cs_quota messages within cs_window_s of the user's last message (bot/sandbox/users.py).
+    "cs_quota": 5,
+    "cs_window_s": 48 * 3600.0,
+    "assume_user_messaged": True,
+    "typing_window_s": 30.0,
+    "typing_lasts_s": 15.0,
+    "max_text_bytes": 2048,
+    # Voice media (bot/sandbox/media_api.py): 2 MB, 60 s, temporary media live 3 days, 1000 permanent items.
+    "max_media_bytes": 2 * 1024 * 1024,
+    "max_media_seconds": 60.0,
+    "media_ttl_s": 3 * 24 * 3600.0,
+    "max_materials": 1000,
     "speech_latency_s": 0.0,  # /v1/audio/speech (bot/sandbox/speech_api.py): delay before each answer
     "speech_seconds_per_char": 0.2,  # its speech lasts this long per character of the input
 }
@@ -46,11 +64,18 @@ class Token:
 
 @dataclass
 class Media:
+    """Audio the account holds: a user's voice message (``user``), or what the bot uploaded (``temporary``
+    through media/upload, ``permanent`` through add_material); ``text`` is what it "says" (its tone)."""
+
     data: bytes
     content_type: str
     filename: str
     text: str | None = None
     frequency: float | None = None
+    kind: str = "user"  # "user" | "temporary" | "permanent"
+    created_at: float | None = None  # state.clock() when stored
+    duration_s: float | None = None  # decoded length, for uploads
+    deleted: bool = False  # permanent material removed by del_material
 
 
 @dataclass
@@ -91,6 +116,8 @@ class SandboxState:
         self.call_log: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.translations: dict[str, str] = {}
+        self.materials: dict[str, Media] = {}  # permanent material, kept (marked deleted) after del_material
+        self.users = Users(self.setting, lambda: self.clock(), self.lock)
         self._ids = itertools.count(1)
 
     # ---------------------------------------------------------------- settings
@@ -98,6 +125,8 @@ class SandboxState:
         unknown = set(settings) - set(SETTINGS_DEFAULTS)
         if unknown:
             raise SandboxError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS_DEFAULTS)}")
+        for name, value in settings.items():
+            _check_type(name, value)
         with self.lock:
             self.settings.update(settings)
 
@@ -159,15 +188,45 @@ class SandboxState:
         return f"sbx{next(self._ids):04d}_{secrets.token_urlsafe(12)}"
 
     def put_media(self, media_id: str, media: Media) -> str:
+        """Store user or temporary media (``permanent`` goes to :attr:`materials`), stamped with the time."""
         with self.lock:
-            self.media[media_id] = media
+            if media.created_at is None:
+                media.created_at = self.clock()
+            (self.materials if media.kind == "permanent" else self.media)[media_id] = media
             if media.text is not None and media.frequency is not None:
                 self.bind_clip(media.text, media.frequency)
         return media_id
 
     def get_media(self, media_id: str) -> Media | None:
+        """Temporary (and user) media for media/get, until ``media_ttl_s`` has passed (WeChat: 3 days)."""
         with self.lock:
-            return self.media.get(media_id)
+            media = self.media.get(media_id)
+            if media is None or media.created_at is None:
+                return media
+            return None if self.clock() - media.created_at > float(self.settings["media_ttl_s"]) else media
+
+    def get_material(self, media_id: str) -> Media | None:
+        """Permanent material not deleted."""
+        with self.lock:
+            media = self.materials.get(media_id)
+            return None if media is None or media.deleted else media
+
+    def find_media(self, media_id: str) -> Media | None:
+        """Any media a message may name: live temporary or user media, or permanent material."""
+        return self.get_media(media_id) or self.get_material(media_id)
+
+    def material_count(self) -> int:
+        with self.lock:
+            return sum(not m.deleted for m in self.materials.values())
+
+    def delete_material(self, media_id: str) -> bool:
+        """False when there is no such (undeleted) material."""
+        with self.lock:
+            media = self.get_material(media_id)
+            if media is None:
+                return False
+            media.deleted = True
+            return True
 
     def clip_frequency(self, text: str) -> float:
         """The tone standing for ``text``: the same text keeps its tone, a new one takes the next free."""
@@ -253,9 +312,26 @@ class SandboxState:
             self.messages.append(message)
 
     def reset(self) -> None:
-        """Forget calls, messages, faults and recognition uploads; clips, media and tokens stay."""
+        """Forget calls, messages, faults, recognition uploads and users' windows; clips, media, material and
+        tokens stay."""
         with self.lock:
             self.call_log.clear()
             self.messages.clear()
             self.faults.clear()
             self.voices.clear()
+            self.users.clear()
+
+
+def _check_type(name: str, value: Any) -> None:
+    """A setting keeps its default's type (``"false"`` for a flag would be truthy), numbers are >= 0."""
+    default = SETTINGS_DEFAULTS[name]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        kind = "true or false" if isinstance(default, bool) else (
+            "a number >= 0" if isinstance(default, (int, float)) else type(default).__name__)
+        raise SandboxError(f"setting {name}: expected {kind}, got {value!r}")
