@@ -27,6 +27,7 @@ MAX_PART_BYTES = 2_000_000  # ... and ≤ 2 MB
 # Kept free below 60 s for mp3's encoder delay and padding, and whatever rounding WeChat's check does.
 _MARGIN_S = 0.25
 _BLOCK_S = 0.02  # energy is measured in 20 ms blocks (one AMR frame), windows of two blocks
+_NEAR_QUIETEST = 1.1  # windows within 10 % of the quietest count as as quiet: the latest of them wins
 _RATES = {"amr": 8000, "mp3": 16000}
 _CONTENT_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg"}
 
@@ -102,7 +103,7 @@ def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int
     """Sample offsets ``[0, cut, ..., len(pcm)]`` with no part longer than ``part_samples``.
 
     Each cut is the middle of the quietest 40 ms window in the ``lookback_samples`` before the limit (the
-    latest of equally quiet ones, for the longest part), on a 20 ms grid so AMR frames are never padded.
+    latest of the windows about as quiet, for the longest part), on a 20 ms grid so AMR frames are never padded.
     """
     block = max(1, int(_BLOCK_S * rate))
     cuts, start, n = [0], 0, len(pcm)
@@ -115,8 +116,8 @@ def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int
             cut = last * block  # look-back shorter than a window: cut at the limit
         else:
             pairs = [energies[i] + energies[i + 1] for i in range(len(energies) - 1)]
-            quietest = min(pairs)
-            i = max(j for j, e in enumerate(pairs) if e == quietest)
+            quiet_enough = min(pairs) * _NEAR_QUIETEST + block  # +block: all-silent windows tie
+            i = max(j for j, e in enumerate(pairs) if e <= quiet_enough)
             cut = (first + i + 1) * block  # between the window's two blocks
         cuts.append(cut)
         start = cut

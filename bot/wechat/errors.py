@@ -48,6 +48,10 @@ class MediaSizeError(InvalidVoiceError):
     """40006 / 40010 / 45001 / 45007 from the media and material APIs: the file is over 2 MB or over 60 s."""
 
 
+class MaterialQuotaError(WeChatAPIError):
+    """45074: the account holds as much permanent material as it may (1000 items): delete some first."""
+
+
 class APIUnauthorizedError(WeChatAPIError):
     """48001 ("api unauthorized") / 50001: this account may not call the API (its type or verification);
     callers remember it per account and take another way (bot/wechat/media.py)."""
@@ -103,6 +107,7 @@ MEDIA_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     40010: MediaSizeError,     # invalid voice size
     45001: MediaSizeError,     # media size out of limit
     45007: MediaSizeError,     # voice playtime out of limit
+    45074: MaterialQuotaError,  # material list size out of limit
 }
 
 
