@@ -82,7 +82,8 @@ class Endpoints:
                         resp, errcode = answer, int(getattr(answer, "errcode", 0))
                         errmsg = getattr(answer, "errmsg", None)
                     else:
-                        resp, errcode, errmsg = json_response(answer), int(answer.get("errcode", 0)), answer.get("errmsg")
+                        resp, errcode = json_response(answer), int(answer.get("errcode", 0))
+                        errmsg = answer.get("errmsg")
                 body = None if request.mimetype.startswith("multipart/") else json_body()
                 state.record({
                     "api": request.path.rstrip("/").rsplit("/", 1)[-1],
