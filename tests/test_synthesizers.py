@@ -172,7 +172,8 @@ def test_config_defaults_change_nothing_and_the_key_may_come_from_the_environmen
     from bot.config import config_from_dict
     reply = test_config().voice.reply
     assert (reply.when, reply.with_text, reply.synthesizers, reply.format) == ("never", False, ["openai"], "amr")
-    raw = {"wechat": {"appid": "a", "appsecret": "s", "token": "t"}, "voice": {"reply": {"openai": {"url": "http://x"}}}}
+    raw = {"wechat": {"appid": "a", "appsecret": "s", "token": "t"},
+           "voice": {"reply": {"openai": {"url": "http://x"}}}}
     cfg = config_from_dict(raw, env={"VOICEBOT_TTS_API_KEY": "sk-tts-secret"})
     assert cfg.voice.reply.openai.api_key == "sk-tts-secret" and "sk-tts-secret" not in repr(cfg)
     assert "api_key" not in raw["voice"]["reply"]["openai"]  # the caller's dict is left alone
