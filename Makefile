@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python benchmarks/webhook.py
 	$(BIN)/python benchmarks/webhook_instructions.py
 	$(BIN)/python benchmarks/voice.py
+	$(BIN)/python benchmarks/voice_reply.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/report.py
 

@@ -55,6 +55,29 @@ class OpenAIConfig:
 
 
 @dataclass(frozen=True)
+class OpenAISpeechConfig:
+    """``[voice.reply.openai]``: any OpenAI-compatible ``POST /v1/audio/speech`` (bot/voice/synthesizers/openai.py)."""
+
+    url: str = ""
+    model: str = "tts-1"
+    voice: str = "alloy"
+    api_key: str = field(default="", repr=False)  # or VOICEBOT_TTS_API_KEY
+    timeout_s: float = 8.0
+    response_format: Literal["mp3", "wav", "opus", "aac", "flac"] = "mp3"  # what the endpoint is asked for
+
+
+@dataclass(frozen=True)
+class VoiceReplyConfig:
+    """``[voice.reply]``: answering with speech (bot/voice/synthesizers/, bot/voice/speech.py)."""
+
+    when: Literal["never", "voice", "always"] = "never"  # never: nothing changes for existing bots
+    with_text: bool = False  # also deliver the text of a voice answer
+    synthesizers: list[str] = field(default_factory=lambda: ["openai"])  # tried in order; "module:attr" too
+    format: Literal["amr", "mp3"] = "amr"  # the voice media uploaded to WeChat (AMR-NB 8 kHz, or mp3 16 kHz)
+    openai: OpenAISpeechConfig = field(default_factory=OpenAISpeechConfig)
+
+
+@dataclass(frozen=True)
 class VoiceConfig:
     recognizers: list[str] = field(default_factory=lambda: ["push", "wechat"])
     lang: Literal["zh_CN", "en_US"] = "zh_CN"
@@ -64,6 +87,7 @@ class VoiceConfig:
     poll_max_s: float = 0.5
     not_understood: str = "抱歉，没听清，请再说一遍。"
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    reply: VoiceReplyConfig = field(default_factory=VoiceReplyConfig)
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,7 @@ ENV_OVERRIDES = {
     "WECHAT_TOKEN": ("wechat", "token"),
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
     "VOICEBOT_FORWARD_SECRET": ("forward", "secret"),
+    "VOICEBOT_TTS_API_KEY": ("voice.reply.openai", "api_key"),
 }
 
 
@@ -216,12 +241,24 @@ def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | Non
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for var, (section, key) in ENV_OVERRIDES.items():
         if env and env.get(var):
-            raw.setdefault(section, {})[key] = env[var]
+            _table(raw, section)[key] = env[var]
     intents = _intents(raw.pop("intents", []))
     cfg = _build(Config, raw, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd(), intents=intents)
     _check(cfg)
     return cfg
+
+
+def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
+    """The (copied, so the caller's dict is left alone) table at ``voice.reply.openai``, made if absent."""
+    table = raw
+    for name in dotted.split("."):
+        value = table.get(name)
+        if value is not None and not isinstance(value, dict):
+            return {}  # not a table: leave it for _build to report
+        table[name] = dict(value or {})
+        table = table[name]
+    return table
 
 
 def _check(cfg: Config) -> None:
@@ -240,6 +277,7 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
+    _check_voice_reply(cfg)
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -253,6 +291,27 @@ def _check_late_answers(reply: ReplyConfig) -> None:
                           f"({len(reply.more_marker.encode())} bytes), got {reply.max_text_bytes}")
     if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
         raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
+
+def _check_voice_reply(cfg: Config) -> None:
+    """``[voice.reply]``: the synthesizer specs and the openai endpoint, so a typo stops start-up, not a reply."""
+    reply = cfg.voice.reply
+    for i, spec in enumerate(reply.synthesizers):
+        if spec not in BUILTIN_SYNTHESIZERS and ":" not in spec:
+            raise ConfigError(f"[voice.reply] synthesizers[{i}]: expected one of {', '.join(BUILTIN_SYNTHESIZERS)} "
+                              f"or 'module:attribute', got {spec!r}")
+    if reply.when != "never" and not reply.synthesizers:
+        raise ConfigError(f"[voice.reply] synthesizers: empty, but when = {reply.when!r} needs at least one")
+    openai = reply.openai
+    if openai.timeout_s <= 0:
+        raise ConfigError(f"[voice.reply.openai] timeout_s: expected a positive number of seconds, got {openai.timeout_s:g}")
+    if openai.url and not openai.url.startswith(("http://", "https://")):
+        raise ConfigError(f"[voice.reply.openai] url: expected an http:// or https:// URL, got {openai.url!r}")
+    if not openai.url and reply.when != "never" and "openai" in reply.synthesizers:
+        raise ConfigError("[voice.reply.openai] url: required when [voice.reply] synthesizers lists \"openai\" "
+                          f"and when = {reply.when!r}")
+
+
+BUILTIN_SYNTHESIZERS = ("openai", "espeak")
 
 
 def _check_matching(cfg: Config) -> None:

@@ -82,7 +82,8 @@ class RedactFilter(logging.Filter):
 def config_secrets(config: "Config") -> list[str]:
     """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
     return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
-            config.voice.openai.api_key, config.metrics.token, config.logging.openid_salt]
+            config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token,
+            config.logging.openid_salt]
 
 
 def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,

@@ -27,6 +27,11 @@ STEP_SECONDS = Histogram("wvb_step_seconds", "Duration of each pipeline step of 
 RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by recognizer", ["recognizer"])
 RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
                               "(timeout, download_failed, bad_audio, ...)", ["recognizer", "reason"])
+SYNTHESES = Counter("wvb_syntheses", "Speech syntheses by synthesizer and outcome (ok, timeout, unavailable, "
+                    "bad_audio, too_long, crashed, ...)", ["synthesizer", "outcome"])
+SYNTHESIS_SECONDS = Histogram("wvb_synthesis_seconds", "Duration of each synthesizer's try, its audio's transcode "
+                              "included, by synthesizer", ["synthesizer"],
+                              buckets=(.05, .1, .25, .5, 1, 2, 4, 8, 15, 30))
 DELIVERIES = Counter("wvb_deliveries", "Messages by delivery path (passive, retry, customer_service, pickup, "
                      "undeliverable, expired)", ["path"])
 PICKUPS = Counter("wvb_pickups", "Kept answers (or parts of one) shown with the user's next message")

@@ -46,6 +46,8 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "max_media_seconds": 60.0,
     "media_ttl_s": 3 * 24 * 3600.0,
     "max_materials": 1000,
+    "speech_latency_s": 0.0,  # /v1/audio/speech (bot/sandbox/speech_api.py): delay before each answer
+    "speech_seconds_per_char": 0.2,  # its speech lasts this long per character of the input
 }
 
 

@@ -20,7 +20,7 @@ import av
 
 log = logging.getLogger("bot.audio")
 
-__all__ = ["AudioError", "AudioInfo", "Transcoded", "transcode_to_mp3", "decode_pcm"]
+__all__ = ["AudioError", "AudioInfo", "Transcoded", "transcode_to_mp3", "decode_pcm", "encode_pcm", "ENCODINGS"]
 
 # LAME's fastest quality setting (0 best .. 9 fastest): speech for a recognizer does not need more.
 _LAME_FASTEST = "9"
@@ -162,6 +162,54 @@ def decode_pcm(
         return out, info
     finally:
         container.close()
+
+
+# --------------------------------------------------------------------------------------------- encoding samples
+
+ENCODINGS: dict[str, tuple[str, str, int, int | None]] = {
+    # fmt: (container format, encoder, default rate, bit rate per channel)
+    "amr": ("amr", "libopencore_amrnb", 8000, 12200),  # AMR-NB: WeChat's own voice format
+    "mp3": ("mp3", "libmp3lame", 16000, 32000),
+    "wav": ("wav", "pcm_s16le", 16000, None),
+    "opus": ("ogg", "libopus", 48000, 32000),  # libopus takes 8/12/16/24/48 kHz
+    "aac": ("adts", "aac", 16000, 32000),
+    "flac": ("flac", "flac", 16000, None),
+}
+
+
+def encode_pcm(samples: array, sample_rate: int, *, fmt: str = "wav", channels: int = 1, fast: bool = False) -> bytes:
+    """Encode s16 samples (interleaved when ``channels`` > 1) as one of :data:`ENCODINGS`, in one call.
+
+    Voice replies (bot/voice/speech.py) and test tones (bot/voice/tones.py) both end here; ``fast`` picks LAME's
+    fastest quality for mp3, which speech does not need more than. Tests also build deliberately wrong audio
+    with it (8 kHz mp3, stereo, pitch-shifted).
+    """
+    try:
+        container_fmt, encoder, _, bit_rate = ENCODINGS[fmt]
+    except KeyError:
+        raise ValueError(f"fmt must be one of {sorted(ENCODINGS)}, not {fmt!r}") from None
+    if fmt == "amr" and (sample_rate != 8000 or channels != 1):
+        raise ValueError("AMR-NB is 8000 Hz mono only")
+    if channels not in (1, 2):
+        raise ValueError("channels must be 1 or 2")
+    layout = "mono" if channels == 1 else "stereo"
+    buf = io.BytesIO()
+    options = {"id3v2_version": "0"} if fmt == "mp3" else {}
+    with av.open(buf, mode="w", format=container_fmt, options=options) as out:
+        stream = out.add_stream(encoder, rate=sample_rate,
+                                options={"compression_level": _LAME_FASTEST} if fast and fmt == "mp3" else {})
+        stream.layout = layout
+        if bit_rate:
+            stream.bit_rate = bit_rate * channels
+        frame = av.AudioFrame(format="s16", layout=layout, samples=len(samples) // channels)
+        frame.planes[0].update(samples.tobytes())
+        frame.sample_rate = sample_rate
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------- mp3 encoding

@@ -6,24 +6,18 @@ encoded as a real AMR/mp3/wav file with :func:`make_tone`, survives a correct tr
 """
 from __future__ import annotations
 
-import io
 import math
 import operator
 from array import array
 from typing import Iterable, Sequence
 
-import av
+from bot.voice.audio import ENCODINGS, encode_pcm
 
-__all__ = ["make_tone", "encode_pcm", "tone_strengths", "detect_tone"]
+__all__ = ["make_tone", "encode_pcm", "speech_tone", "PAUSE_CHARACTERS", "tone_strengths", "detect_tone"]
 
 # --------------------------------------------------------------------------------------------- synthesis
 
-_TONE_FORMATS = {
-    # fmt: (container format, encoder, default rate, bit rate)
-    "amr": ("amr", "libopencore_amrnb", 8000, 12200),
-    "mp3": ("mp3", "libmp3lame", 16000, 32000),
-    "wav": ("wav", "pcm_s16le", 16000, None),
-}
+_TONE_FORMATS = ENCODINGS  # amr, mp3, wav, opus, aac, flac (bot/voice/audio.py)
 
 
 def _sine(frequency: float, duration_s: float, sample_rate: int, amplitude: float) -> array:
@@ -43,38 +37,6 @@ def _sine(frequency: float, duration_s: float, sample_rate: int, amplitude: floa
     return out
 
 
-def encode_pcm(samples: array, sample_rate: int, *, fmt: str = "wav", channels: int = 1) -> bytes:
-    """Encode s16 samples (interleaved when ``channels`` > 1) as ``amr``, ``mp3`` or ``wav`` bytes.
-
-    Lets tests build deliberately wrong uploads too (8 kHz mp3, stereo, pitch-shifted audio).
-    """
-    try:
-        container_fmt, encoder, _, bit_rate = _TONE_FORMATS[fmt]
-    except KeyError:
-        raise ValueError(f"fmt must be one of {sorted(_TONE_FORMATS)}, not {fmt!r}") from None
-    if fmt == "amr" and (sample_rate != 8000 or channels != 1):
-        raise ValueError("AMR-NB is 8000 Hz mono only")
-    if channels not in (1, 2):
-        raise ValueError("channels must be 1 or 2")
-    layout = "mono" if channels == 1 else "stereo"
-    buf = io.BytesIO()
-    options = {"id3v2_version": "0"} if fmt == "mp3" else {}
-    with av.open(buf, mode="w", format=container_fmt, options=options) as out:
-        stream = out.add_stream(encoder, rate=sample_rate)
-        stream.layout = layout
-        if bit_rate:
-            stream.bit_rate = bit_rate * channels
-        frame = av.AudioFrame(format="s16", layout=layout, samples=len(samples) // channels)
-        frame.planes[0].update(samples.tobytes())
-        frame.sample_rate = sample_rate
-        frame.pts = 0
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
-
-
 def make_tone(
     frequency: float,
     duration_s: float,
@@ -84,7 +46,8 @@ def make_tone(
     amplitude: float = 0.5,
     channels: int = 1,
 ) -> bytes:
-    """Encode a pure sine tone as a real voice file: ``amr`` (AMR-NB 8 kHz), ``mp3`` or ``wav`` (16 kHz).
+    """Encode a pure sine tone as a real voice file: ``amr`` (AMR-NB 8 kHz), ``mp3`` or ``wav`` (16 kHz), or
+    ``opus``, ``aac``, ``flac`` (what speech synthesizers answer).
 
     Tests and the sandbox use distinct tones as stand-ins for distinct utterances: the frequency survives
     a correct transcode and is detectable with :func:`detect_tone`.
@@ -101,6 +64,32 @@ def make_tone(
     both[0::2] = mono
     both[1::2] = mono
     return encode_pcm(both, rate, fmt=fmt, channels=2)
+
+
+# Characters that are a pause in :func:`speech_tone`: punctuation and spaces, where a speaker breathes.
+PAUSE_CHARACTERS = frozenset(" \t\n，。、；：？！…,.;:?!~—-（）()「」“”\"'")
+
+
+def speech_tone(
+    text: str, frequency: float, *, fmt: str = "mp3", seconds_per_char: float = 0.2,
+    sample_rate: int | None = None, amplitude: float = 0.5,
+) -> bytes:
+    """A stand-in for synthesized speech of ``text``: ``seconds_per_char`` of the tone per character, and as much
+    silence for each of :data:`PAUSE_CHARACTERS`, so long answers have the pauses a splitter looks for and the
+    tone still tells which text it was. Any format of :data:`bot.voice.audio.ENCODINGS`.
+    """
+    if fmt not in ENCODINGS:
+        raise ValueError(f"fmt must be one of {sorted(ENCODINGS)}, not {fmt!r}")
+    if not text or seconds_per_char <= 0:
+        raise ValueError("text must not be empty and seconds_per_char must be positive")
+    rate = sample_rate or ENCODINGS[fmt][2]
+    slot = int(round(seconds_per_char * rate))
+    out = _sine(frequency, slot * len(text) / rate, rate, amplitude)  # one continuous sine: no clicks
+    quiet = bytes(2 * slot)
+    for i, ch in enumerate(text):
+        if ch in PAUSE_CHARACTERS:
+            out[i * slot:(i + 1) * slot] = array("h", quiet)
+    return encode_pcm(out, rate, fmt=fmt)
 
 
 # --------------------------------------------------------------------------------------------- tone detection

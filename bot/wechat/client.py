@@ -25,6 +25,7 @@ from bot.ops.logs import SECRET_PARAM
 from bot.store import Store
 from bot.wechat.errors import (TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
                      error_for)
+from bot.wechat.media import WeChatVoiceMedia
 from bot.wechat.token import AccessTokenManager, TokenError
 from bot.wechat.voice import WeChatVoice
 
@@ -55,9 +56,11 @@ def api_name(url: str) -> str:
 
 
 class WeChatAPI(WeChatClient):
-    """wechatpy's client plus the ``voice`` API group (``client.voice.add`` / ``.query`` / ``.translate``)."""
+    """wechatpy's client plus the ``voice`` API group (``client.voice.add`` / ``.query`` / ``.translate``) and
+    voice media for replies in ``media`` (``.upload_voice`` / ``.add_voice_material`` / ``.delete_material``)."""
 
     voice = WeChatVoice()
+    media = WeChatVoiceMedia()
 
     def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None,
                  pool_size: int = 10) -> None:

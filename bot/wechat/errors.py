@@ -40,6 +40,24 @@ class VoiceExpiredError(WeChatAPIError):
     """The voice_id is unknown or its 10 s window has passed."""
 
 
+class MediaFormatError(InvalidVoiceError):
+    """40004 / 40005 from the media and material APIs: WeChat does not take the file as voice (AMR or mp3)."""
+
+
+class MediaSizeError(InvalidVoiceError):
+    """40006 / 40010 / 45001 / 45007 from the media and material APIs: the file is over 2 MB or over 60 s."""
+
+
+class MaterialQuotaError(WeChatAPIError):
+    """45074: the account holds as much permanent material as it may (1000 items): delete some first."""
+
+
+class APIUnauthorizedError(WeChatAPIError):
+    """48001 ("api unauthorized") / 48004 (api banned) / 50001: this account may not call the API (its type or
+    verification), e.g. the customer-service API on an unverified account;
+    callers remember it per account and take another way (bot/wechat/media.py)."""
+
+
 class RateLimitedError(WeChatAPIError):
     """45009: daily API quota reached."""
 
@@ -50,11 +68,6 @@ class CustomerServiceWindowError(WeChatAPIError):
 
 class CustomerServiceQuotaError(WeChatAPIError):
     """45047: the customer-service message quota for this user is used up."""
-
-
-class APIUnauthorizedError(WeChatAPIError):
-    """48001 (api unauthorized) / 48004 (api banned): this account may not call the API at all, e.g. the
-    customer-service API on an unverified account. Not a failure of one message: of the account."""
 
 
 class ContentTooLongError(WeChatAPIError):
@@ -80,9 +93,10 @@ ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     45009: RateLimitedError,
     45002: ContentTooLongError,
     45015: CustomerServiceWindowError,
-    48001: APIUnauthorizedError,
     48004: APIUnauthorizedError,
     45047: CustomerServiceQuotaError,
+    48001: APIUnauthorizedError,
+    50001: APIUnauthorizedError,
 }
 # Undocumented by WeChat for the recognition API; the sandbox answers these, and they only apply there.
 VOICE_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
@@ -91,7 +105,21 @@ VOICE_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
 }
 
 
+# What the media and material APIs mean by the codes WeChat documents for them (voice: AMR or mp3, ≤ 2 MB, ≤ 60 s).
+MEDIA_APIS = frozenset({"media/upload", "material/add_material", "material/del_material"})
+MEDIA_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
+    40004: MediaFormatError,   # invalid media type
+    40005: MediaFormatError,   # invalid file type
+    40006: MediaSizeError,     # invalid file size
+    40010: MediaSizeError,     # invalid voice size
+    45001: MediaSizeError,     # media size out of limit
+    45007: MediaSizeError,     # voice playtime out of limit
+    45074: MaterialQuotaError,  # material list size out of limit
+}
+
+
 def error_for(api: str, errcode: int, errmsg: str = "") -> WeChatAPIError:
-    cls = ERRCODE_CLASSES.get(errcode) or (VOICE_ERRCODE_CLASSES.get(errcode) if api.startswith("media/voice/")
-                                            else None) or WeChatAPIError
+    specific = (VOICE_ERRCODE_CLASSES if api.startswith("media/voice/") else
+                MEDIA_ERRCODE_CLASSES if api in MEDIA_APIS else {})
+    cls = specific.get(errcode) or ERRCODE_CLASSES.get(errcode) or WeChatAPIError
     return cls(api, errcode, errmsg)

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from bot.voice.chain import ChainError
+
 log = logging.getLogger("bot.voice")
 
 
@@ -20,12 +22,8 @@ class Transcript:
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-class RecognitionError(Exception):
+class RecognitionError(ChainError):
     """A recognizer could not produce a transcript; ``reason`` is a short code for logs and metrics."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail = reason, detail
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """The recognizer chain: try each configured recognizer in order until one produces text."""
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Callable, Sequence
 
 from bot.config import Config
 from bot.ops.metrics import RECOGNIZER_FAILURES, RECOGNIZER_SUCCESSES, labelled
-from bot.voice.recognizers.base import RecognitionError, Recognizer, Transcript, VoiceClip, log
+from bot.voice.chain import first_success, load_member
+from bot.voice.recognizers.base import Recognizer, Transcript, VoiceClip, log
 
 
 class RecognizerChain:
@@ -22,30 +22,21 @@ class RecognizerChain:
     def __call__(self, data: dict[str, Any], msg_id: str) -> Transcript:
         clip = VoiceClip.from_push(data, msg_id, self.download)
         deadline = time.monotonic() + self.timeout_s
-        reasons: list[str] = []
-        for recognizer in self.recognizers:
-            started = time.perf_counter()
-            try:
-                text = recognizer.recognize(clip, deadline)
-            except RecognitionError as exc:
-                reasons.append(f"{recognizer.name}:{exc.reason}")
-                labelled(RECOGNIZER_FAILURES, recognizer.name, exc.reason).inc()
-                level = logging.DEBUG if exc.reason == "no_push_recognition" else logging.WARNING
-                log.log(level, "voice recognizer=%s msg_id=%s failed reason=%s detail=%s ms=%.1f", recognizer.name,
-                        clip.msg_id, exc.reason, exc.detail, (time.perf_counter() - started) * 1000)
-                continue
-            except Exception as exc:  # a third-party recognizer's bug must not lose the message
-                reasons.append(f"{recognizer.name}:crashed")
-                labelled(RECOGNIZER_FAILURES, recognizer.name, "crashed").inc()
-                log.exception("voice recognizer=%s msg_id=%s crashed: %s", recognizer.name, clip.msg_id,
-                              type(exc).__name__)
-                continue
-            labelled(RECOGNIZER_SUCCESSES, recognizer.name).inc()
-            # DEBUG: the message's bot.message line names the recognizer and every step's duration
-            log.debug("voice recognizer=%s msg_id=%s transcript_chars=%d ms=%.1f", recognizer.name, clip.msg_id,
-                      len(text), (time.perf_counter() - started) * 1000)
-            return Transcript(text, recognizer.name, steps=clip.steps)
-        return Transcript(None, None, error=",".join(reasons) or "no recognizer configured", steps=clip.steps)
+        result = first_success(self.recognizers, lambda r: r.recognize(clip, deadline), kind="recognizer",
+                               msg_id=msg_id, record=_count, quiet=frozenset({"no_push_recognition"}))
+        if result.source is None:
+            return Transcript(None, None, error=result.error or "no recognizer configured", steps=clip.steps)
+        text = result.value or ""
+        # DEBUG: the message's bot.message line names the recognizer and every step's duration
+        log.debug("voice recognizer=%s msg_id=%s transcript_chars=%d", result.source, msg_id, len(text))
+        return Transcript(text, result.source, steps=clip.steps)
+
+
+def _count(name: str, outcome: str, seconds: float) -> None:
+    if outcome == "ok":
+        labelled(RECOGNIZER_SUCCESSES, name).inc()
+    else:
+        labelled(RECOGNIZER_FAILURES, name, outcome).inc()
 
 
 def build_recognizer(name: str, config: Config, client: Any) -> Recognizer | None:
@@ -61,23 +52,8 @@ def build_recognizer(name: str, config: Config, client: Any) -> Recognizer | Non
     if name == "openai":
         from bot.voice.recognizers.openai import OpenAIRecognizer
         return OpenAIRecognizer(voice.openai, lang=voice.lang)
-    from bot.config import ConfigError
-    if ":" not in name:
-        raise ConfigError(f"[voice] recognizers: unknown recognizer {name!r} (built-in: push, wechat, openai; "
-                          "or 'module:attribute')")
-    import importlib
-    module_name, _, attr = name.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"[voice] recognizers: cannot load {name!r} ({exc})") from None
-    # A class has a ``recognize`` attribute too: it is a factory (called with the config), not an instance.
-    is_instance = hasattr(obj, "recognize") and not isinstance(obj, type)
-    recognizer = obj if is_instance or not callable(obj) else obj(config)
-    if not hasattr(recognizer, "recognize"):
-        raise ConfigError(f"[voice] recognizers: {name!r} gave {type(recognizer).__name__}, which has no recognize()")
-    recognizer.name = getattr(recognizer, "name", name)
-    return recognizer
+    return load_member(name, config, key="[voice] recognizers", kind="recognizer", method="recognize",
+                       builtins=("push", "wechat", "openai"))
 
 
 def build_chain(config: Config, client: Any) -> RecognizerChain:

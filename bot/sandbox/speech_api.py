@@ -1,0 +1,62 @@
+"""An OpenAI-compatible ``POST /v1/audio/speech`` in the sandbox, so ``make run`` speaks offline.
+
+Each answer text gets its own tone from the same table as the voice clips (``SandboxState.clip_frequency``,
+as ``SandboxAccount.register_voice`` does), so voice media made from it decodes back to the sentence. The
+speech lasts ``speech_seconds_per_char`` (0.2 s) per character, silent at punctuation and spaces (the pauses
+a splitter looks for), in the ``response_format`` asked for: mp3, wav, opus (Ogg), aac (ADTS) or flac.
+``speech_latency_s`` delays every answer; faults are injected as for every endpoint (endpoint "audio/speech").
+Errors answer as OpenAI does: a status and ``{"error": {"message", "type"}}``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from bot.sandbox.account import SandboxAccount
+from bot.sandbox.endpoint import Endpoints
+from bot.sandbox.state import SandboxError
+from bot.voice.tones import speech_tone
+
+CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "aac": "audio/aac",
+                 "flac": "audio/flac"}
+MAX_INPUT_CHARS = 4096  # OpenAI's limit
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response:
+    resp = jsonify(error={"message": message, "type": kind})
+    resp.status_code = status
+    return resp
+
+
+def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
+    """Add the endpoint to the sandbox app, faultable and logged like every endpoint (bot/sandbox/endpoint.py)."""
+    state = sandbox.state
+
+    @endpoints.api("/v1/audio/speech", ("POST",), needs_token=False)
+    def audio_speech() -> Any:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object")
+        text, fmt = body.get("input"), body.get("response_format") or "mp3"
+        for key in ("model", "input", "voice"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                return _error(400, f"'{key}' is required (a non-empty string)")
+        if len(text) > MAX_INPUT_CHARS:
+            return _error(400, f"'input' is {len(text)} characters, more than {MAX_INPUT_CHARS}")
+        if fmt not in CONTENT_TYPES:
+            return _error(400, f"'response_format' must be one of {', '.join(CONTENT_TYPES)}, not {fmt!r}")
+        latency = float(state.setting("speech_latency_s"))
+        if latency > 0:
+            time.sleep(latency)
+        try:
+            frequency = state.clip_frequency(text)
+        except SandboxError as exc:
+            return _error(500, f"sandbox: {exc}", "server_error")
+        try:
+            audio = speech_tone(text, frequency, fmt=fmt,
+                                seconds_per_char=float(state.setting("speech_seconds_per_char")))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return Response(audio, content_type=CONTENT_TYPES[fmt])
