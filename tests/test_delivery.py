@@ -138,7 +138,8 @@ def test_customer_service_refusal_keeps_the_answer_for_pickup(errcode: int) -> N
 def test_busy_customer_service_is_retried_a_bounded_number_of_times() -> None:
     with start_sandbox(0.7) as sandbox:
         sandbox.inject_fault("message/custom/send", -1, times=1)
-        config = bot_config(sandbox.url, mode="customer_service")
+        # a verified account, said so: no probe of the API before the send, so the fault hits the send
+        config = bot_config(sandbox.url, mode="customer_service", reply={"customer_service": True})
         with local_bot(config) as bot:
             bot.webhook.delivery.cs_backoff_s = 0.05
             seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=0.5, cs_wait_s=5.0, settle_s=0.2).voice(
