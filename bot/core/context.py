@@ -4,15 +4,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
 
 from bot.core.services import Services
+from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
 
-Reply = str | replies.BaseReply | None
+Reply = str | replies.BaseReply | StreamedText | None
 
 
 @dataclass
@@ -78,6 +80,11 @@ class Context:
     def reply_text(self, content: str) -> replies.TextReply:
         """A text reply; characters XML cannot carry are dropped (WeChat would show an error for them)."""
         return replies.TextReply(message=self.message, content=cdata(clean_text(content)))
+
+    def stream(self, chunks: Iterable[str]) -> StreamedText:
+        """An answer still being written (e.g. a language model's tokens): the user gets the sentences written
+        by the deadline at once and the rest as a continuation (README, "Delivery")."""
+        return StreamedText(chunks)
 
     def reply_image(self, media_id: str) -> replies.ImageReply:
         return replies.ImageReply(message=self.message, media_id=media_id)

@@ -17,6 +17,7 @@ from bot.core.normalize import for_matching
 from bot.core.router import HandlerError, Router, combine
 from bot.core.services import Services
 from bot.core.session import Sessions
+from bot.core.stream import Progress, StreamedText
 from bot.ops.trace import Trace, add_step, emit, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
 from bot.voice.recognizers.base import Transcriber
@@ -61,9 +62,10 @@ class Pipeline:
         emit(trace, "passive")
         return xml
 
-    def process(self, inbound: Inbound) -> tuple[str, Trace]:
+    def process(self, inbound: Inbound, on_sentences: Progress | None = None) -> tuple[str, Trace]:
         """Route one message and render the answer (``success`` when nobody answers), with its trace (steps,
-        recognizer, outcome) for the one ``bot.message`` line the caller emits once delivery is decided."""
+        recognizer, outcome) for the one ``bot.message`` line the caller emits once delivery is decided.
+        ``on_sentences``: for a streamed answer, called with the complete sentences written so far."""
         trace = new_trace(self.config, inbound)
         reply_config = getattr(self.config, "reply", None)
         deadline = time.monotonic() + (reply_config.budget_s if reply_config else DEFAULT_BUDGET_S)
@@ -83,6 +85,8 @@ class Pipeline:
         try:
             with self.sessions.bound(ctx):
                 reply = self.router.dispatch(ctx)
+                if isinstance(reply, StreamedText):  # read inside the session: a handler may save as it streams
+                    reply = reply.read(on_sentences)
             if isinstance(reply, str) and not reply:  # WeChat shows an error for an empty <Content>: say nothing
                 reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:
