@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
+from typing import Callable
 
 from bot.config import Config
-from bot.core.context import Context
+from bot.core.context import Context, Reply
 from bot.core.envelope import Inbound
 from bot.core.loading import load_routers
 from bot.core.normalize import for_matching
@@ -26,6 +28,8 @@ from bot.voice.recognizers.push import PushRecognizer
 log = logging.getLogger("bot.webhook")
 
 SUCCESS = "success"  # the body that tells WeChat "no answer, do not retry" (the user sees nothing)
+STREAMING = "<streaming>"  # process() handed a streamed answer to its offload: the answer comes from there
+Offload = Callable[[Callable[[], "tuple[str, Trace]"]], None]
 DEFAULT_BUDGET_S = 4.5  # seconds a handler may use when the config has no [reply] budget
 
 
@@ -62,10 +66,15 @@ class Pipeline:
         emit(trace, "passive")
         return xml
 
-    def process(self, inbound: Inbound, on_sentences: Progress | None = None) -> tuple[str, Trace]:
+    def process(self, inbound: Inbound, on_sentences: Progress | None = None,
+                offload: Offload | None = None) -> tuple[str, Trace]:
         """Route one message and render the answer (``success`` when nobody answers), with its trace (steps,
         recognizer, outcome) for the one ``bot.message`` line the caller emits once delivery is decided.
-        ``on_sentences``: for a streamed answer, called with the complete sentences written so far."""
+
+        ``on_sentences``: for a streamed answer, called with the complete sentences written so far.
+        ``offload``: a streamed answer is read elsewhere — ``offload`` gets the rest of the work (reading the
+        stream, saving the session, rendering), and this returns ``(STREAMING, trace)`` at once, so a request
+        thread that routed the message is free to answer its try in time."""
         trace = new_trace(self.config, inbound)
         reply_config = getattr(self.config, "reply", None)
         deadline = time.monotonic() + (reply_config.budget_s if reply_config else DEFAULT_BUDGET_S)
@@ -81,12 +90,37 @@ class Pipeline:
         trace["recognizer"] = getattr(transcript, "source", None) or ctx.transcript_source
         if transcript is not None and transcript.error:
             trace["recognition_error"] = transcript.error
-        routing_started, outcome = time.perf_counter(), "answered"
-        try:
-            with self.sessions.bound(ctx):
+        routing_started = time.perf_counter()
+        later: list[Callable[[], Reply]] = []
+
+        def route() -> Reply:
+            with ExitStack() as session:
+                session.enter_context(self.sessions.bound(ctx))
                 reply = self.router.dispatch(ctx)
-                if isinstance(reply, StreamedText):  # read inside the session: a handler may save as it streams
-                    reply = reply.read(on_sentences)
+                if not isinstance(reply, StreamedText):
+                    return reply
+                if offload is None:  # read inside the session: the handler may change it as it streams
+                    return reply.read(on_sentences)
+                still_open = session.pop_all()
+
+                def read_rest(stream: StreamedText = reply) -> Reply:
+                    with still_open:
+                        return stream.read(on_sentences)
+                later.append(read_rest)
+                return None
+
+        xml = self._render(ctx, trace, route, routing_started)
+        if later and offload is not None:
+            offload(lambda: (self._render(ctx, trace, later[0], routing_started) or SUCCESS, trace))
+            return STREAMING, trace
+        return xml or SUCCESS, trace
+
+    def _render(self, ctx: Context, trace: Trace, produce: Callable[[], Reply], started: float) -> str | None:
+        """Run the handler (``produce``) and render its answer; failures become the apology. Records the
+        routing step and the outcome in ``trace``."""
+        outcome = "answered"
+        try:
+            reply = produce()
             if isinstance(reply, str) and not reply:  # WeChat shows an error for an empty <Content>: say nothing
                 reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:
@@ -98,9 +132,10 @@ class Pipeline:
             xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
         if xml is None:
             outcome = "no_answer"
-        add_step(trace, "routing", time.perf_counter() - routing_started)
+        trace.setdefault("steps", {}).pop("routing", None)  # a streamed answer renders twice: keep the last
+        add_step(trace, "routing", time.perf_counter() - started)
         trace["outcome"] = outcome
-        return xml or SUCCESS, trace
+        return xml
 
 
 def _no_download(media_id: str) -> bytes:

@@ -15,7 +15,7 @@ from wechatpy import replies
 from bot.config import ReplyConfig
 from bot.core.envelope import Inbound
 from bot.core.pipeline import SUCCESS
-from bot.core.text import cdata, utf8_len
+from bot.core.text import cdata, split_text, utf8_len
 from bot.delivery.customer_service import CustomerService
 from bot.delivery.late import LateAnswers
 from bot.delivery.ledger import Ledger, closed
@@ -86,6 +86,29 @@ class Answerer:
         texts = [*kept.texts, *notice]
         self.pickup.shown(kept)
         return self.text_reply(inbound, join_texts(texts)) if texts else SUCCESS
+
+    def partial(self, key: str, raw: str, record: Record, inbound: Inbound) -> str | None:
+        """The try that must answer a streamed answer still being written: the user's kept answers, then the
+        sentences written so far (as many as fit); the rest follows by customer service or pickup. None when
+        the record moved meanwhile."""
+        cs = self.cs.available(probe=True)
+        marker = "" if cs else self.config.more_marker
+        kept = self._claim_kept(inbound, key, room=self.config.max_text_bytes // 2)
+        if kept.reply:  # a kept voice or image cannot share a reply: it waits for the next message
+            self.pickup.release(kept)
+            kept = Claimed()
+        shown = record.shown or 0
+        written = (record.partial or "")[shown:]
+        piece = written.lstrip()
+        room = self.config.max_text_bytes - utf8_len(marker) - (
+            utf8_len(join_texts(kept.texts) + SEPARATOR) if kept.texts else 0)
+        first = split_text(piece, max(room, 64))[0]
+        consumed = len(written) - len(piece) + piece.index(first) + len(first)
+        if not self.ledger.swap(key, raw, record.but(late=True, shown=shown + consumed)):
+            self.pickup.release(kept)
+            return None
+        self.pickup.shown(kept)
+        return self.text_reply(inbound, join_texts([*kept.texts, first + marker]))
 
     def _claim_kept(self, inbound: Inbound, key: str, room: int = 0) -> Claimed:
         if inbound.key.startswith("e:") or not inbound.message.source:  # events pick nothing up

@@ -32,11 +32,12 @@ from bot.delivery.customer_service import CustomerService
 from bot.delivery.executors import Executor, Job, ThreadExecutor
 from bot.delivery.late import LateAnswers
 from bot.delivery.leases import dropped_on_error, heartbeat, is_alive
-from bot.delivery.ledger import Ledger
+from bot.delivery.ledger import Ledger, closed
+from bot.delivery.parts import as_text_reply, text_of
 from bot.delivery.pickup import Pickup
 from bot.delivery.record import DELIVERED, DONE, FINAL, RUNNING, Record, dedupe_key, inbound_from_xml, msg_id_of
 from bot.delivery.sweeper import OpenRecords, Sweeper
-from bot.ops.trace import Trace, new_trace
+from bot.ops.trace import Trace, emit, new_trace
 from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
@@ -74,6 +75,9 @@ class Delivery:
         self.late = LateAnswers(self.ledger, self.cs, self.pickup, config)
         self.answerer = Answerer(self.ledger, self.cs, self.pickup, self.late, config)
         self.executor = executor or ThreadExecutor(self.run, config.threads)
+        # jobs of this process, and the rest of inline jobs whose answer streams, run on these threads
+        self.threads = self.executor if isinstance(self.executor, ThreadExecutor) else ThreadExecutor(
+            self.run, config.threads)
         self.open_records = OpenRecords(self.ledger, self.late, self.take_over, config.lease_s)
         self.sweeper = Sweeper(self, config.sweep_every_s)
         self._events: dict[str, threading.Event] = {}
@@ -105,7 +109,7 @@ class Delivery:
                 reply = self._await(key, inbound, started + cfg.budget_s, answer=True, attempt=attempt)
             if reply is not None:
                 outcome = "passive" if reply != SUCCESS else "answered-elsewhere"
-            elif cfg.mode == "customer_service" or attempt >= cfg.tries:
+            elif cfg.mode == "customer_service" or attempt >= cfg.tries or self._streams_to_cs(key):
                 outcome, reply = "last-chance", self._last_chance(key, inbound, attempt)
             else:  # hold until WeChat has dropped this try, so that it retries (any answer would end it)
                 self._await(key, inbound, started + cfg.wechat_timeout_s + self.hold_margin_s, answer=False)
@@ -121,21 +125,49 @@ class Delivery:
     def _run_inline(self, claim: Claim, inbound: Inbound, until: float) -> str | None:
         """Run a claimed job in this request and, in time, go straight from running to delivered with one
         CAS on the record as claimed. None: too late or the record moved (then the usual path decides)."""
-        key = claim.key
+        key, owner = claim.key, claim.record.owner
         self._started(key, inbound)
+        offloaded: list[bool] = []
+
+        def offload(rest: Callable[[], tuple[str, Trace]]) -> None:  # a streamed answer: read it off this thread
+            offloaded.append(True)
+            self.threads.spawn(lambda: self._continue(key, owner, claim.token, rest))
         try:
-            reply_xml, trace = self.pipeline.process(inbound)
+            reply_xml, trace = self.pipeline.process(inbound, self._progress(key, owner), offload)
+            if offloaded:
+                return None  # this try waits for it like for any background job
             if self.clock() < until:
                 done = claim.record.but(state=DONE, reply=reply_xml, trace=trace, push=None, owner=None)
                 reply = self.answerer.answer(key, claim.raw, done, inbound, path="passive", tries=1)
                 if reply is not None:
                     return reply
-            self._finish(key, reply_xml, trace, claim.record.owner)
+            self._finish(key, reply_xml, trace, owner)
             return None
         finally:
+            if not offloaded:
+                self._ended(key)
+                heartbeat().drop(claim.token)
+                self._wake(key)
+
+    def _continue(self, key: str, owner: str | None, token: int, rest: Callable[[], tuple[str, Trace]]) -> None:
+        """The rest of an inline job whose handler streams, on a thread of this process."""
+        try:
+            self._finish(key, *rest(), owner)
+        finally:
             self._ended(key)
-            heartbeat().drop(claim.token)
+            heartbeat().drop(token)
             self._wake(key)
+
+    def _progress(self, key: str, owner: str | None) -> Callable[[str], None]:
+        """For a streamed answer: publish its complete sentences in the record, for the try that must answer."""
+        def publish(text: str) -> None:
+            try:
+                raw, record = self.ledger.read(key)
+                if raw is not None and record is not None and record.state == RUNNING and record.owner == owner:
+                    self.ledger.swap(key, raw, record.but(partial=text))
+            except StoreError as exc:  # the whole answer still comes at the end
+                log.warning("delivery %s: could not publish a streamed answer's progress: %s", key, exc)
+        return publish
 
     def _claim(self, key: str, inbound: Inbound) -> tuple[int, Claim | None]:
         """The first try creates the record and starts the job; later tries join it. Returns the try number,
@@ -254,6 +286,13 @@ class Delivery:
         if event is not None:
             event.set()
 
+    def _streams_to_cs(self, key: str) -> bool:
+        """A streamed answer has sentences to show and the rest can follow by customer service: this try is
+        the one that must answer (holding it would only delay what is already written)."""
+        _, record = self.ledger.read(key)
+        return (record is not None and record.state == RUNNING
+                and bool((record.partial or "")[record.shown or 0:].strip()) and self.cs.available(probe=True))
+
     def _last_chance(self, key: str, inbound: Inbound, attempt: int) -> str:
         """No later try will come: a result that is done goes out now; else the job must send it late, and
         this try shows the user's kept answers (and, without customer service, the pickup notice)."""
@@ -264,6 +303,11 @@ class Delivery:
             if record.state == DONE:  # done a moment after the budget: WeChat still waits for this try
                 reply = self.answerer.answer(key, raw, record, inbound, path="retry" if attempt > 1 else "passive",
                                              tries=attempt)
+                if reply is not None:
+                    return reply
+                continue
+            if (record.partial or "")[record.shown or 0:].strip():  # a streamed answer: show what is written
+                reply = self.answerer.partial(key, raw, record, inbound)
                 if reply is not None:
                     return reply
                 continue
@@ -294,7 +338,7 @@ class Delivery:
         inbound = inbound_from_xml(job.push_xml)
         self._started(job.key, inbound)
         try:
-            self._finish(job.key, *self.pipeline.process(inbound), owner)
+            self._finish(job.key, *self.pipeline.process(inbound, self._progress(job.key, owner)), owner)
         finally:
             self._ended(job.key)
             heartbeat().drop(token)
@@ -319,7 +363,15 @@ class Delivery:
                 log.info("delivery msg_id=%s: this run no longer owns the job (%s): result dropped",
                          trace.get("msg_id", key), record.state if record else "expired")
                 return
-            done = record.but(state=DONE, reply=reply_xml, trace=trace, push=None, owner=None)
+            done = record.but(state=DONE, reply=reply_xml, trace=trace, push=None, owner=None, partial=None)
+            if record.shown:  # a try showed the beginning of this streamed answer: the rest is what is left
+                rest = remainder(reply_xml, record.shown)
+                if rest is None:
+                    if self.ledger.swap(key, raw, done.but(state=DELIVERED, via="passive", reply=None), closed(key)):
+                        emit(trace, "passive")
+                        return
+                    continue
+                done = done.but(reply=rest)
             if self.ledger.overdue(record):
                 if self.late.dispatch(key, raw, done):
                     return
@@ -355,6 +407,15 @@ class Delivery:
     def close(self) -> None:
         self.sweeper.stop()
         self.executor.close()
+
+
+def remainder(reply_xml: str, shown: int) -> str | None:
+    """The reply for what a try has not shown yet of a streamed text answer; None when nothing is left."""
+    text = text_of(reply_xml)
+    if text is None:
+        return reply_xml
+    rest = text[shown:].strip()
+    return as_text_reply(reply_xml, rest) if rest else None
 
 
 def check(config: ReplyConfig) -> None:

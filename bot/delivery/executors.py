@@ -65,6 +65,15 @@ class ThreadExecutor(Executor):
     def submit(self, job: Job) -> None:
         self._executor().submit(self._run, job)
 
+    def spawn(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the same threads (the rest of a job that began elsewhere)."""
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("delivery work crashed")
+        self._executor().submit(run)
+
     def _run(self, job: Job) -> None:
         try:
             self.run(job)

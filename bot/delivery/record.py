@@ -43,6 +43,8 @@ class Record:
     parts: list[str] | None = None  # pending: the reply XMLs not yet shown, in order
     total: int | None = None  # how many parts the answer has, when it was split
     kept: float | None = None  # wall clock when it was kept for pickup
+    partial: str | None = None  # a streamed answer while running: its complete sentences so far
+    shown: int | None = None  # how much of a streamed answer's text a try already showed (the rest follows)
 
     def dump(self) -> str:
         # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
