@@ -22,7 +22,6 @@ import threading
 import time
 from typing import Callable, NamedTuple
 
-from bot.config import ConfigError, ReplyConfig
 from bot.delivery.customer_service import cs_payload, send_late
 from bot.delivery.record import DELIVERED, DONE, RUNNING, UNDELIVERABLE, Record, dedupe_key, inbound_from_xml
 from bot.core.envelope import Inbound
@@ -53,7 +52,6 @@ class Delivery:
                  hold_margin_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.pipeline, self.store, self.client = pipeline, services.store, services.client
         self.config = config = pipeline.config.reply
-        check(config)
         self.poll_s, self.cs_retries, self.cs_backoff_s, self.clock = poll_s, cs_retries, cs_backoff_s, clock
         # A job in another process or machine is polled for: every poll_s at first, backing off to at most 1/18
         # of the budget (0.25 s), so hundreds of waiting tries do not turn into a read storm on the store.
@@ -342,14 +340,4 @@ class Delivery:
     def _trace(self, record: Record, inbound: Inbound) -> Trace:
         """The job's trace, or (the job has not finished) what the push itself says."""
         return record.trace or new_trace(self.pipeline.config, inbound)
-
-
-def check(config: ReplyConfig) -> None:
-    """Refuse clocks that cannot work, at start-up, naming the key."""
-    if not 0 < config.budget_s < config.wechat_timeout_s:
-        raise ConfigError(f"[reply] budget_s: expected more than 0 and less than wechat_timeout_s "
-                          f"({config.wechat_timeout_s:g}), got {config.budget_s:g}")
-    for name in ("tries", "lease_s", "state_ttl_s", "threads"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"[reply] {name}: expected a positive number, got {getattr(config, name)!r}")
 
