@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
 
+from bot.core.envelope import wire_event, wire_type
 from bot.core.services import Services
 
 Reply = str | replies.BaseReply | None
@@ -66,13 +68,17 @@ class Context:
     def openid(self) -> str:
         return self.message.source
 
-    @property
+    @cached_property
     def type(self) -> str:
-        return self.message.type
+        """WeChat's ``MsgType``, lowercased: ``text``, ``voice``, ``event``… and types wechatpy does not know by
+        their own name (``ctx.message`` is then wechatpy's ``UnknownMessage``)."""
+        return wire_type(self.message)
 
-    @property
+    @cached_property
     def event(self) -> str | None:
-        return getattr(self.message, "event", None)
+        """WeChat's ``Event``, lowercased (``click``, ``subscribe``, ``subscribe_msg_popup_event``,
+        ``publishjobfinish``…), None for messages; a subscription through a QR code is ``subscribe``."""
+        return wire_event(self.message)
 
     def reply_text(self, content: str) -> replies.TextReply:
         # wechatpy writes text into CDATA unescaped: split any "]]>" so a user's words cannot break the XML

@@ -25,8 +25,6 @@ Middleware = Callable[[Next, Context], Reply]
 ErrorHandler = Callable[[Context, Exception], Reply]
 
 TEXT_TYPES = ("text", "voice")
-# On the wire a QR-code subscription is still Event=subscribe; wechatpy renames it subscribe_scan(_product).
-SUBSCRIBE_EVENTS = ("subscribe", "subscribe_scan", "subscribe_scan_product")
 
 
 @dataclass
@@ -89,6 +87,7 @@ class Router:
         return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}")
 
     def _type(self, msg_type: str, handler: Handler | None) -> Any:
+        msg_type = msg_type.lower()  # ctx.type is WeChat's MsgType, lowercased
         register = self._decorate(lambda ctx: {} if ctx.type == msg_type else None, msg_type)
         return register(handler) if handler is not None else register
 
@@ -105,14 +104,19 @@ class Router:
         return self._type(msg_type, None)
 
     def event(self, name: str) -> Callable[[Handler], Handler]:
-        """An event by name (``subscribe``, ``unsubscribe``, ``click``, ``subscribe_scan``…).
+        """An event by name, any case: the ``Event`` WeChat sends (``subscribe``, ``CLICK``, ``SCAN``,
+        ``subscribe_msg_popup_event``, ``PUBLISHJOBFINISH``…) or wechatpy's name for it (``subscribe_scan``).
 
-        ``subscribe`` also matches subscriptions through a QR code (``subscribe_scan``), as WeChat sends them.
+        ``subscribe`` also matches subscriptions through a QR code: on the wire they are ``subscribe`` too.
         """
         name = name.lower()
-        names = SUBSCRIBE_EVENTS if name == "subscribe" else (name,)
-        return self._decorate(lambda ctx: {} if ctx.type == "event" and (ctx.event or "").lower() in names else None,
-                              f"event {name}")
+
+        def match(ctx: Context) -> dict[str, Any] | None:
+            if ctx.type != "event" and getattr(ctx.message, "type", None) != "event":  # wechatpy's device events
+                return None
+            parsed = getattr(ctx.message, "event", None)
+            return {} if ctx.event == name or (isinstance(parsed, str) and parsed.lower() == name) else None
+        return self._decorate(match, f"event {name}")
 
     def fallback(self, handler: Handler) -> Handler:
         """Answers what no regular handler of any router answered."""

@@ -29,6 +29,7 @@ class Traced(Protocol):
     """What a trace starts from: an inbound message (``bot.core.envelope.Inbound``)."""
 
     msg_id: str
+    msg_type: str  # WeChat's MsgType (wechatpy says "unknown" for types it does not know)
     message: Any
 
 
@@ -52,7 +53,7 @@ def new_trace(config: "Config", inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
     return {"msg_id": str(inbound.msg_id), "openid": hash_openid(config, getattr(message, "source", None)),
-            "type": message.type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
+            "type": inbound.msg_type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
 
 
 def add_step(trace: Trace, name: str, seconds: float) -> None:
