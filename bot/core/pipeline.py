@@ -17,7 +17,7 @@ from bot.core.normalize import for_matching
 from bot.core.router import HandlerError, Router, combine
 from bot.core.services import Services
 from bot.core.session import Sessions
-from bot.ops.trace import Trace, add_step, emit, new_trace
+from bot.ops.trace import Trace, add_step, emit, message_id, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
 from bot.voice.recognizers.base import Transcriber
 from bot.voice.recognizers.push import PushRecognizer
@@ -41,7 +41,8 @@ class Pipeline:
 
     def context(self, inbound: Inbound) -> Context:
         message = inbound.message
-        ctx = Context(message=message, msg_id=inbound.msg_id, config=self.config, services=self.services)
+        ctx = Context(message=message, msg_id=message_id(self.config, inbound), config=self.config,
+                      services=self.services)
         if message.type == "text":
             content = message.content
             ctx.text = ctx.original_text = content if isinstance(content, str) else None
@@ -70,8 +71,8 @@ class Pipeline:
         try:
             ctx = self.context(inbound)
         except Exception:  # a broken transcriber must not become a 500: treat it as "no transcript"
-            log.exception("transcription failed msg_id=%s", inbound.msg_id)
-            ctx = Context(message=inbound.message, msg_id=inbound.msg_id, config=self.config, services=self.services)
+            log.exception("transcription failed msg_id=%s", trace["msg_id"])
+            ctx = Context(message=inbound.message, msg_id=trace["msg_id"], config=self.config, services=self.services)
         ctx.deadline = deadline
         transcript = ctx.data.get("transcript")
         for step, seconds in getattr(transcript, "steps", ()):

@@ -23,6 +23,10 @@ _MIN_SECRET = 4  # shorter configured "secrets" would blank out ordinary words
 # WeChat puts the sender's openid in the callback URL, so request logs (the development server's, a proxy's
 # access log routed through logging) would carry it raw: it is replaced by the same hash the bot.message line uses.
 OPENID_PARAM = re.compile(r"([?&]openid=)([A-Za-z0-9_-]{8,})")  # in a URL only: bot.message's openid= is hashed
+# An event's id is FromUserName:CreateTime (events have no MsgId). bot.message shows it hashed already
+# (bot/ops/trace.py message_id); other lines (delivery's) get the same hash here. Hashes are 12 characters,
+# openids 28: only the longer ones are replaced.
+EVENT_ID = re.compile(r"""(msg_id["']?\s*[=:]\s*["']?)([A-Za-z0-9_-]{16,})(?=:\d)""")
 # Terminal colour codes (werkzeug colours request lines by status): raw in a log file or a JSON string.
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -57,9 +61,12 @@ class RedactFilter(logging.Filter):
         if "\x1b" in text:
             text = ANSI.sub("", text)
         text = SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
-        if self.hash_openid is not None and "openid=" in text:
+        if self.hash_openid is not None:
             hashed = self.hash_openid
-            text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+            if "openid=" in text:
+                text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+            if "msg_id" in text:
+                text = EVENT_ID.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
