@@ -16,6 +16,10 @@ from bot.core.services import Services
 Reply = str | replies.BaseReply | None
 
 
+class BadReply(TypeError):
+    """A handler answered something that is not a reply (an int, a dict…); names the handler."""
+
+
 @dataclass
 class Context:
     """One message on its way through the routers.
@@ -38,6 +42,7 @@ class Context:
     config: Any = None  # the bot's Config, set by the webhook
     services: Services | None = None  # the store and WeChat client, when the bot was built by bot.runtime
     deadline: float | None = None  # time.monotonic() by which the answer should be ready
+    answered_by: str = field(default="", repr=False)  # the route whose answer this is (set by the router)
 
     @property
     def session(self) -> dict[str, Any]:
@@ -100,5 +105,6 @@ class Context:
         if isinstance(reply, str):
             reply = self.reply_text(reply)
         elif not isinstance(reply, replies.BaseReply):
-            raise TypeError(f"a handler returned {type(reply).__name__}; expected str, a wechatpy reply or None")
+            raise BadReply(f"{self.answered_by or 'a handler'} returned {type(reply).__name__} {repr(reply)[:40]}; "
+                           "expected str, a wechatpy reply or None")
         return reply.render()

@@ -10,7 +10,7 @@ import logging
 import time
 
 from bot.config import Config
-from bot.core.context import Context
+from bot.core.context import BadReply, Context
 from bot.core.envelope import Inbound
 from bot.core.loading import load_routers
 from bot.core.normalize import for_matching
@@ -91,7 +91,8 @@ class Pipeline:
             xml = ctx.render(reply)
         except Exception as exc:  # a handler, middleware or a bad answer: the user gets the apology
             original = exc.original if isinstance(exc, HandlerError) else exc
-            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=original)
+            wrong = isinstance(exc, BadReply)  # the answer was wrong, nothing raised: no traceback to show
+            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=None if wrong else original)
             xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
         if xml is None:
             outcome = "no_answer"

@@ -180,6 +180,7 @@ class Router:
             except Exception as exc:
                 raise HandlerError(self, route, exc) from exc
             if answer is not None:
+                ctx.answered_by = f"{route.description} in router {self.name!r}"  # for a log line about it
                 return answer
         for child in self.children:
             if any(r.fallbacks if fallback else r.routes for r in child.walk()):
