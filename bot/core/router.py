@@ -29,11 +29,16 @@ TEXT_TYPES = ("text", "voice")
 
 @dataclass
 class Route:
-    """A handler and the test that decides whether it sees a message (kwargs on a match, else None)."""
+    """A handler and the test that decides whether it sees a message (kwargs on a match, else None).
+
+    ``keywords`` and ``patterns`` are what ``keyword()`` and ``intent()`` match, kept so that start-up can see
+    which words a route is written for (bot/core/intents.py warns when an ``[[intents]]`` table hides them)."""
 
     matcher: Matcher
     handler: Handler
     description: str
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
 
     def __call__(self, ctx: Context) -> Reply:
         kwargs = self.matcher(ctx)
@@ -63,20 +68,24 @@ class Router:
         return f"Router({self.name!r}, {len(self.routes)} routes)"
 
     # -- registration ---------------------------------------------------------------------------
-    def add(self, matcher: Matcher, handler: Handler, description: str = "", *, fallback: bool = False) -> Handler:
-        route = Route(matcher, handler, description or getattr(handler, "__name__", "handler"))
+    def add(self, matcher: Matcher, handler: Handler, description: str = "", *, fallback: bool = False,
+            keywords: Iterable[str] = (), patterns: Iterable[re.Pattern[str]] = ()) -> Handler:
+        route = Route(matcher, handler, description or getattr(handler, "__name__", "handler"), tuple(keywords),
+                      tuple(patterns))
         (self.fallbacks if fallback else self.routes).append(route)
         return handler
 
-    def _decorate(self, matcher: Matcher, what: str, *, fallback: bool = False) -> Callable[[Handler], Handler]:
+    def _decorate(self, matcher: Matcher, what: str, *, fallback: bool = False, keywords: Iterable[str] = (),
+                  patterns: Iterable[re.Pattern[str]] = ()) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            return self.add(matcher, handler, f"{what} {handler.__name__}", fallback=fallback)
+            return self.add(matcher, handler, f"{what} {handler.__name__}", fallback=fallback, keywords=keywords,
+                            patterns=patterns)
         return register
 
     def intent(self, pattern: str | re.Pattern[str], *, flags: int = 0) -> Callable[[Handler], Handler]:
         """Regex searched in ``ctx.text`` (text or transcript); named groups become keyword arguments."""
         regex = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
-        return self._decorate(regex_matcher(regex), f"intent {regex.pattern!r}")
+        return self._decorate(regex_matcher(regex), f"intent {regex.pattern!r}", patterns=(regex,))
 
     def keyword(self, *words: str, exact: bool = False, fuzzy: float | None = None) -> Callable[[Handler], Handler]:
         """Any of ``words`` contained in the text (or equal to it, with ``exact=True``).
@@ -84,7 +93,7 @@ class Router:
         ``fuzzy`` (0–1) also accepts a word whose similarity to the best window of the text reaches it, for
         characters a recognizer mishears; None uses ``[matching] fuzzy_threshold``, 0 turns it off.
         """
-        return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}")
+        return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}", keywords=words)
 
     def _type(self, msg_type: str, handler: Handler | None) -> Any:
         msg_type = msg_type.lower()  # ctx.type is WeChat's MsgType, lowercased
