@@ -96,3 +96,13 @@ def test_json_logs_are_json_lines_only(tmp_path: Path) -> None:
     messages = [r["message"] for r in records]
     assert any(m.startswith("serving http://127.0.0.1:") for m in messages)
     assert any("403" in m and "\x1b" not in m for m in messages if "POST /wechat" in m)
+
+
+def test_a_port_in_use_in_json_mode_is_one_json_record(tmp_path: Path) -> None:
+    config = write_config_file(tmp_path, logging={"format": "json"})
+    with taken_port() as port:
+        result = run_cli("serve", "--config", str(config), "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [r["level"] for r in records] == ["INFO", "ERROR"]
+    assert records[1]["message"].startswith(f"cannot start the bot on 127.0.0.1:{port}: the port is already in use")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import re
 import socket
 import sys
@@ -61,7 +62,17 @@ def dev_server(app: Any, sock: socket.socket) -> BaseWSGIServer:
         sock.close()
 
 
+def fail(config: Config, message: str) -> int:
+    """A command's fatal error: one plain line, or with ``[logging] format = "json"`` one JSON record."""
+    if config.logging.format == "json":
+        logging.getLogger("bot.cli").error(message)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Development server for the config's bot (gunicorn in production)."""
     config, which = load(args.config)
     setup_logging(config)
     announce(config, which)
@@ -69,12 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace, app: Any, sock: socket.socket | None = None) -> int:
+    """Bind (unless ``sock`` is bound already), then say "serving" and serve until Ctrl-C."""
     host, port = args.host or config.server.host, args.port or config.server.port
     try:
         sock = sock or listen(host, port, "the bot", "pass --port (or change [server] port)")
     except PortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(config, str(exc))
     server = dev_server(app, sock)
     announce(config, f"serving {webhook_url(config, host, port)} (development server; use gunicorn in production)")
     server.serve_forever(poll_interval=0.2)  # returns (and closes the socket) on Ctrl-C
@@ -102,8 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if address:  # probed first: the sandbox's own server prints werkzeug's lines when the port is taken
             listen(*address, "the WeChat API sandbox", "change the port in [wechat] api_base_url").close()
     except PortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(config, str(exc))
     if address:
         from bot.sandbox import Sandbox
         sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,

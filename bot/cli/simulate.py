@@ -28,6 +28,7 @@ _UNREACHABLE = "cannot reach the bot at {url}: {error}. Is it running? (make run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``simulate``'s options (the parser lives in bot/cli/commands.py)."""
     p.add_argument("kind", choices=["text", "voice", "event"], help="what to send")
     p.add_argument("content", help="the text; for voice, the sentence the clip says; for event, its name")
     p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
@@ -64,6 +65,7 @@ class SandboxError(Exception):
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
     from bot.testing import messages
     config, which = load(args.config)
     announce(None, which)
@@ -87,12 +89,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _unreachable(url: str, error: str) -> int:
+    """The bot could not be reached at all: exit 2, with the likely fix for a TLS error."""
     hint = " (a self-signed certificate? pass --insecure)" if "SSL" in error else ""
     print("error: " + _UNREACHABLE.format(url=url, error=error) + hint, file=sys.stderr)
     return 2
 
 
 def _once(config: Config, args: argparse.Namespace, url: str, xml: str, session: requests.Session) -> int:
+    """One try, its answer on stdout: a quick check, not what WeChat does."""
     from bot.testing import BotClient
     client = BotClient(config, url=url, mode=args.mode, openid=args.openid)
     client.session = session
@@ -107,6 +111,7 @@ def _once(config: Config, args: argparse.Namespace, url: str, xml: str, session:
 
 
 def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, session: requests.Session) -> int:
+    """WeChat's tries, then one line per thing the user saw; exit 1 when refused or WeChat's error was shown."""
     from bot.testing import WeChatRetryClient
     sandbox = sandbox_url(config)
     client = WeChatRetryClient(config, url, sandbox, wait_s=config.reply.wechat_timeout_s, tries=config.reply.tries,
