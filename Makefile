@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CONFIG ?= config.example.toml
+# Empty: the commands' own rule (config.toml when present, else config.example.toml); `make run CONFIG=x.toml`.
+CONFIG ?=
 
 .PHONY: run test bench fuzz clean install dev
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/python -m bot run --config $(CONFIG)
+	$(BIN)/python -m bot run $(if $(CONFIG),--config $(CONFIG))
 
 test: install
 	$(BIN)/python -m pytest -q

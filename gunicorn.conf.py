@@ -37,3 +37,10 @@ threads = int(os.environ.get("WVB_THREADS", "64"))
 # requests do not trip it.
 timeout = 30
 graceful_timeout = 10  # long enough for held tries (<= wechat_timeout_s) to finish on a restart
+
+# The config is checked here, in the master, before any worker starts: a mistake is the one line `serve` prints
+# ("config error: [voice] lang: ..."), and gunicorn exits 2 at once instead of a traceback per worker. This also
+# imports the configured routers in the master (a router that cannot be imported is a config error too).
+from bot.web.preflight import preflight  # noqa: E402
+
+preflight()

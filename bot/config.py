@@ -5,6 +5,8 @@ operator never debugs a half-configured bot at request time.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import tomllib
@@ -199,6 +201,8 @@ class Config:
 
 
 DEFAULT_CONFIGS = ("config.toml", "config.example.toml")  # looked for in the working directory, in this order
+# What a command's "config file not found" tells the user to do next.
+NEXT_STEP = "copy config.example.toml to config.toml and edit it, or pass --config FILE"
 
 ENV_OVERRIDES = {
     "WECHAT_APPID": ("wechat", "appid"),
@@ -210,14 +214,16 @@ ENV_OVERRIDES = {
 }
 
 
-def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None = None) -> Config:
-    """Read a TOML file, apply environment secrets, and validate everything."""
+def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None = None, *,
+                next_step: str = NEXT_STEP) -> Config:
+    """Read a TOML file, apply environment secrets, and validate everything (``next_step``: what a missing file's
+    error tells the user to do)."""
     path = Path(path)
     try:
         with path.open("rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path} ({next_step})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -227,25 +233,43 @@ def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | No
     return config_from_dict(raw, env=os.environ if env is None else env, base_dir=path.parent.resolve())
 
 
-def find_config(path: str | None) -> Config:
-    """``path``, or the first of :data:`DEFAULT_CONFIGS` that exists (what every command uses)."""
-    if path is None:
-        path = next((p for p in DEFAULT_CONFIGS if Path(p).exists()), None)
-        if path is None:
-            raise ConfigError("no config file: pass --config FILE (start from config.example.toml)")
-    return load_config(path)
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The file a command reads: ``path``, else the first of :data:`DEFAULT_CONFIGS` in the working directory.
+
+    One rule for every command and ``make run``, so that ``simulate`` signs with the secrets ``serve`` checks."""
+    if path is not None:
+        return Path(path)
+    for name in DEFAULT_CONFIGS:
+        if Path(name).exists():
+            return Path(name)
+    raise ConfigError(f"no config file: neither {' nor '.join(DEFAULT_CONFIGS)} in {Path.cwd()} ({NEXT_STEP})")
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the config :func:`config_path` picks (what every command uses)."""
+    return load_config(config_path(path))
 
 
 def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | None = None,
                      base_dir: Path | None = None) -> Config:
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    from_env = {}
     for var, (section, key) in ENV_OVERRIDES.items():
         if env and env.get(var):
-            _table(raw, section)[key] = env[var]
-    intents = _intents(raw.pop("intents", []))
-    cfg = _build(Config, raw, "")
-    cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd(), intents=intents)
-    _check(cfg)
+            target = _table(raw, section)
+            target[key] = env[var]
+            from_env[f"[{section}] {key}"] = var
+    try:
+        intents = _intents(raw.pop("intents", []))
+        cfg = _build(Config, raw, "")
+        cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd(), intents=intents)
+        _check(cfg)
+    except ConfigError as exc:
+        where = next((w for w in from_env if str(exc).startswith(w + ":")), None)
+        if where is None:
+            raise
+        # the file may not even contain the key: say where the value came from
+        raise ConfigError(f"{exc} (the value comes from the environment variable {from_env[where]})") from None
     return cfg
 
 
@@ -262,9 +286,9 @@ def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
 
 
 def _check(cfg: Config) -> None:
-    key = cfg.wechat.encoding_aes_key
-    if key and len(key) != 43:
-        raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
+    """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
+    the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
+    _check_aes_key(cfg.wechat.encoding_aes_key)
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
     if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
@@ -275,6 +299,7 @@ def _check(cfg: Config) -> None:
     for i, spec in enumerate(cfg.handlers.routers):
         if ":" not in spec and "." not in spec and not spec.isidentifier():
             raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
+    _check_reply(cfg)
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
     _check_voice_reply(cfg)
@@ -312,6 +337,37 @@ def _check_voice_reply(cfg: Config) -> None:
 
 
 BUILTIN_SYNTHESIZERS = ("openai", "espeak")
+
+
+def _check_aes_key(key: str) -> None:
+    """WeChat's EncodingAESKey: 43 characters of base64 that decode to the 32-byte AES key (wechatpy appends
+    the "=" and decodes it on the first encrypted message: a bad key would otherwise fail there)."""
+    if not key:
+        return
+    if len(key) != 43:
+        raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
+    try:
+        decoded = base64.b64decode(key + "=", validate=True)
+    except binascii.Error:
+        decoded = b""
+    if len(decoded) != 32:  # the key is a secret: say what is wrong with it, never what it is
+        raise ConfigError("[wechat] encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
+                          "WeChat generates it; copy it again from mp.weixin.qq.com → 设置与开发 → 基本配置")
+
+
+def _check_reply(cfg: Config) -> None:
+    """Delivery's clocks and executor: a config they cannot work with stops start-up, ``check`` included."""
+    reply = cfg.reply
+    if not 0 < reply.budget_s < reply.wechat_timeout_s:
+        raise ConfigError(f"[reply] budget_s: expected more than 0 and less than wechat_timeout_s "
+                          f"({reply.wechat_timeout_s:g}), got {reply.budget_s:g}")
+    for name in ("tries", "lease_s", "state_ttl_s", "threads"):
+        if getattr(reply, name) <= 0:
+            raise ConfigError(f"[reply] {name}: expected a positive number, got {getattr(reply, name)!r}")
+    if reply.executor == "rq" and not cfg.storage.url.startswith(("redis://", "rediss://")):
+        scheme = cfg.storage.url.partition("://")[0] or cfg.storage.url  # not the URL: it may hold a password
+        raise ConfigError(f'[reply] executor: "rq" needs a redis:// (or rediss://) [storage] url, got {scheme}://; '
+                          'without Redis use executor = "threads"')
 
 
 def _check_matching(cfg: Config) -> None:
@@ -391,6 +447,8 @@ def _build(cls: type, raw: dict[str, Any], section: str, label: str | None = Non
 
     for name in raw:
         if name not in fields:
+            if not section and not label:  # the top level holds sections (and [[intents]])
+                raise ConfigError(f"[{name}]: unknown section (expected one of: {', '.join(fields)}, [[intents]])")
             raise ConfigError(f"{where(name)}: unknown key (expected one of: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from bot.config import Config, ConfigError
+from bot.config import Config
+from bot.core.intents import check_intents
 from bot.core.pipeline import Pipeline
 from bot.core.router import Router
 from bot.core.services import Services
@@ -20,7 +21,14 @@ from bot.voice.recognizers import build_chain
 from bot.voice.recognizers.base import Transcriber
 from bot.wechat import WeChatAPI
 
-__all__ = ["Services", "bot_id", "build_delivery", "build_pipeline", "build_services", "build_webhook", "store_url"]
+__all__ = ["Services", "bot_id", "build_delivery", "check_config", "build_pipeline", "build_services", "build_webhook", "store_url"]
+
+
+def check_config(config: Config) -> None:
+    """What every entry point runs on a loaded config before it serves, beyond ``bot.config``'s own rules (which
+    loading already ran): the ``[[intents]]`` patterns and templates, checked where the intents are built. Commands
+    that never build a bot (``check``, ``simulate``) refuse the same configs as those that do."""
+    check_intents(config.intents)
 
 
 def build_services(config: Config) -> Services:
@@ -40,10 +48,8 @@ def build_delivery(pipeline: Pipeline, services: Services) -> Delivery:
     """Delivery through the store and the executor ``[reply] executor`` names."""
     config = pipeline.config
     reply = config.reply
-    if reply.executor != "rq":
+    if reply.executor != "rq":  # bot.config refused "rq" without a redis:// url
         return Delivery(pipeline, services)
-    if not config.storage.url.startswith(("redis://", "rediss://")):
-        raise ConfigError('[reply] executor: "rq" needs a redis:// [storage] url')
     executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
                           job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
     return Delivery(pipeline, services, executor=executor)

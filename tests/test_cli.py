@@ -1,6 +1,7 @@
 """``python -m bot``, run as a user runs it (a subprocess), against a real gunicorn."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -11,6 +12,11 @@ import requests
 
 from bot.cli.commands import main
 from conftest import REPO, Server, free_port, run_cli
+
+
+def passive(text: str) -> re.Pattern[str]:
+    """simulate's line for a passive reply the user reads: ``[ 0.03s] passive: <text>``."""
+    return re.compile(rf"\[ *\d+\.\d\ds\] passive: {re.escape(text)}\n")
 
 
 def test_help_lists_the_commands() -> None:
@@ -34,23 +40,23 @@ def test_simulate_text_prints_the_echo(gunicorn_server: Server, gunicorn_config:
     result = run_cli("simulate", "text", "你好", "--url", gunicorn_server.url, "--config", str(gunicorn_config),
                      "--mode", mode)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "你好\n"
-    assert f"({mode} mode, HTTP 200," in result.stderr
+    assert passive("你好").fullmatch(result.stdout), result.stdout
+    assert f"({mode} mode, 1 try: reply;" in result.stderr
 
 
 def test_simulate_defaults_to_safe_mode_and_routes(gunicorn_server: Server, gunicorn_config: Path) -> None:
     result = run_cli("simulate", "text", "打开客厅的灯", "--url", gunicorn_server.url, "--config",
                      str(gunicorn_config))
-    assert result.returncode == 0 and result.stdout == "已打开客厅的灯\n"
+    assert result.returncode == 0 and passive("已打开客厅的灯").fullmatch(result.stdout)
     assert "(safe mode" in result.stderr
 
 
 def test_simulate_voice_with_recognition_and_event(gunicorn_server: Server, gunicorn_config: Path) -> None:
     voice = run_cli("simulate", "voice", "ignored sentence", "--recognition", "关闭卧室的灯", "--url",
                     gunicorn_server.url, "--config", str(gunicorn_config))
-    assert voice.returncode == 0 and voice.stdout == "已关闭卧室的灯\n"
+    assert voice.returncode == 0 and passive("已关闭卧室的灯").fullmatch(voice.stdout)
     event = run_cli("simulate", "event", "subscribe", "--url", gunicorn_server.url, "--config", str(gunicorn_config))
-    assert event.returncode == 0 and event.stdout == "欢迎关注！发一段语音或文字试试。\n"
+    assert event.returncode == 0 and passive("欢迎关注！发一段语音或文字试试。").fullmatch(event.stdout)
 
 
 def test_simulate_with_wrong_secrets_exits_1(gunicorn_server: Server, write_config) -> None:
@@ -66,7 +72,7 @@ def test_simulate_unreachable_url_exits_2(gunicorn_config: Path) -> None:
     result = run_cli("simulate", "text", "hi", "--url", url, "--config", str(gunicorn_config))
     assert result.returncode == 2
     assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("wechat-voicebot: config")]
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the bot at {url}")
     assert "Traceback" not in result.stderr
     assert time.monotonic() - started < 15
@@ -77,7 +83,7 @@ def test_simulate_url_from_config(gunicorn_server: Server, write_config) -> None
     port = int(gunicorn_server.base.rsplit(":", 1)[1])
     config = write_config(server={"host": "0.0.0.0", "port": port})  # 0.0.0.0 means "this machine"
     result = run_cli("simulate", "text", "from config", "--config", str(config))
-    assert result.returncode == 0 and result.stdout == "from config\n"
+    assert result.returncode == 0 and passive("from config").fullmatch(result.stdout)
 
 
 def test_simulate_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,7 +99,7 @@ def test_simulate_in_process_against_gunicorn(gunicorn_server: Server, gunicorn_
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "text", "in-process CLI", "--url", gunicorn_server.url, "--config",
                  str(gunicorn_config), "--mode", "compatible"]) == 0
-    assert capsys.readouterr().out == "in-process CLI\n"
+    assert passive("in-process CLI").fullmatch(capsys.readouterr().out)
 
 
 def test_serve_development_server(write_config, tmp_path: Path) -> None:
@@ -115,7 +121,7 @@ def test_serve_development_server(write_config, tmp_path: Path) -> None:
                 time.sleep(0.05)
         result = run_cli("simulate", "text", "dev server", "--config", str(config),
                          "--url", f"http://127.0.0.1:{port}/wechat")
-        assert result.returncode == 0 and result.stdout == "dev server\n"
+        assert result.returncode == 0 and passive("dev server").fullmatch(result.stdout)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

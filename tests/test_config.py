@@ -58,7 +58,8 @@ ERRORS = {
                       "expected a list"),
     "list item type": (VALID_WECHAT + '[handlers]\nrouters = [1]\n', "[handlers] routers[0]", "expected a string"),
     "unknown key": (VALID_WECHAT + '[server]\nprot = 8080\n', "[server] prot", "unknown key"),
-    "unknown section": (VALID_WECHAT + '[sever]\nport = 8080\n', "[sever]", "unknown key"),
+    "unknown section": (VALID_WECHAT + '[wechta]\nport = 8080\n', "[wechta]: unknown section", "expected one of: "
+                        "wechat, server"),
     "unknown nested key": (VALID_WECHAT + '[voice.openai]\nmodle = "x"\n', "[voice.openai] modle", "unknown key"),
     "nested wrong type": (VALID_WECHAT + '[voice.openai]\ntimeout_s = "8"\n', "[voice.openai] timeout_s",
                           "expected a number"),
@@ -71,6 +72,15 @@ ERRORS = {
     "port out of range": (VALID_WECHAT + '[server]\nport = 70000\n', "[server] port", "1-65535"),
     "bad router spec": (VALID_WECHAT + '[handlers]\nrouters = ["not a spec!"]\n', "[handlers] routers[0]",
                         "module:attribute"),
+    "aes key not base64": (VALID_WECHAT + f'encoding_aes_key = "{"-" * 43}"\n', "[wechat] encoding_aes_key",
+                           "43 characters of base64"),
+    "aes key with a space": (VALID_WECHAT + f'encoding_aes_key = "{"A" * 42} "\n', "[wechat] encoding_aes_key",
+                             "43 characters of base64"),
+    "budget over WeChat's timeout": (VALID_WECHAT + '[reply]\nbudget_s = 6.0\n', "[reply] budget_s",
+                                     "less than wechat_timeout_s (5), got 6"),
+    "no tries": (VALID_WECHAT + '[reply]\ntries = 0\n', "[reply] tries", "positive"),
+    "rq without redis": (VALID_WECHAT + '[reply]\nexecutor = "rq"\n', "[reply] executor",
+                         '"rq" needs a redis:// (or rediss://) [storage] url, got sqlite://'),
     "bad TOML": (VALID_WECHAT + "[server\nport = 1\n", "config.toml", "not valid TOML"),
     "duplicate key": (VALID_WECHAT + 'appid = "again"\n', "config.toml", "not valid TOML"),
 }
@@ -89,9 +99,42 @@ def test_config_error_is_one_line_naming_the_key(tmp_path: Path, name: str) -> N
     assert exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__)
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.toml$"):
+def test_missing_file_names_the_next_step(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.toml \(copy config.example.toml to "
+                                          r"config.toml and edit it, or pass --config FILE\)$"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_valid_aes_key_decodes_to_32_bytes(tmp_path: Path) -> None:
+    """WeChat's keys: 43 characters of base64; the README's example key and a random one load."""
+    import base64
+    import os
+    for key in ("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", base64.b64encode(os.urandom(32)).decode()[:43]):
+        assert load_text(tmp_path, VALID_WECHAT + f'encoding_aes_key = "{key}"\n').wechat.encoding_aes_key == key
+
+
+def test_aes_key_error_does_not_show_the_key(tmp_path: Path) -> None:
+    key = "!" + "K" * 42
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, VALID_WECHAT + f'encoding_aes_key = "{key}"\n')
+    assert "KKKK" not in str(info.value) and "mp.weixin.qq.com" in str(info.value)
+
+
+@pytest.mark.parametrize("var,value,key", [
+    ("WECHAT_AES_KEY", "short", "[wechat] encoding_aes_key"),
+    ("WECHAT_AES_KEY", "-" * 43, "[wechat] encoding_aes_key"),
+])
+def test_an_error_in_an_environment_value_says_so(tmp_path: Path, var: str, value: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, VALID_WECHAT, env={var: value})
+    message = str(info.value)
+    assert message.startswith(key) and message.endswith(f"(the value comes from the environment variable {var})")
+
+
+def test_a_file_error_does_not_blame_the_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, VALID_WECHAT + 'encoding_aes_key = "short"\n', env={"WECHAT_TOKEN": "t-env"})
+    assert "environment" not in str(info.value)
 
 
 def test_unreadable_paths_are_config_errors(tmp_path: Path) -> None:
@@ -173,4 +216,6 @@ def test_serve_with_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_serve_with_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bot.cli.commands import main
     assert main(["serve", "--config", str(tmp_path / "absent.toml")]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"config error: config file not found: {tmp_path / 'absent.toml'}"]
+    assert capsys.readouterr().err.splitlines() == [f"config error: config file not found: {tmp_path / 'absent.toml'} "
+                                                    "(copy config.example.toml to config.toml and edit it, or pass "
+                                                    "--config FILE)"]

@@ -238,6 +238,5 @@ def test_customer_service_payloads() -> None:
     ({"threads": 0}, "memory://", "[reply] threads"),
 ])
 def test_impossible_reply_settings_stop_start_up(reply: dict[str, Any], storage: str, error: str) -> None:
-    config = bot_config("http://127.0.0.1:9", store=storage, reply=reply)
     with pytest.raises(ConfigError, match=error.replace("[", r"\[").replace("]", r"\]")):
-        build_webhook(config)
+        build_webhook(bot_config("http://127.0.0.1:9", store=storage, reply=reply))  # refused while loading

@@ -82,7 +82,7 @@ def test_qrscene_subscription_reaches_subscribe_handler_with_scene() -> None:
     client = BotClient(Webhook(test_config(encrypted=False), router))
     assert client.send(sample("event_subscribe_qrscene_wechatpy.xml")).content == "hi"
     assert client.send(sample("event_subscribe_wechatpy.xml")).content == "hi"
-    assert seen[0] == ("subscribe_scan", "123123", "TICKET")
+    assert seen[0] == ("subscribe", "123123", "TICKET")  # ctx.event is the wire's Event; wechatpy's scene stays
     assert seen[1][0] == "subscribe"
 
 

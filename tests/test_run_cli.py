@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,8 +115,10 @@ def test_simulate_voice_refuses_a_format_the_sandbox_cannot_make(running: Runnin
 def test_simulate_text_in_safe_and_plaintext_mode(running: Running, mode: str | None) -> None:
     result = simulate(running, "text", VOICE, *(["--mode", mode] if mode else []))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ANSWER
-    assert f"({mode or 'safe'} mode, HTTP 200" in result.stderr
+    assert re.fullmatch(rf"\[ *\d+\.\d\ds\] passive: {ANSWER}\n", result.stdout), result.stdout
+    assert f"({mode or 'safe'} mode, 1 try: reply;" in result.stderr
+    once = simulate(running, "text", VOICE, "--once", *(["--mode", mode] if mode else []))
+    assert once.stdout == ANSWER + "\n" and f"({mode or 'safe'} mode, HTTP 200" in once.stderr
 
 
 def test_handshake_with_a_correct_signature_returns_echostr(running: Running) -> None:

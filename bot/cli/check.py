@@ -5,11 +5,13 @@ shows up only as "not understood" answers to voice messages.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from bot.config import Config, ConfigError, find_config
+from bot.config import Config, ConfigError
 
 # errcode → what to do about it (token endpoints; https://developers.weixin.qq.com/doc/offiaccount/en/)
 TOKEN_FIXES = {
@@ -28,6 +30,9 @@ class Result:
     ok: bool
     name: str
     detail: str
+
+    def but(self, name: str) -> "Result":
+        return Result(self.ok, name, self.detail)
 
 
 def check_wechat(config: Config) -> Result:
@@ -52,12 +57,35 @@ def check_store(config: Config) -> Result:
     from bot.store import StoreError, open_store
     from bot.store.base import redact_url
     name = f"store ({redact_url(config.storage.url)})"
+    url = store_url(config)
+    if url.startswith("sqlite://"):
+        from bot.store.sqlite import MEMORY, path_from_url
+        try:
+            path = path_from_url(url)
+        except ValueError as exc:
+            return Result(False, name, f"{exc}: fix [storage] url")
+        missing = None if path == MEMORY else _sqlite_not_created(Path(path))
+        if missing is not None:  # a check must not create the file (or its directories) it only tests
+            return missing.but(name)
     try:
         with open_store(store_url(config), prefix=config.storage.prefix) as store:
             store.ping()
     except (StoreError, ValueError) as exc:
         return Result(False, name, f"{exc}: start the store or fix [storage] url")
     return Result(True, name, "reachable")
+
+
+def _sqlite_not_created(path: Path) -> Result | None:
+    """For a SQLite file that does not exist yet: whether the bot could create it (None: it exists, open it)."""
+    if path.exists():
+        return None
+    parent = path.parent
+    while not parent.exists():  # the bot creates the missing directories: the first existing one decides
+        parent = parent.parent
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return Result(True, "", f"{path} does not exist yet; the bot creates it at start-up ({parent} is writable)")
+    return Result(False, "", f"{path} cannot be created: {parent} is not a writable directory; fix [storage] url "
+                             "or the directory's permissions")
 
 
 def check_recognizer(config: Config, spec: str, wechat_ok: bool) -> Result:
@@ -112,8 +140,6 @@ def check_callback(config: Config) -> Result:
     token, key = config.wechat.token, config.wechat.encoding_aes_key
     if not token:
         return Result(False, "callback", "[wechat] token is empty: set the Token you typed on mp.weixin.qq.com")
-    if key and len(key) != 43:
-        return Result(False, "callback", f"[wechat] encoding_aes_key has {len(key)} characters, expected 43")
     modes = "plaintext, compatible and safe mode" if key else "plaintext mode only (no encoding_aes_key)"
     note = "" if token.isalnum() and 3 <= len(token) <= 32 else \
         " (note: WeChat's form accepts only a 3-32 character Token of letters and digits)"
@@ -156,7 +182,8 @@ def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config
 
 
 def cmd_check(args: Any) -> int:
-    from bot.core.intents import check_intents
-    config = find_config(args.config)
-    check_intents(config.intents)  # a broken [[intents]] table is a broken config (exit 2), as for serve
+    from bot.cli.common import load
+    from bot.ops.logs import announce
+    config, which = load(args.config)  # refuses (exit 2) whatever serve refuses, [[intents]] included
+    announce(None, which, stream=sys.stdout)
     return report(config)

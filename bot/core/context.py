@@ -5,16 +5,22 @@ import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterable
+from functools import cached_property
 from typing import Any, Callable
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
 
+from bot.core.envelope import wire_event, wire_type
 from bot.core.services import Services
 from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
 
 Reply = str | replies.BaseReply | StreamedText | None
+
+
+class BadReply(TypeError):
+    """A handler answered something that is not a reply (an int, a dict…); names the handler."""
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Context:
     config: Any = None  # the bot's Config, set by the webhook
     services: Services | None = None  # the store and WeChat client, when the bot was built by bot.runtime
     deadline: float | None = None  # time.monotonic() by which the answer should be ready
+    answered_by: str = field(default="", repr=False)  # the route whose answer this is (set by the router)
 
     @property
     def session(self) -> dict[str, Any]:
@@ -69,13 +76,17 @@ class Context:
     def openid(self) -> str:
         return self.message.source
 
-    @property
+    @cached_property
     def type(self) -> str:
-        return self.message.type
+        """WeChat's ``MsgType``, lowercased: ``text``, ``voice``, ``event``… and types wechatpy does not know by
+        their own name (``ctx.message`` is then wechatpy's ``UnknownMessage``)."""
+        return wire_type(self.message)
 
-    @property
+    @cached_property
     def event(self) -> str | None:
-        return getattr(self.message, "event", None)
+        """WeChat's ``Event``, lowercased (``click``, ``subscribe``, ``subscribe_msg_popup_event``,
+        ``publishjobfinish``…), None for messages; a subscription through a QR code is ``subscribe``."""
+        return wire_event(self.message)
 
     def reply_text(self, content: str) -> replies.TextReply:
         """A text reply; characters XML cannot carry are dropped (WeChat would show an error for them)."""
@@ -104,5 +115,6 @@ class Context:
                 return None
             reply = self.reply_text(reply)
         elif not isinstance(reply, replies.BaseReply):
-            raise TypeError(f"a handler returned {type(reply).__name__}; expected str, a wechatpy reply or None")
+            raise BadReply(f"{self.answered_by or 'a handler'} returned {type(reply).__name__} {repr(reply)[:40]}; "
+                           "expected str, a wechatpy reply or None")
         return reply.render()

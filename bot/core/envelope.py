@@ -37,6 +37,30 @@ class NotAMessage(Exception):
     """Well-formed, authenticated XML that is not a message: answered ``success`` and dropped."""
 
 
+# wechatpy rewrites Event in place for a subscription through a QR code (it is "subscribe" on the wire).
+_RENAMED_SUBSCRIBE = ("subscribe_scan", "subscribe_scan_product")
+
+
+def wire_type(message: BaseMessage) -> str:
+    """The push's ``MsgType`` as WeChat sent it, lowercased: wechatpy says ``unknown`` for types it does not
+    know (``ctx.type`` and the ``bot.message`` line use this)."""
+    data = getattr(message, "_data", None) or {}
+    return str(data.get("MsgType") or message.type).lower()
+
+
+def wire_event(message: BaseMessage) -> str | None:
+    """The push's ``Event`` as WeChat sent it, lowercased (``CLICK`` → ``click``, ``WifiConnected`` →
+    ``wificonnected``), None when it has none. wechatpy gives ``None`` for events it does not know
+    (``subscribe_msg_popup_event``, ``PUBLISHJOBFINISH``…) and its own names for others (``wificconnected``,
+    ``shakearound_user_shake``, ``subscribe_scan``): matching by those would never see the real ones."""
+    data = getattr(message, "_data", None) or {}
+    event = data.get("Event")
+    if event is None:
+        return None
+    event = str(event).lower()
+    return "subscribe" if event in _RENAMED_SUBSCRIBE else event
+
+
 @dataclass
 class Inbound:
     """An authenticated, decrypted, parsed push, with what we need to answer it."""
@@ -61,6 +85,11 @@ class Inbound:
     @property
     def msg_id(self) -> str:
         return self.key[2:]
+
+    @property
+    def msg_type(self) -> str:
+        """``MsgType`` as WeChat sent it (see :func:`wire_type`)."""
+        return wire_type(self.message)
 
 
 def sign(*parts: str) -> str:

@@ -14,14 +14,20 @@ Higher ``priority`` is tried first, equal priorities in file order. The router r
 """
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from bot.config import ConfigError, IntentConfig
+from bot.config import Config, ConfigError, IntentConfig
 from bot.core.context import Context
-from bot.core.router import Matcher, Router, keyword_matcher, regex_matcher
+from bot.core.normalize import for_matching
+from bot.core.router import Matcher, Route, Router, keyword_matcher, regex_matcher
+
+log = logging.getLogger("bot.intents")
+_warned: set[str] = set()  # per process: a gunicorn worker inherits what its master already said
+_LITERAL = re.compile(r"[^\\.^$*+?{}\[\]|()]+")
 
 
 def check_intents(intents: Sequence[IntentConfig]) -> None:
@@ -88,7 +94,8 @@ def intents_router(intents: Sequence[IntentConfig], name: str = "intents") -> Ro
         return None
     router = Router(name)
     for intent in sorted(intents, key=lambda it: -it.priority):  # sorted() is stable: file order within a priority
-        router.add(_matcher(intent), _responder(intent.reply), f"[[intents]] {intent.name!r}")
+        router.add(_matcher(intent), _responder(intent.reply), f"[[intents]] {intent.name!r}",
+                   keywords=intent.keywords, patterns=[re.compile(p) for p in intent.patterns])
     return router
 
 
@@ -111,3 +118,49 @@ def _responder(template: str) -> Callable[..., str | None]:
         values = {k: v or "" for k, v in groups.items()}
         return template.format_map({**values, "text": ctx.text or ""}).strip() or None
     return reply
+
+
+def warn_shadowed(intents: Sequence[IntentConfig], routers: Sequence[tuple[str, Router]], config: Config) -> list[str]:
+    """Log (once per process) a warning line for each route an intent hides; see :func:`shadowed`."""
+    lines = shadowed(intents, routers, config)
+    for line in lines:
+        if line not in _warned:
+            _warned.add(line)
+            log.warning(line)
+    return lines
+
+
+def shadowed(intents: Sequence[IntentConfig], routers: Sequence[tuple[str, Router]], config: Config) -> list[str]:
+    """One line for each route of the configured ``(spec, router)`` pairs whose words an intent answers first
+    (intents run before every router), where that can be seen: a keyword the intent matches, a pattern that is a
+    plain word the intent matches, or the very pattern of an intent. Other regexes may overlap unseen."""
+    built = [(intent, _matcher(intent)) for intent in sorted(intents, key=lambda it: -it.priority)]
+    lines = []
+    for spec, router in routers:
+        for route in (route for r in router.walk() for route in r.routes):
+            hit = _first_hit(built, route, config)
+            if hit is not None:
+                intent, what = hit
+                lines.append(f"[[intents]] {intent.name!r} answers {what} before {route.description} of {spec}, "
+                             "which never sees it (intents run before [handlers] routers): remove or narrow the "
+                             "intent in the config")
+    return lines
+
+
+def _first_hit(built: list[tuple[IntentConfig, Matcher]], route: Route, config: Config) -> tuple[IntentConfig, str] | None:
+    words = list(route.keywords)
+    for pattern in route.patterns:  # ^帮助$ or (?i)help: a plain word once anchors and flags are off
+        bare = re.sub(r"^(\(\?[a-z]+\))?\^?|\$$", "", pattern.pattern)
+        if _LITERAL.fullmatch(bare):
+            words.append(bare)
+    for word in words:
+        probe = Context(message=None, text=for_matching(word, config.matching), config=config)  # type: ignore[arg-type]
+        for intent, matcher in built:
+            if matcher(probe) is not None:
+                return intent, repr(word)
+    own = {p.pattern for p in route.patterns}
+    for intent, _ in built:
+        same = next((p for p in intent.patterns if p in own), None)
+        if same is not None:
+            return intent, f"the same pattern {same!r}"
+    return None

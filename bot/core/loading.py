@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bot.config import Config, ConfigError
-from bot.core.intents import intents_router
+from bot.core.intents import intents_router, warn_shadowed
 from bot.core.router import Router
 
 PLUGIN_GROUP = "wechat_voicebot.routers"
@@ -41,11 +41,15 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
 
 def load_routers(config: Config) -> list[Router]:
     """The configured routers, in priority order: the ``[[intents]]`` (no-code) router first, then
-    ``[handlers] routers``; handler directories are put on ``sys.path`` first."""
+    ``[handlers] routers``; handler directories are put on ``sys.path`` first. An intent that hides a router's
+    keyword is a warning line at start-up (bot/core/intents.py)."""
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
     routers = [load_router(spec, f"[handlers] routers[{i}]") for i, spec in enumerate(config.handlers.routers)]
     intents = intents_router(config.intents)
-    return routers if intents is None else [intents, *routers]
+    if intents is None:
+        return routers
+    warn_shadowed(config.intents, list(zip(config.handlers.routers, routers)), config)
+    return [intents, *routers]
 
 
 def add_search_paths(paths: Iterable[Path]) -> None:

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from typing import Callable
 
 from bot.config import Config
-from bot.core.context import Context, Reply
+from bot.core.context import BadReply, Context, Reply
 from bot.core.envelope import Inbound
 from bot.core.loading import load_routers
 from bot.core.normalize import for_matching
@@ -20,7 +20,7 @@ from bot.core.router import HandlerError, Router, combine
 from bot.core.services import Services
 from bot.core.session import Sessions
 from bot.core.stream import Progress, StreamedText
-from bot.ops.trace import Trace, add_step, emit, new_trace
+from bot.ops.trace import Trace, add_step, emit, message_id, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
 from bot.voice.recognizers.base import Transcriber
 from bot.voice.recognizers.push import PushRecognizer
@@ -46,7 +46,8 @@ class Pipeline:
 
     def context(self, inbound: Inbound) -> Context:
         message = inbound.message
-        ctx = Context(message=message, msg_id=inbound.msg_id, config=self.config, services=self.services)
+        ctx = Context(message=message, msg_id=message_id(self.config, inbound), config=self.config,
+                      services=self.services)
         if message.type == "text":
             content = message.content
             ctx.text = ctx.original_text = content if isinstance(content, str) else None
@@ -81,8 +82,8 @@ class Pipeline:
         try:
             ctx = self.context(inbound)
         except Exception:  # a broken transcriber must not become a 500: treat it as "no transcript"
-            log.exception("transcription failed msg_id=%s", inbound.msg_id)
-            ctx = Context(message=inbound.message, msg_id=inbound.msg_id, config=self.config, services=self.services)
+            log.exception("transcription failed msg_id=%s", trace["msg_id"])
+            ctx = Context(message=inbound.message, msg_id=trace["msg_id"], config=self.config, services=self.services)
         ctx.deadline = deadline
         transcript = ctx.data.get("transcript")
         for step, seconds in getattr(transcript, "steps", ()):
@@ -128,7 +129,8 @@ class Pipeline:
             xml = ctx.render(reply)
         except Exception as exc:  # a handler, middleware or a bad answer: the user gets the apology
             original = exc.original if isinstance(exc, HandlerError) else exc
-            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=original)
+            wrong = isinstance(exc, BadReply)  # the answer was wrong, nothing raised: no traceback to show
+            log.error("handler failed msg_id=%s: %s", ctx.msg_id, exc, exc_info=None if wrong else original)
             xml, outcome = ctx.render(self.config.handlers.apology), "handler_error"
         if xml is None:
             outcome = "no_answer"

@@ -25,17 +25,20 @@ Middleware = Callable[[Next, Context], Reply]
 ErrorHandler = Callable[[Context, Exception], Reply]
 
 TEXT_TYPES = ("text", "voice")
-# On the wire a QR-code subscription is still Event=subscribe; wechatpy renames it subscribe_scan(_product).
-SUBSCRIBE_EVENTS = ("subscribe", "subscribe_scan", "subscribe_scan_product")
 
 
 @dataclass
 class Route:
-    """A handler and the test that decides whether it sees a message (kwargs on a match, else None)."""
+    """A handler and the test that decides whether it sees a message (kwargs on a match, else None).
+
+    ``keywords`` and ``patterns`` are what ``keyword()`` and ``intent()`` match, kept so that start-up can see
+    which words a route is written for (bot/core/intents.py warns when an ``[[intents]]`` table hides them)."""
 
     matcher: Matcher
     handler: Handler
     description: str
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
 
     def __call__(self, ctx: Context) -> Reply:
         kwargs = self.matcher(ctx)
@@ -65,20 +68,24 @@ class Router:
         return f"Router({self.name!r}, {len(self.routes)} routes)"
 
     # -- registration ---------------------------------------------------------------------------
-    def add(self, matcher: Matcher, handler: Handler, description: str = "", *, fallback: bool = False) -> Handler:
-        route = Route(matcher, handler, description or getattr(handler, "__name__", "handler"))
+    def add(self, matcher: Matcher, handler: Handler, description: str = "", *, fallback: bool = False,
+            keywords: Iterable[str] = (), patterns: Iterable[re.Pattern[str]] = ()) -> Handler:
+        route = Route(matcher, handler, description or getattr(handler, "__name__", "handler"), tuple(keywords),
+                      tuple(patterns))
         (self.fallbacks if fallback else self.routes).append(route)
         return handler
 
-    def _decorate(self, matcher: Matcher, what: str, *, fallback: bool = False) -> Callable[[Handler], Handler]:
+    def _decorate(self, matcher: Matcher, what: str, *, fallback: bool = False, keywords: Iterable[str] = (),
+                  patterns: Iterable[re.Pattern[str]] = ()) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            return self.add(matcher, handler, f"{what} {handler.__name__}", fallback=fallback)
+            return self.add(matcher, handler, f"{what} {handler.__name__}", fallback=fallback, keywords=keywords,
+                            patterns=patterns)
         return register
 
     def intent(self, pattern: str | re.Pattern[str], *, flags: int = 0) -> Callable[[Handler], Handler]:
         """Regex searched in ``ctx.text`` (text or transcript); named groups become keyword arguments."""
         regex = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
-        return self._decorate(regex_matcher(regex), f"intent {regex.pattern!r}")
+        return self._decorate(regex_matcher(regex), f"intent {regex.pattern!r}", patterns=(regex,))
 
     def keyword(self, *words: str, exact: bool = False, fuzzy: float | None = None) -> Callable[[Handler], Handler]:
         """Any of ``words`` contained in the text (or equal to it, with ``exact=True``).
@@ -86,9 +93,10 @@ class Router:
         ``fuzzy`` (0–1) also accepts a word whose similarity to the best window of the text reaches it, for
         characters a recognizer mishears; None uses ``[matching] fuzzy_threshold``, 0 turns it off.
         """
-        return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}")
+        return self._decorate(keyword_matcher(words, exact=exact, fuzzy=fuzzy), f"keyword {words!r}", keywords=words)
 
     def _type(self, msg_type: str, handler: Handler | None) -> Any:
+        msg_type = msg_type.lower()  # ctx.type is WeChat's MsgType, lowercased
         register = self._decorate(lambda ctx: {} if ctx.type == msg_type else None, msg_type)
         return register(handler) if handler is not None else register
 
@@ -105,14 +113,19 @@ class Router:
         return self._type(msg_type, None)
 
     def event(self, name: str) -> Callable[[Handler], Handler]:
-        """An event by name (``subscribe``, ``unsubscribe``, ``click``, ``subscribe_scan``…).
+        """An event by name, any case: the ``Event`` WeChat sends (``subscribe``, ``CLICK``, ``SCAN``,
+        ``subscribe_msg_popup_event``, ``PUBLISHJOBFINISH``…) or wechatpy's name for it (``subscribe_scan``).
 
-        ``subscribe`` also matches subscriptions through a QR code (``subscribe_scan``), as WeChat sends them.
+        ``subscribe`` also matches subscriptions through a QR code: on the wire they are ``subscribe`` too.
         """
         name = name.lower()
-        names = SUBSCRIBE_EVENTS if name == "subscribe" else (name,)
-        return self._decorate(lambda ctx: {} if ctx.type == "event" and (ctx.event or "").lower() in names else None,
-                              f"event {name}")
+
+        def match(ctx: Context) -> dict[str, Any] | None:
+            if ctx.type != "event" and getattr(ctx.message, "type", None) != "event":  # wechatpy's device events
+                return None
+            parsed = getattr(ctx.message, "event", None)
+            return {} if ctx.event == name or (isinstance(parsed, str) and parsed.lower() == name) else None
+        return self._decorate(match, f"event {name}")
 
     def fallback(self, handler: Handler) -> Handler:
         """Answers what no regular handler of any router answered."""
@@ -176,6 +189,7 @@ class Router:
             except Exception as exc:
                 raise HandlerError(self, route, exc) from exc
             if answer is not None:
+                ctx.answered_by = f"{route.description} in router {self.name!r}"  # for a log line about it
                 return answer
         for child in self.children:
             if any(r.fallbacks if fallback else r.routes for r in child.walk()):

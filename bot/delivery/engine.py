@@ -23,7 +23,6 @@ import threading
 import time
 from typing import Callable, NamedTuple
 
-from bot.config import ConfigError, ReplyConfig
 from bot.core.envelope import Inbound
 from bot.core.pipeline import SUCCESS, Pipeline
 from bot.core.services import Services
@@ -60,7 +59,6 @@ class Delivery:
                  hold_margin_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.pipeline, self.store, self.client = pipeline, services.store, services.client
         self.config = config = pipeline.config.reply
-        check(config)
         self.poll_s, self.clock = poll_s, clock
         # A job in another process or machine is polled for: every poll_s at first, backing off to at most 1/18
         # of the budget (0.25 s), so hundreds of waiting tries do not turn into a read storm on the store.
@@ -416,13 +414,3 @@ def remainder(reply_xml: str, shown: int) -> str | None:
         return reply_xml
     rest = text[shown:].strip()
     return as_text_reply(reply_xml, rest) if rest else None
-
-
-def check(config: ReplyConfig) -> None:
-    """Refuse clocks that cannot work, at start-up, naming the key."""
-    if not 0 < config.budget_s < config.wechat_timeout_s:
-        raise ConfigError(f"[reply] budget_s: expected more than 0 and less than wechat_timeout_s "
-                          f"({config.wechat_timeout_s:g}), got {config.budget_s:g}")
-    for name in ("tries", "lease_s", "state_ttl_s", "threads"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"[reply] {name}: expected a positive number, got {getattr(config, name)!r}")

@@ -23,6 +23,12 @@ _MIN_SECRET = 4  # shorter configured "secrets" would blank out ordinary words
 # WeChat puts the sender's openid in the callback URL, so request logs (the development server's, a proxy's
 # access log routed through logging) would carry it raw: it is replaced by the same hash the bot.message line uses.
 OPENID_PARAM = re.compile(r"([?&]openid=)([A-Za-z0-9_-]{8,})")  # in a URL only: bot.message's openid= is hashed
+# An event's id is FromUserName:CreateTime (events have no MsgId). bot.message shows it hashed already
+# (bot/ops/trace.py message_id); other lines (delivery's) get the same hash here. Hashes are 12 characters,
+# openids 28: only the longer ones are replaced.
+EVENT_ID = re.compile(r"""(msg_id["']?\s*[=:]\s*["']?)([A-Za-z0-9_-]{16,})(?=:\d)""")
+# Terminal colour codes (werkzeug colours request lines by status): raw in a log file or a JSON string.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,7 +49,8 @@ class JsonFormatter(logging.Formatter):
 class RedactFilter(logging.Filter):
     """Defence in depth: whatever a library or a handler logs, configured secrets and access tokens are
     replaced by ``***`` in the message, the structured fields and the traceback text; with ``hash_openid``,
-    an ``openid=`` URL parameter shows the hashed openid instead of the raw one."""
+    an ``openid=`` URL parameter shows the hashed openid instead of the raw one. Terminal colour codes are
+    dropped too: log lines go to files and JSON."""
 
     def __init__(self, secrets: Iterable[str], hash_openid: Callable[[str], str | None] | None = None) -> None:
         super().__init__()
@@ -51,10 +58,15 @@ class RedactFilter(logging.Filter):
         self.hash_openid = hash_openid
 
     def redact(self, text: str) -> str:
+        if "\x1b" in text:
+            text = ANSI.sub("", text)
         text = SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
-        if self.hash_openid is not None and "openid=" in text:
+        if self.hash_openid is not None:
             hashed = self.hash_openid
-            text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+            if "openid=" in text:
+                text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+            if "msg_id" in text:
+                text = EVENT_ID.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
@@ -111,3 +123,13 @@ def setup_logging(config: "Config | str" = "INFO", stream: TextIO | None = None)
     hasher = (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
     return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
                            hash_openid=hasher)
+
+
+def announce(config: "Config | None", line: str, stream: TextIO | None = None) -> None:
+    """A command's status line (``config FILE``, ``serving URL``): ``wechat-voicebot: …`` on stderr, or with
+    ``[logging] format = "json"`` (pass the config once logging is set up) a JSON record, so that whoever ships
+    that stream sees JSON only."""
+    if config is not None and config.logging.format == "json" and stream is None:
+        logging.getLogger("bot.cli").info(line)
+    else:
+        print(f"wechat-voicebot: {line}", file=stream or sys.stderr, flush=True)

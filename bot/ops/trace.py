@@ -29,6 +29,7 @@ class Traced(Protocol):
     """What a trace starts from: an inbound message (``bot.core.envelope.Inbound``)."""
 
     msg_id: str
+    msg_type: str  # WeChat's MsgType (wechatpy says "unknown" for types it does not know)
     message: Any
 
 
@@ -48,11 +49,21 @@ def _default_salt(appid: str, appsecret: str) -> str:
     return hashlib.sha256(f"wvb-openid:{appid}:{appsecret}".encode()).hexdigest()
 
 
+def message_id(config: "Config", inbound: Traced) -> str:
+    """The id logs (and handlers, as ``ctx.msg_id``) show for a message: its ``MsgId``. Events have none, and
+    their dedupe key is ``FromUserName:CreateTime``: the raw openid, so it is shown as
+    ``<hash_openid(openid)>:<CreateTime>``, the same hash as the line's ``openid`` field."""
+    data = getattr(inbound.message, "_data", None) or {}
+    if data.get("MsgId") or not config.logging.hash_openid:
+        return str(inbound.msg_id)
+    return f"{hash_openid(config, str(data.get('FromUserName', '')))}:{data.get('CreateTime', '')}"
+
+
 def new_trace(config: "Config", inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
-    return {"msg_id": str(inbound.msg_id), "openid": hash_openid(config, getattr(message, "source", None)),
-            "type": message.type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
+    return {"msg_id": message_id(config, inbound), "openid": hash_openid(config, getattr(message, "source", None)),
+            "type": inbound.msg_type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
 
 
 def add_step(trace: Trace, name: str, seconds: float) -> None:

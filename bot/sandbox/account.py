@@ -15,6 +15,16 @@ _CONTENT_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg", "wav": "audio/x-wav",
                   "speex": "audio/ogg", "awb": "audio/amr-wb"}
 
 
+# translatecontent's phrasebook: enough for the README's examples to answer something real. Anything else comes
+# back as "[<lto>] text", a marker that says the sandbox did not translate it (register your own phrases with
+# register_translation or POST /sandbox/translations).
+PHRASES = {
+    ("zh_CN", "en_US"): {"今天天气很好": "The weather is nice today", "早上好": "Good morning",
+                         "打开客厅的灯": "Turn on the living room light"},
+    ("en_US", "zh_CN"): {"good morning": "早上好", "thank you": "谢谢", "how are you": "你好吗"},
+}
+
+
 class SandboxAccount:
     """One fake Official Account and its API's state, without a server."""
 
@@ -106,10 +116,14 @@ class SandboxAccount:
             self.state.translations[src] = dst
 
     def translate(self, text: str, lfrom: str, lto: str) -> str:
-        """A registered translation, else a deterministic stand-in: ``"[en_US] " + text``."""
+        """A registered translation, else one of :data:`PHRASES`, else a stand-in that says it is one:
+        ``"[en_US] " + text``."""
         with self.state.lock:
             if text in self.state.translations:
                 return self.state.translations[text]
+        known = PHRASES.get((lfrom, lto), {}).get(text.strip().lower() if lfrom == "en_US" else text.strip())
+        if known is not None:
+            return known
         return text if lfrom == lto else f"[{lto}] {text}"
 
     # ---------------------------------------------------------------- reading what happened

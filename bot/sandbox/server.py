@@ -122,11 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m bot.sandbox``: serve the sandbox until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m bot sandbox",
                                      description="Local stand-in for api.weixin.qq.com (tokens, media, voice "
-                                                 "recognition, translation, customer-service messages).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--appid", default="wxsandbox")
-    parser.add_argument("--secret", default="sandbox-secret")
+                                                 "recognition, translation, customer-service messages).",
+                                     epilog="translatecontent knows a few phrases (今天天气很好, good morning, ...); "
+                                            "anything else comes back as \"[en_US] text\": register more with "
+                                            "POST /sandbox/translations {\"你好\": \"Hello\"}.")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8090,
+                        help="listen port (default: %(default)s, the port of config.example.toml's api_base_url)")
+    parser.add_argument("--appid", default="wxsandbox",
+                        help="the AppID tokens are issued for; the bot's [wechat] appid (default: %(default)s)")
+    parser.add_argument("--secret", default="sandbox-secret",
+                        help="the AppSecret tokens are issued for; the bot's [wechat] appsecret (default: %(default)s)")
     parser.add_argument("--latency", type=float, default=0.3, help="seconds before a recognition result is ready")
     parser.add_argument("--window", type=float, default=10.0, help="seconds a recognition result can be fetched")
     parser.add_argument("--voice", action="append", default=[], metavar="TEXT",

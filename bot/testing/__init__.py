@@ -9,6 +9,6 @@ In pytest (the plugin is registered automatically), a handler is tested in three
 from bot.testing import messages
 from bot.testing.client import BotClient, Envelope, Reply
 from bot.testing.config import test_config
-from bot.testing.wechat_retry import Seen, WeChatRetryClient
+from bot.testing.wechat_retry import Seen, Sighting, WeChatRetryClient
 
-__all__ = ["BotClient", "Envelope", "Reply", "Seen", "WeChatRetryClient", "messages", "test_config"]
+__all__ = ["BotClient", "Envelope", "Reply", "Seen", "Sighting", "WeChatRetryClient", "messages", "test_config"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import requests
@@ -23,6 +23,31 @@ import xmltodict
 from bot.config import Config
 from bot.testing import messages
 from bot.testing.client import Envelope, Mode, Reply
+
+
+#: What WeChat shows the user when no try got a usable answer.
+WECHAT_ERROR = "该公众号暂时无法提供服务，请稍后再试"
+
+
+class Sighting(NamedTuple):
+    """One thing the user saw: when (seconds after the first post), how (``passive``, ``customer service``,
+    ``WeChat shows``) and what."""
+
+    at: float
+    kind: str
+    text: str
+
+
+def reply_text(reply: Reply) -> str:
+    """A passive reply as the user reads it (other types than text as ``[type]``)."""
+    return reply.content if reply.content is not None else f"[{reply.type}]"
+
+
+def cs_text(message: dict[str, Any]) -> str:
+    """A customer-service message as the user reads it (other types than text as ``[msgtype]``)."""
+    if message.get("msgtype") == "text":
+        return str(message.get("text", {}).get("content", ""))
+    return f"[{message.get('msgtype')}]"
 
 
 @dataclass
@@ -34,14 +59,14 @@ class Seen:
     statuses: list[str] = field(default_factory=list)  # per try: "reply", "success", "timeout", "error", "HTTP 500"
     elapsed: float = 0.0  # seconds from the first post until the client stopped looking
     answered_s: float | None = None  # seconds from the first post to the first answer the user saw
+    timeline: list[Sighting] = field(default_factory=list)  # everything the user saw, in order, with its time
+    refused: Reply | None = None  # the last answer that was not HTTP 200 (status and body)
+    error: str | None = None  # the last transport error (exception class name), for a try that got no answer
 
     @property
     def answers(self) -> list[str]:
         """Every answer the user read, passive first (texts; other types as ``[type]``)."""
-        out = [r.content if r.content is not None else f"[{r.type}]" for r in self.passive]
-        for m in self.customer_service:
-            out.append(m.get("text", {}).get("content", "") if m.get("msgtype") == "text" else f"[{m.get('msgtype')}]")
-        return out
+        return [reply_text(r) for r in self.passive] + [cs_text(m) for m in self.customer_service]
 
     @property
     def error_shown(self) -> bool:
@@ -56,12 +81,18 @@ class WeChatRetryClient:
     are read back; without it ``Seen.customer_service`` stays empty (read them yourself, e.g. in bulk).
     After the tries, the client polls the sandbox for up to ``cs_wait_s`` when no passive reply came, then
     keeps looking ``settle_s`` more, so that a duplicate arriving late is seen too.
+
+    ``retry_refused=False`` stops at the first try the bot refuses or that cannot connect (WeChat would retry
+    it; a person trying a bot wants to hear at once); ``only_new=True`` ignores the customer-service messages
+    the sandbox had recorded for the user before this push (``python -m bot simulate`` reuses one openid).
     """
 
     def __init__(self, config: Config, url: str, sandbox_url: str | None = None, *, wait_s: float = 5.0,
                  tries: int = 3, mode: Mode | None = None, cs_wait_s: float | None = None, settle_s: float = 0.0,
-                 poll_s: float = 0.05, session: requests.Session | None = None) -> None:
+                 poll_s: float = 0.05, session: requests.Session | None = None, retry_refused: bool = True,
+                 only_new: bool = False) -> None:
         self.config, self.url = config, url
+        self.retry_refused, self.only_new = retry_refused, only_new
         self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
         self.wait_s, self.tries = wait_s, tries
         self.cs_wait_s = 2 * wait_s if cs_wait_s is None else cs_wait_s
@@ -79,17 +110,20 @@ class WeChatRetryClient:
                 pass
         query, body = self.envelope.wrap(xml)  # signed once: every try is byte-identical
         target = f"{self.url}?{urlencode(query)}"
+        earlier = len(self.customer_service_messages(openid)) if self.sandbox_url and self.only_new else 0
         seen, started = Seen(), time.perf_counter()
         for _ in range(self.tries):
             try_started = time.perf_counter()
             status = self._try(target, body, seen, started)
             seen.statuses.append(status)
-            if status in ("reply", "success"):
+            if status in ("reply", "success") or (status != "timeout" and not self.retry_refused):
                 break
             if status != "timeout":  # refused or reset early: WeChat's next try still comes on its clock
                 time.sleep(max(0.0, self.wait_s - (time.perf_counter() - try_started)))
+        if seen.error_shown and len(seen.statuses) == self.tries:
+            seen.timeline.append(Sighting(time.perf_counter() - started, "WeChat shows", WECHAT_ERROR))
         if self.sandbox_url:
-            self._collect(openid, seen, started)
+            self._collect(openid, seen, started, earlier)
         seen.elapsed = time.perf_counter() - started
         return seen
 
@@ -100,25 +134,31 @@ class WeChatRetryClient:
                                   headers={"Content-Type": "text/xml"})
         except requests.Timeout:
             return "timeout"
-        except requests.RequestException:
+        except requests.RequestException as exc:
+            seen.error = type(exc).__name__
             return "error"
         if time.perf_counter() - try_started > self.wait_s:  # a socket timer that fired late: WeChat's does not
             return "timeout"
         if r.status_code != 200:
+            seen.refused = Reply(r.status_code, r.text)
             return f"HTTP {r.status_code}"
         reply = self.envelope.unwrap(r.status_code, r.text)
         if reply.is_success:
             return "success"
         seen.passive.append(reply)
         seen.answered_s = time.perf_counter() - started
+        seen.timeline.append(Sighting(seen.answered_s, "passive", reply_text(reply)))
         return "reply"
 
-    def _collect(self, openid: str, seen: Seen, started: float) -> None:
+    def _collect(self, openid: str, seen: Seen, started: float, earlier: int = 0) -> None:
         deadline = time.perf_counter() + (0.0 if seen.passive else self.cs_wait_s)
         settle_until: float | None = time.perf_counter() + self.settle_s if seen.passive else None
         while True:
-            seen.customer_service = self.customer_service_messages(openid)
+            known = len(seen.customer_service)
+            seen.customer_service = self.customer_service_messages(openid)[earlier:]
             now = time.perf_counter()
+            seen.timeline += [Sighting(now - started, "customer service", cs_text(m))
+                              for m in seen.customer_service[known:]]
             if seen.customer_service and settle_until is None:
                 if seen.answered_s is None:
                     seen.answered_s = now - started

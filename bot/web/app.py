@@ -180,6 +180,13 @@ class CallbackFastPath:
         return [body]
 
 
+def add_healthz(app: Flask) -> None:
+    """``GET /healthz`` for load balancers, unless the app already has that path (a mounted bot's host app may)."""
+    if any(rule.rule == "/healthz" for rule in app.url_map.iter_rules()):
+        return
+    app.add_url_rule("/healthz", "wechat_voicebot_healthz", lambda: {"status": "ok"}, methods=["GET"])
+
+
 class VoiceBot:
     """Flask extension: ``VoiceBot(app, config)`` or ``bot = VoiceBot(); bot.init_app(app)``.
 
@@ -200,6 +207,7 @@ class VoiceBot:
         self.webhook = build_webhook(config, self.router)
         app.register_blueprint(webhook_blueprint(self.webhook))
         app.extensions["wechat_voicebot"] = self.webhook
+        add_healthz(app)
         return self.webhook
 
 
@@ -213,11 +221,7 @@ def create_app(config: ConfigLike, router: Router | None = None, *, webhook: Web
     app.register_blueprint(webhook_blueprint(webhook))
     app.wsgi_app = CallbackFastPath(webhook, app.wsgi_app)  # type: ignore[method-assign]
     app.extensions["wechat_voicebot"] = webhook
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    add_healthz(app)
     register_metrics(app, webhook.config)  # GET [metrics] path, when [metrics] enabled
 
     return app

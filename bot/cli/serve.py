@@ -1,0 +1,126 @@
+"""``python -m bot serve`` and ``run``: the development server (and, for ``run``, the local WeChat sandbox).
+
+The listening socket is bound before anything says "serving", and a port in use is one line naming the port
+and the likely cause (another ``make run``), never werkzeug's multi-line message or a traceback. Flask's banner
+and werkzeug's terminal colours are left out: they end up raw in log files and break JSON logs.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import re
+import socket
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from bot.cli.common import load, webhook_url
+from bot.config import Config
+from bot.ops.logs import announce, setup_logging
+from bot.web.app import create_app
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class PortError(Exception):
+    """A port the command cannot listen on: one line for the user (exit status 1)."""
+
+
+class _PlainRequestHandler(WSGIRequestHandler):
+    """werkzeug's request line without its ANSI colours (a 403 would be written as ``\\x1b[31m…``)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", self.requestline)
+        self.log("info", '"%s" %s %s', line, code, size)
+
+
+def listen(host: str, port: int, what: str, hint: str) -> socket.socket:
+    """A listening socket on ``host:port``, or :class:`PortError` saying why not and what to do."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does: TIME_WAIT is no conflict
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortError(f"cannot start {what} on {host}:{port}: the port is already in use, most likely by "
+                            f"another `make run` or `python -m bot serve` still running; stop it, or {hint}") from None
+        raise PortError(f"cannot start {what} on {host}:{port}: {exc.strerror or exc}; {hint}") from None
+    return sock
+
+
+def dev_server(app: Any, sock: socket.socket) -> BaseWSGIServer:
+    """werkzeug's threaded server on an already bound socket (werkzeug duplicates it; ours is closed)."""
+    host, port = sock.getsockname()[:2]
+    try:
+        return make_server(host, port, app, threaded=True, request_handler=_PlainRequestHandler, fd=sock.fileno())
+    finally:
+        sock.close()
+
+
+def fail(config: Config, message: str) -> int:
+    """A command's fatal error: one plain line, or with ``[logging] format = "json"`` one JSON record."""
+    if config.logging.format == "json":
+        logging.getLogger("bot.cli").error(message)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Development server for the config's bot (gunicorn in production)."""
+    config, which = load(args.config)
+    setup_logging(config)
+    announce(config, which)
+    return _serve(config, args, create_app(config))
+
+
+def _serve(config: Config, args: argparse.Namespace, app: Any, sock: socket.socket | None = None) -> int:
+    """Bind (unless ``sock`` is bound already), then say "serving" and serve until Ctrl-C."""
+    host, port = args.host or config.server.host, args.port or config.server.port
+    try:
+        sock = sock or listen(host, port, "the bot", "pass --port (or change [server] port)")
+    except PortError as exc:
+        return fail(config, str(exc))
+    server = dev_server(app, sock)
+    announce(config, f"serving {webhook_url(config, host, port)} (development server; use gunicorn in production)")
+    server.serve_forever(poll_interval=0.2)  # returns (and closes the socket) on Ctrl-C
+    return 0
+
+
+def sandbox_address(config: Config) -> tuple[str, int] | None:
+    """The sandbox to start for ``run``: only when the API base URL points at this machine."""
+    parts = urlsplit(config.wechat.api_base_url)
+    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
+        return parts.hostname, parts.port or 80
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Development: the sandbox (when api_base_url is local) and the bot, in one process."""
+    config, which = load(args.config)
+    setup_logging(config)
+    announce(config, which)
+    app = create_app(config)
+    address = sandbox_address(config)
+    host, port = args.host or config.server.host, args.port or config.server.port
+    try:
+        sock = listen(host, port, "the bot", "pass --port (or change [server] port)")
+        if address:  # probed first: the sandbox's own server prints werkzeug's lines when the port is taken
+            listen(*address, "the WeChat API sandbox", "change the port in [wechat] api_base_url").close()
+    except PortError as exc:
+        return fail(config, str(exc))
+    if address:
+        from bot.sandbox import Sandbox
+        sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
+                          host=address[0], port=address[1]).start()
+        announce(config, f"WeChat API sandbox on {sandbox.url} (calls: {sandbox.url}/sandbox/calls)")
+    else:
+        announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")
+    announce(config, "try:  .venv/bin/python -m bot simulate text '打开客厅的灯'   and   "
+                ".venv/bin/python -m bot simulate voice '打开客厅的灯'")
+    return _serve(config, args, app, sock)

@@ -1,0 +1,163 @@
+"""``python -m bot simulate``: play a WeChat user (and WeChat) against a running bot, and print what the user sees.
+
+By default WeChat's side is played in full (``bot.testing.WeChatRetryClient``): a try is dropped after
+``[reply] wechat_timeout_s`` (5 s) without an answer and sent again, ``[reply] tries`` (3) in all, and the
+customer-service messages the sandbox records for the user are read back. Every thing the user sees is one line
+with the second it arrived::
+
+    [ 0.42s] passive: 已打开客厅的灯
+    [16.10s] customer service: 已打开客厅的灯
+
+``--once`` posts a single try and prints its answer, as WeChat never would but a quick check wants.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Any
+
+import requests
+
+from bot.cli.common import load, webhook_url
+from bot.config import Config
+from bot.ops.logs import announce
+
+_UNREACHABLE = "cannot reach the bot at {url}: {error}. Is it running? (make run)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``simulate``'s options (the parser lives in bot/cli/commands.py)."""
+    p.add_argument("kind", choices=["text", "voice", "event"], help="what to send")
+    p.add_argument("content", help="the text; for voice, the sentence the clip says; for event, its name")
+    p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
+    p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
+                   help="crypto mode (default: safe when encoding_aes_key is set)")
+    p.add_argument("--openid", default="oSIMULATEDUSER00000000000000",
+                   help="the user's openid (FromUserName); a session, dedupe and customer-service messages are "
+                        "per openid (default: %(default)s)")
+    p.add_argument("--once", action="store_true",
+                   help="post one try and print its answer, instead of playing WeChat's retries (5 s per try, "
+                        "three tries) and printing everything the user sees")
+    p.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                   help="keep reading customer-service messages this long after the first answer (default: 1)")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not verify the TLS certificate of an https:// --url (a self-signed proxy)")
+    # The sandbox synthesizes AMR only (PyAV cannot encode Speex): upload Speex files with POST /sandbox/media.
+    p.add_argument("--format", default="amr", choices=["amr"], help="voice: clip format (the sandbox makes AMR)")
+    p.add_argument("--duration", type=float, default=2.0, help="voice: clip length in seconds")
+    p.add_argument("--with-16k", action="store_true", help="voice: also offer MediaId16K")
+    p.add_argument("--recognition", help="voice: put this in <Recognition> instead of registering a clip")
+
+
+class _Unverified(requests.Session):
+    """``--insecure``: no certificate check, even where ``REQUESTS_CA_BUNDLE`` is set (requests lets that variable
+    win over ``session.verify = False``)."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["verify"] = False
+        return super().request(method, url, *args, **kwargs)
+
+
+class SandboxError(Exception):
+    """The sandbox could not make the voice clip: the bot was never asked anything."""
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
+    from bot.testing import messages
+    config, which = load(args.config)
+    announce(None, which)
+    url = args.url or webhook_url(config)
+    session = _Unverified() if args.insecure else requests.Session()
+    if args.insecure:
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    try:
+        if args.kind == "text":
+            xml = messages.text(args.content, openid=args.openid)
+        elif args.kind == "event":
+            xml = messages.event(args.content, openid=args.openid)
+        else:
+            xml = voice_push(config, args)
+    except SandboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.once:
+        return _once(config, args, url, xml, session)
+    return _with_retries(config, args, url, xml, session)
+
+
+def _unreachable(url: str, error: str) -> int:
+    """The bot could not be reached at all: exit 2, with the likely fix for a TLS error."""
+    hint = " (a self-signed certificate? pass --insecure)" if "SSL" in error else ""
+    print("error: " + _UNREACHABLE.format(url=url, error=error) + hint, file=sys.stderr)
+    return 2
+
+
+def _once(config: Config, args: argparse.Namespace, url: str, xml: str, session: requests.Session) -> int:
+    """One try, its answer on stdout: a quick check, not what WeChat does."""
+    from bot.testing import BotClient
+    client = BotClient(config, url=url, mode=args.mode, openid=args.openid)
+    client.session = session
+    started = time.perf_counter()
+    try:
+        reply = client.send(xml)
+    except OSError as exc:
+        return _unreachable(url, type(exc).__name__)
+    print(str(reply))
+    print(f"({client.envelope.mode} mode, HTTP {reply.status}, {time.perf_counter() - started:.2f}s)", file=sys.stderr)
+    return 0 if reply.status == 200 else 1
+
+
+def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, session: requests.Session) -> int:
+    """WeChat's tries, then one line per thing the user saw; exit 1 when refused or WeChat's error was shown."""
+    from bot.testing import WeChatRetryClient
+    sandbox = sandbox_url(config)
+    client = WeChatRetryClient(config, url, sandbox, wait_s=config.reply.wechat_timeout_s, tries=config.reply.tries,
+                               mode=args.mode, settle_s=args.settle, session=session, retry_refused=False,
+                               only_new=True)
+    seen = client.send(xml)
+    if seen.statuses == ["error"]:
+        return _unreachable(url, seen.error or "error")
+    for sighting in seen.timeline:
+        print(f"[{sighting.at:5.2f}s] {sighting.kind}: {sighting.text}", flush=True)
+    if seen.refused is not None:
+        print(str(seen.refused))
+    elif not seen.timeline:
+        print("(no reply: the user sees nothing)")
+    tries = ", ".join(seen.statuses)
+    unseen = "" if sandbox else "; customer-service messages not shown: [wechat] api_base_url is not a sandbox"
+    print(f"({client.envelope.mode} mode, {len(seen.statuses)} tr{'y' if len(seen.statuses) == 1 else 'ies'}: "
+          f"{tries}; {seen.elapsed:.2f}s{unseen})", file=sys.stderr)
+    return 1 if seen.refused is not None or seen.error_shown else 0
+
+
+def sandbox_url(config: Config) -> str | None:
+    """The API base URL when it is a sandbox (it answers ``GET /sandbox/messages``), else None."""
+    base = config.wechat.api_base_url.rstrip("/")
+    try:
+        return base if requests.get(f"{base}/sandbox/messages", timeout=2).status_code == 200 else None
+    except requests.RequestException:
+        return None
+
+
+def voice_push(config: Config, args: argparse.Namespace) -> str:
+    """Register a real clip for the sentence in the sandbox and build the push that names it."""
+    from bot.testing import messages
+    if args.recognition is not None:
+        return messages.voice(recognition=args.recognition, openid=args.openid)
+    base = config.wechat.api_base_url.rstrip("/")
+    body: dict[str, Any] = {"text": args.content, "format": args.format, "duration_s": args.duration,
+                            "with_16k": args.with_16k}
+    try:
+        r = requests.post(f"{base}/sandbox/voices", json=body, timeout=10)
+    except requests.RequestException as exc:
+        raise SandboxError(f"cannot reach the WeChat API sandbox at {base} ([wechat] api_base_url) to make the "
+                           f"voice clip: {type(exc).__name__}. Start it (make run, or python -m bot sandbox), "
+                           "or pass --recognition TEXT to skip the clip") from None
+    if r.status_code != 200:
+        raise SandboxError(f"the WeChat API sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
+    clip = r.json()
+    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
+                          openid=args.openid)
