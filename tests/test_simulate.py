@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,12 @@ def simulate(path: Path, url: str, *args: str) -> Any:
 
 def seen(stdout: str) -> list[tuple[float, str, str]]:
     """The lines of what the user saw: ``(second, how, what)``; every stdout line must be one."""
-    out = []
+    out: list[tuple[float, str, str]] = []
     for line in stdout.splitlines():
+        if out and (line.startswith("        ") or not line):  # the next line of a text of several lines
+            at, how, what = out[-1]
+            out[-1] = (at, how, f"{what}\n{line.strip()}")
+            continue
         match = LINE.match(line)
         assert match, f"not a line of what the user sees: {line!r}"
         out.append((float(match.group(1)), match.group(2), match.group(3)))
@@ -95,17 +100,26 @@ def test_a_late_answer_through_customer_service_shows_with_its_second(tmp_path: 
         assert "1 try: success;" in result.stderr
 
 
-def test_passive_mode_giving_up_shows_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
-    """``[reply] mode = "passive"`` answers the last try ``success`` when the result missed every try."""
+def test_an_answer_that_missed_every_try_shows_the_notice_then_comes_with_the_next_message(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    """No customer-service API (``mode = "passive"``): the last try shows the pickup notice; the next message's
+    reply starts with the kept answer, then its own."""
     sandbox.configure(recognition_latency_s=3.0)
     path, config = config_file(tmp_path, sandbox, mode="passive")
+    user = openid("none")
     try:
         with local_bot(config) as bot:
-            result = simulate(path, bot.url, "voice", SENTENCE, "--openid", openid("none"))
+            result = simulate(path, bot.url, "voice", SENTENCE, "--openid", user)
+            time.sleep(1.0)  # the answer is ready 3 s after the push
+            later = simulate(path, bot.url, "text", "你好", "--openid", user)
     finally:
         sandbox.configure(recognition_latency_s=0.05)
-    assert (result.returncode, result.stdout) == (0, "(no reply: the user sees nothing)\n")
-    assert "3 tries: timeout, timeout, success;" in result.stderr
+    assert result.returncode == 0, result.stderr
+    [(_, how, what)] = seen(result.stdout)
+    assert (how, what) == ("passive", "回答还在准备中，稍后发任意消息即可收到。")
+    assert "3 tries: timeout, timeout, reply;" in result.stderr
+    [(_, how, what)] = seen(later.stdout)
+    assert (how, what) == ("passive", f"{ANSWER}\n\n你好"), later.stdout
 
 
 def test_a_bot_that_never_answers_shows_wechats_error(tmp_path: Path, sandbox: Sandbox) -> None:

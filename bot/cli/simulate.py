@@ -120,8 +120,9 @@ def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, 
     seen = client.send(xml)
     if seen.statuses == ["error"]:
         return _unreachable(url, seen.error or "error")
-    for sighting in seen.timeline:
-        print(f"[{sighting.at:5.2f}s] {sighting.kind}: {sighting.text}", flush=True)
+    for sighting in seen.timeline:  # a text of several lines: the next lines indented under the first
+        head = f"[{sighting.at:5.2f}s] {sighting.kind}: "
+        print(head + sighting.text.replace("\n", "\n" + " " * len(head)), flush=True)
     if seen.refused is not None:
         print(str(seen.refused))
     elif not seen.timeline:
