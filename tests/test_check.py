@@ -36,9 +36,26 @@ def test_everything_ready_against_the_sandbox(write_config: Any, sandbox: Sandbo
     found = lines(result)
     assert all(line.startswith("✓") for line in found.values()), result.stdout
     assert {f"WeChat API ({sandbox.url}, stable token)", "store (memory://)", "recognizer push", "recognizer wechat",
-            "router handlers.lights:router", "router handlers.echo:router", "callback"} == set(found)
+            "router handlers.lights:router", "router handlers.echo:router", "callback",
+            "customer-service API"} == set(found)
+    assert "available: late answers are sent as customer-service messages" in found["customer-service API"]
     assert result.stdout.rstrip().endswith("ready")
-    assert [c["api"] for c in sandbox.calls()][-1:] == ["stable_token"]  # it really asked for a token
+    assert [c["api"] for c in sandbox.calls()][-2:] == ["stable_token", "send"]  # a real token, then the probe
+
+
+@pytest.mark.parametrize("reply,ok,says", [
+    ({}, True, "unavailable (errcode 48001): the customer-service API needs a verified account; late answers will "
+               "be picked up"),
+    ({"customer_service": True}, False, "set [reply] customer_service"),
+    ({"customer_service": False}, True, "off by config"),
+])
+def test_check_tells_an_account_without_the_customer_service_api(write_config: Any, reply: dict[str, Any], ok: bool,
+                                                                  says: str) -> None:
+    with start_sandbox(customer_service=False) as unverified:
+        result = check(write_config, unverified, reply=reply)
+    line = lines(result)["customer-service API"]
+    assert line.startswith("✓" if ok else "✗") and says in line, result.stdout
+    assert not [m for m in unverified.custom_messages()]  # the probe sent nothing
 
 
 def test_wrong_appsecret_names_the_fix(write_config: Any, sandbox: Sandbox) -> None:

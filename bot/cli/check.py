@@ -146,9 +146,36 @@ def check_callback(config: Config) -> Result:
     return Result(True, "callback", f"token set, {modes} at {config.server.path}{note}")
 
 
+def check_customer_service(config: Config, wechat_ok: bool) -> Result:
+    """Which kind of account this is, for late answers: asks ``message/custom/send`` for no user (48001: the
+    account may not use the API; anything else: it may) — nothing is sent."""
+    name = "customer-service API"
+    setting = config.reply.customer_service
+    if setting is False or config.reply.mode == "passive":
+        return Result(True, name, "off by config: late answers are kept for pickup with the user's next message")
+    if not wechat_ok:
+        return Result(False, name, "not checked: needs the WeChat API token (see above)")
+    from bot.store.memory import MemoryStore
+    from bot.wechat import WeChatAPI
+    from bot.wechat.errors import APIUnauthorizedError, TransportError, WeChatAPIError
+    try:
+        WeChatAPI(config.wechat, MemoryStore()).message.send_text("", "probe")
+    except APIUnauthorizedError as exc:
+        detail = (f"unavailable (errcode {exc.errcode}): the customer-service API needs a verified account; late "
+                  "answers will be picked up with the user's next message")
+        if setting is True:
+            return Result(False, name, detail + "; set [reply] customer_service = \"auto\" or false")
+        return Result(True, name, detail)
+    except TransportError as exc:
+        return Result(False, name, f"unreachable ({exc.errmsg})")
+    except WeChatAPIError:
+        pass
+    return Result(True, name, "available: late answers are sent as customer-service messages")
+
+
 def run_checks(config: Config) -> list[Result]:
     wechat = check_wechat(config)
-    results = [wechat, check_store(config)]
+    results = [wechat, check_store(config), check_customer_service(config, wechat.ok)]
     results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
     results += check_routers(config)
     results.append(check_callback(config))

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = with_config(sub.add_parser(name, help=help_, description=help_))
         p.add_argument("--host", help="listen address (default: [server] host)")
         p.add_argument("--port", type=int, help="listen port (default: [server] port)")
+        if name == "run":
+            p.add_argument("--unverified", action="store_true",
+                           help="the sandbox plays an unverified account (no customer-service API, errcode "
+                                "48001): late answers wait for the user's next message (README, \"Delivery\")")
         p.set_defaults(func=func)
 
     sub.add_parser("sandbox", help="run the local stand-in for api.weixin.qq.com (see: sandbox --help)")

@@ -116,9 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(config, str(exc))
     if address:
         from bot.sandbox import Sandbox
+        unverified = bool(getattr(args, "unverified", False))
         sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
-                          host=address[0], port=address[1]).start()
-        announce(config, f"WeChat API sandbox on {sandbox.url} (calls: {sandbox.url}/sandbox/calls)")
+                          host=address[0], port=address[1],
+                          **({"customer_service": False, "temporary_media": False} if unverified else {})).start()
+        kind = "an unverified account: no customer-service API" if unverified else "a verified account"
+        announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:
         announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")
     announce(config, "try:  .venv/bin/python -m bot simulate text '打开客厅的灯'   and   "
