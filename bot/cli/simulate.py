@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -25,6 +26,20 @@ from bot.config import Config
 from bot.ops.logs import announce
 
 _UNREACHABLE = "cannot reach the bot at {url}: {error}. Is it running? (make run)"
+
+
+def describe_voice(session: Any, sandbox: str | None, text: str) -> str:
+    """``[voice MEDIA_ID]`` as the user would hear it: a voice answer, its length and (sandbox tones) what it
+    says."""
+    media_id = text[len("[voice "):-1]
+    if not sandbox:
+        return f"voice answer ({media_id})"
+    try:
+        info = session.get(f"{sandbox}/sandbox/uploads", params={"media_id": media_id}, timeout=10).json()
+    except (OSError, ValueError):
+        return f"voice answer ({media_id})"
+    says = f' saying "{info["says"]}"' if info.get("says") else ""
+    return f"voice answer, {float(info.get('duration_s') or 0):.1f} s{says}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "three tries) and printing everything the user sees")
     p.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                    help="keep reading customer-service messages this long after the first answer (default: 1)")
+    p.add_argument("--save", metavar="FILE",
+                   help="write the audio of a voice answer to FILE (several parts: FILE-1, FILE-2, ...)")
     p.add_argument("--insecure", action="store_true",
                    help="do not verify the TLS certificate of an https:// --url (a self-signed proxy)")
     # The sandbox synthesizes AMR only (PyAV cannot encode Speex): upload Speex files with POST /sandbox/media.
@@ -120,9 +137,20 @@ def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, 
     seen = client.send(xml)
     if seen.statuses == ["error"]:
         return _unreachable(url, seen.error or "error")
+    voices = [s for s in seen.timeline if s.text.startswith("[voice ")]
     for sighting in seen.timeline:  # a text of several lines: the next lines indented under the first
         head = f"[{sighting.at:5.2f}s] {sighting.kind}: "
-        print(head + sighting.text.replace("\n", "\n" + " " * len(head)), flush=True)
+        text = describe_voice(session, sandbox, sighting.text) if sighting in voices else sighting.text
+        print(head + "\n".join(line and " " * len(head) * (i > 0) + line
+                                for i, line in enumerate(text.split("\n"))), flush=True)
+    if args.save and voices and sandbox:
+        for i, sighting in enumerate(voices, 1):
+            target = args.save if len(voices) == 1 else f"{args.save}-{i}"
+            media_id = sighting.text[len("[voice "):-1]
+            r = session.get(f"{sandbox}/sandbox/uploads/{media_id}/data", timeout=10)
+            if r.status_code == 200:
+                Path(target).write_bytes(r.content)
+                print(f"(saved the voice answer to {target})", file=sys.stderr)
     if seen.refused is not None:
         print(str(seen.refused))
     elif not seen.timeline:

@@ -16,7 +16,14 @@ from bot.core.services import Services
 from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
 
-Reply = str | replies.BaseReply | StreamedText | None
+@dataclass(frozen=True)
+class SpeechReply:
+    """``ctx.reply_speech(text)``: answer with ``text`` spoken (and written too with ``[voice.reply] with_text``)."""
+
+    text: str
+
+
+Reply = str | replies.BaseReply | StreamedText | SpeechReply | None
 
 
 class BadReply(TypeError):
@@ -91,6 +98,10 @@ class Context:
     def reply_text(self, content: str) -> replies.TextReply:
         """A text reply; characters XML cannot carry are dropped (WeChat would show an error for them)."""
         return replies.TextReply(message=self.message, content=cdata(clean_text(content)))
+
+    def reply_speech(self, text: str) -> SpeechReply:
+        """Answer with ``text`` as speech, whatever ``[voice.reply] when`` says (text if speech fails)."""
+        return SpeechReply(text)
 
     def stream(self, chunks: Iterable[str]) -> StreamedText:
         """An answer still being written (e.g. a language model's tokens): the user gets the sentences written

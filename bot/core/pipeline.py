@@ -12,13 +12,14 @@ from contextlib import ExitStack
 from typing import Callable
 
 from bot.config import Config
-from bot.core.context import BadReply, Context, Reply
+from bot.core.context import BadReply, Context, Reply, SpeechReply
 from bot.core.envelope import Inbound
 from bot.core.loading import load_routers
 from bot.core.normalize import for_matching
 from bot.core.router import HandlerError, Router, combine
 from bot.core.services import Services
 from bot.core.session import Sessions
+from bot.core.speech import Speaker
 from bot.core.stream import Progress, StreamedText
 from bot.ops.trace import Trace, add_step, emit, message_id, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
@@ -37,12 +38,14 @@ class Pipeline:
     """Answers one message: builds the context (transcribing voice), routes it and renders the reply."""
 
     def __init__(self, config: Config, router: Router | None = None, *, transcriber: Transcriber | None = None,
-                 services: Services | None = None) -> None:
+                 services: Services | None = None, speaker: Speaker | None = None) -> None:
         if router is None:
             router = combine(load_routers(config))
         self.config, self.router, self.services = config, router, services
         self.transcriber = transcriber or RecognizerChain([PushRecognizer()], download=_no_download)
         self.sessions = Sessions(services.store if services else None, config.session.ttl_s)
+        self.speaker = speaker or Speaker(config, services.client if services else None,
+                                          services.store if services else None)
 
     def context(self, inbound: Inbound) -> Context:
         message = inbound.message
@@ -126,7 +129,11 @@ class Pipeline:
                 reply = None
             if reply is None and ctx.type == "voice" and ctx.text is None:
                 reply, outcome = self.config.voice.not_understood, "not_understood"
-            xml = ctx.render(reply)
+            if reply is not None and self.speaker.wanted(ctx, reply):
+                text = reply.text if isinstance(reply, SpeechReply) else str(reply)
+                xml = self.speaker.speak(ctx, text, trace) or ctx.render(text)
+            else:
+                xml = ctx.render(reply)
         except Exception as exc:  # a handler, middleware or a bad answer: the user gets the apology
             original = exc.original if isinstance(exc, HandlerError) else exc
             wrong = isinstance(exc, BadReply)  # the answer was wrong, nothing raised: no traceback to show

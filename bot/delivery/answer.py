@@ -15,6 +15,7 @@ from wechatpy import replies
 from bot.config import ReplyConfig
 from bot.core.envelope import Inbound
 from bot.core.pipeline import SUCCESS
+from bot.core.speech import PART_SEPARATOR
 from bot.core.text import cdata, split_text, utf8_len
 from bot.delivery.customer_service import CustomerService
 from bot.delivery.late import LateAnswers
@@ -22,7 +23,6 @@ from bot.delivery.ledger import Ledger, closed
 from bot.delivery.parts import SEPARATOR, as_text_reply, join_texts, text_of
 from bot.delivery.pickup import Claimed, Pickup
 from bot.delivery.record import DELIVERED, Record
-from bot.ops.trace import emit
 
 log = logging.getLogger("bot.delivery")
 
@@ -38,10 +38,10 @@ class Answerer:
         reply_xml = record.reply or SUCCESS
         trace = record.trace or {}
         kept = self._claim_kept(inbound, key)
-        if not kept and utf8_len(reply_xml) <= self.config.max_text_bytes:  # the usual case: nothing to combine
+        if not kept and utf8_len(reply_xml) <= self.config.max_text_bytes and PART_SEPARATOR not in reply_xml:
             if not self.ledger.swap(key, raw, record.but(state=DELIVERED, via="passive", trace=None), closed(key)):
                 return None
-            emit(trace, path, tries=tries)
+            self.ledger.done(trace, path, tries=tries)
             return reply_xml
         cs = self.cs.available(probe=True)  # a long answer: its first part says "more" only where it must
         parts = self.late.parts(reply_xml, for_pickup=not cs) if reply_xml != SUCCESS else []
@@ -71,7 +71,7 @@ class Answerer:
             return None
         self.pickup.shown(kept)
         if not rest:
-            emit(trace, path, tries=tries, parts=total)
+            self.ledger.done(trace, path, tries=tries, parts=total)
         return shown
 
     def meanwhile(self, key: str, inbound: Inbound) -> str:

@@ -33,10 +33,11 @@ from bot.delivery.late import LateAnswers
 from bot.delivery.leases import dropped_on_error, heartbeat, is_alive
 from bot.delivery.ledger import Ledger, closed
 from bot.delivery.parts import as_text_reply, text_of
+from bot.delivery.outcome import Outcomes
 from bot.delivery.pickup import Pickup
 from bot.delivery.record import DELIVERED, DONE, FINAL, RUNNING, Record, dedupe_key, inbound_from_xml, msg_id_of
 from bot.delivery.sweeper import OpenRecords, Sweeper
-from bot.ops.trace import Trace, emit, new_trace
+from bot.ops.trace import Trace, new_trace
 from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
@@ -66,7 +67,8 @@ class Delivery:
         # A held try answers this long after WeChat should have dropped it: WeChat's timer is only known to be
         # "5 s", and an answer that reaches it in time ends the retries with nothing shown.
         self.hold_margin_s = max(0.1, 0.1 * config.wechat_timeout_s) if hold_margin_s is None else hold_margin_s
-        self.ledger = Ledger(self.store, config, self.hold_margin_s)
+        self.ledger = Ledger(self.store, config, self.hold_margin_s,
+                             Outcomes(self.client, self.store, pipeline.config.wechat.appid))
         self.cs = CustomerService(self.store, self.client, config, pipeline.config.wechat.appid,
                                   retries=cs_retries, backoff_s=cs_backoff_s)
         self.pickup = Pickup(self.ledger)
@@ -366,7 +368,7 @@ class Delivery:
                 rest = remainder(reply_xml, record.shown)
                 if rest is None:
                     if self.ledger.swap(key, raw, done.but(state=DELIVERED, via="passive", reply=None), closed(key)):
-                        emit(trace, "passive")
+                        self.ledger.done(trace, "passive")
                         return
                     continue
                 done = done.but(reply=rest)

@@ -17,7 +17,6 @@ from bot.delivery.parts import as_text_reply, split_reply, text_of
 from bot.delivery.pickup import Pickup
 from bot.delivery.record import DELIVERED, Record
 from bot.ops.metrics import SPLITS
-from bot.ops.trace import emit
 
 log = logging.getLogger("bot.delivery")
 
@@ -57,12 +56,12 @@ class LateAnswers:
         for i in range(first, len(parts)):
             outcome = self.cs.send(msg_id, record.openid or "", parts[i])
             if outcome is Sent.NOTHING:
-                emit(trace, "customer_service", sent=False, reason="the late answer was empty")
+                self.ledger.done(trace, "customer_service", sent=False, reason="the late answer was empty")
                 return
             if outcome is Sent.REFUSED:
                 self._keep_rest(key, record, parts[i:], "refused")
                 return
-        emit(trace, "customer_service", sent=True, parts=total)
+        self.ledger.done(trace, "customer_service", sent=True, parts=total)
 
     def _keep_rest(self, key: str, record: Record, rest: list[str], why: str) -> None:
         """Parts WeChat refused go to pickup, re-cut so each ends with the marker (the record is ours: it was

@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 
 from bot.config import ReplyConfig
+from bot.delivery.outcome import Outcomes
 from bot.delivery.record import OPEN, PENDING, Record, pickup_index
 from bot.store import Store
 from bot.store.base import IndexOp
 
 
 class Ledger:
-    def __init__(self, store: Store, config: ReplyConfig, hold_margin_s: float) -> None:
+    def __init__(self, store: Store, config: ReplyConfig, hold_margin_s: float, outcomes: Outcomes) -> None:
         self.store, self.config, self.hold_margin_s = store, config, hold_margin_s
+        self.done = outcomes.done  # the end of a message's delivery: its log line, its material released
 
     @staticmethod
     def rkey(key: str) -> str:

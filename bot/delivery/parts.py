@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import xmltodict
 from wechatpy import replies
 
+from bot.core.speech import PART_SEPARATOR
 from bot.core.text import cdata, split_text, utf8_len
 
 SEPARATOR = "\n\n"  # between answers shown in one reply
@@ -35,9 +36,11 @@ def as_text_reply(like_xml: str, content: str) -> str:
 
 
 def split_reply(reply_xml: str, limit: int, marker: str | None = None) -> list[str]:
-    """``[reply_xml]`` when it fits (or is not text); else its parts, each at most ``limit`` bytes of content.
-    ``marker`` (e.g. "（未完，回复任意文字继续）") ends every part but the last, within the limit: the parts will
-    be shown one per message the user sends."""
+    """The messages an answer takes: the job's own parts (voice parts, joined by ``PART_SEPARATOR``), and
+    each text cut to at most ``limit`` bytes of content. ``marker`` (e.g. "（未完，回复任意文字继续）") ends every
+    part of a text but the last, within the limit: the parts will be shown one per message the user sends."""
+    if PART_SEPARATOR in reply_xml:
+        return [part for piece in reply_xml.split(PART_SEPARATOR) for part in split_reply(piece, limit, marker)]
     if utf8_len(reply_xml) <= limit:  # the envelope alone is longer than the content: nothing to cut
         return [reply_xml]
     text = text_of(reply_xml)

@@ -18,7 +18,6 @@ from bot.delivery.parts import SEPARATOR, text_of
 from bot.delivery.record import DELIVERED, PENDING, Record, msg_id_of, pickup_index
 from bot.core.text import utf8_len
 from bot.ops.metrics import KEPT, PICKUPS, labelled
-from bot.ops.trace import emit
 
 log = logging.getLogger("bot.delivery")
 
@@ -107,5 +106,5 @@ class Pickup:
         PICKUPS.inc(len(claimed.undo))
         now = time.time()
         for record in claimed.finished:
-            emit(record.trace or {"msg_id": "?", "outcome": "unfinished"}, "pickup", parts=record.total,
+            self.ledger.done(record.trace or {"msg_id": "?", "outcome": "unfinished"}, "pickup", parts=record.total,
                  waited_s=now - (record.kept or now))

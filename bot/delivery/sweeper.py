@@ -23,7 +23,6 @@ from bot.delivery.late import LateAnswers
 from bot.delivery.ledger import Ledger, closed, open_at, unlisted
 from bot.delivery.record import DONE, EXPIRED, FINAL, OPEN, PENDING, RUNNING, Record
 from bot.ops.metrics import EXPIRED as EXPIRED_METRIC
-from bot.ops.trace import emit
 from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
@@ -121,5 +120,5 @@ class OpenRecords:
         if self.ledger.swap(key, raw, record.but(state=EXPIRED, parts=None), closed(key),
                             unlisted(record.openid or "", key)):
             EXPIRED_METRIC.inc()
-            emit(record.trace or {"msg_id": key}, "expired", parts=record.total,
+            self.ledger.done(record.trace or {"msg_id": key}, "expired", parts=record.total,
                  reason=f"kept {self.ledger.config.pickup_ttl_s:g} s for pickup; the user wrote nothing since")

@@ -169,6 +169,12 @@ class SandboxAccount:
                 "says": media.text, "frequency": media.frequency, "created_at": media.created_at, "live": live,
                 "deleted": media.deleted}
 
+    def media_data(self, media_id: str) -> tuple[bytes, str] | None:
+        """The bytes and content type of a media_id (temporary media or permanent material)."""
+        with self.state.lock:
+            media = self.state.media.get(media_id) or self.state.materials.get(media_id)
+            return None if media is None else (media.data, media.content_type)
+
     def uploads(self) -> list[dict[str, Any]]:
         """The voice the bot uploaded (temporary media and permanent material), oldest first (:meth:`media_info`)."""
         with self.state.lock:

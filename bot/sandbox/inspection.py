@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import control, control_body, json_response
@@ -53,3 +53,12 @@ def register(app: Flask, sandbox: SandboxAccount) -> None:
             return sandbox.uploads()
         info = sandbox.media_info(media_id)
         return info if info is not None else json_response({"error": f"no media {media_id!r}"}, status=404)
+
+    @app.get("/sandbox/uploads/<media_id>/data")
+    def control_upload_data(media_id: str) -> Any:
+        """The bytes of uploaded voice, as the user would hear it (``simulate --save``)."""
+        found = sandbox.media_data(media_id)
+        if found is None:
+            return json_response({"error": f"no media {media_id!r}"}, status=404)
+        data, content_type = found
+        return Response(data, content_type=content_type)

@@ -37,6 +37,13 @@ class Reply:
         return self.fields.get("Content")
 
     @property
+    def media_id(self) -> str | None:
+        """The media of a voice, image or video reply."""
+        kind = (self.type or "").capitalize()
+        inner = self.fields.get(kind)
+        return inner.get("MediaId") if isinstance(inner, dict) else None
+
+    @property
     def is_success(self) -> bool:
         return self.status == 200 and self.body in ("success", "")
 

@@ -40,14 +40,18 @@ class Sighting(NamedTuple):
 
 def reply_text(reply: Reply) -> str:
     """A passive reply as the user reads it (other types than text as ``[type]``)."""
-    return reply.content if reply.content is not None else f"[{reply.type}]"
+    if reply.content is not None:
+        return reply.content
+    return f"[{reply.type} {reply.media_id}]" if reply.media_id else f"[{reply.type}]"
 
 
 def cs_text(message: dict[str, Any]) -> str:
     """A customer-service message as the user reads it (other types than text as ``[msgtype]``)."""
     if message.get("msgtype") == "text":
         return str(message.get("text", {}).get("content", ""))
-    return f"[{message.get('msgtype')}]"
+    kind = message.get("msgtype")
+    media_id = (message.get(kind) or {}).get("media_id") if isinstance(message.get(kind), dict) else None
+    return f"[{kind} {media_id}]" if media_id else f"[{kind}]"
 
 
 @dataclass
