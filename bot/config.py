@@ -324,6 +324,9 @@ def _check_voice_reply(cfg: Config) -> None:
         if spec not in BUILTIN_SYNTHESIZERS and ":" not in spec:
             raise ConfigError(f"[voice.reply] synthesizers[{i}]: expected one of {', '.join(BUILTIN_SYNTHESIZERS)} "
                               f"or 'module:attribute', got {spec!r}")
+    if reply.when != "never" and cfg.reply.pickup_ttl_s > MEDIA_LIFETIME_S - 3600:
+        raise ConfigError(f"[reply] pickup_ttl_s: at most {MEDIA_LIFETIME_S - 3600:g} with [voice.reply] on: a kept "
+                          f"voice answer must expire before its media (3 days), got {cfg.reply.pickup_ttl_s:g}")
     if reply.when != "never" and not reply.synthesizers:
         raise ConfigError(f"[voice.reply] synthesizers: empty, but when = {reply.when!r} needs at least one")
     openai = reply.openai
@@ -337,6 +340,7 @@ def _check_voice_reply(cfg: Config) -> None:
 
 
 BUILTIN_SYNTHESIZERS = ("openai", "espeak")
+MEDIA_LIFETIME_S = 3 * 86400  # how long WeChat keeps temporary media (a voice answer's media_id)
 
 
 def _check_aes_key(key: str) -> None:
