@@ -39,15 +39,20 @@ from bot.testing import BotClient, test_config  # noqa: E402
 from bot.testing.net import free_port, wait_until_up  # noqa: E402
 
 
-def bare_transcode(data: bytes) -> bytes:
-    """The least possible: decode, resample to 16 kHz mono, encode mp3 — same encoder settings as ours
-    (LAME's fastest quality, 32 kbit/s), so the ratio shows what everything else costs."""
+def bare_transcode(data: bytes, fmt: str = "mp3") -> bytes:
+    """The least possible: decode, resample to mono, encode, one pass — ``mp3``: 16 kHz with ours's encoder
+    settings (LAME's fastest quality, 32 kbit/s); ``amr``: AMR-NB 8 kHz 12.2 kbit/s (voice replies), so the
+    ratio shows what everything else costs."""
+    codec, rate, bit_rate, sample_format, options = {
+        "mp3": ("libmp3lame", 16000, 32000, "s16p", {"compression_level": "9"}),
+        "amr": ("libopencore_amrnb", 8000, 12200, "s16", {}),
+    }[fmt]
     out = io.BytesIO()
-    with av.open(io.BytesIO(data)) as src, av.open(out, "w", format="mp3") as dst:
-        stream = dst.add_stream("libmp3lame", rate=16000, options={"compression_level": "9"})
+    with av.open(io.BytesIO(data)) as src, av.open(out, "w", format=fmt) as dst:
+        stream = dst.add_stream(codec, rate=rate, options=options)
         stream.layout = "mono"
-        stream.bit_rate = 32000
-        resampler = av.AudioResampler(format="s16p", layout="mono", rate=16000)
+        stream.bit_rate = bit_rate
+        resampler = av.AudioResampler(format=sample_format, layout="mono", rate=rate)
         for frame in src.decode(audio=0):
             for f in resampler.resample(frame):
                 for packet in stream.encode(f):

@@ -15,7 +15,6 @@ Target: the bot's time ≤ 1.2x the bare transcode.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -35,29 +34,14 @@ from bot.store.memory import MemoryStore  # noqa: E402
 from bot.voice.speech import to_voice_media  # noqa: E402
 from bot.wechat import WeChatAPI  # noqa: E402
 from bot.wechat.media import VoiceUploader  # noqa: E402
-from voice import start_sandbox  # noqa: E402  (benchmarks/voice.py)
+from voice import bare_transcode as bare_transcode_to, start_sandbox  # noqa: E402  (benchmarks/voice.py)
 
 PHRASE = "已打开客厅的灯，"  # 0.2 s per character in the sandbox, silent at the comma
 
 
 def bare_transcode(data: bytes) -> bytes:
     """The least possible: decode, resample to 8 kHz mono, encode AMR-NB 12.2 kbit/s, one pass, no split."""
-    out = io.BytesIO()
-    with av.open(io.BytesIO(data)) as src, av.open(out, "w", format="amr") as dst:
-        stream = dst.add_stream("libopencore_amrnb", rate=8000)
-        stream.layout = "mono"
-        stream.bit_rate = 12200
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
-        for frame in src.decode(audio=0):
-            for f in resampler.resample(frame):
-                for packet in stream.encode(f):
-                    dst.mux(packet)
-        for f in resampler.resample(None):
-            for packet in stream.encode(f):
-                dst.mux(packet)
-        for packet in stream.encode(None):
-            dst.mux(packet)
-    return out.getvalue()
+    return bare_transcode_to(data, "amr")
 
 
 def main() -> int:

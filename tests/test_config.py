@@ -21,7 +21,7 @@ def test_example_config_loads_with_its_documented_defaults() -> None:
     cfg = load_config(REPO / "config.example.toml", env={})
     assert cfg.wechat.appid == "wxsandbox" and len(cfg.wechat.encoding_aes_key) == 43
     assert cfg.handlers.routers == ["handlers.dialog:router", "handlers.lights:router", "handlers.translate:router",
-                                    "handlers.echo:router"]
+                                    "handlers.story:router", "handlers.echo:router"]
     assert cfg.server.replay_window_s == 300.0 and isinstance(cfg.server.replay_window_s, float)
     assert cfg.voice.lang == "zh_CN" and cfg.voice.openai.model == "whisper-1"
     assert cfg.base_dir == REPO

@@ -14,22 +14,10 @@ from bot.store.base import IndexOp, Store, StoreError, check_ttl, redact_url
 
 T = TypeVar("T")
 
-# KEYS[1]; ARGV: expect_absent ("1"/"0"), expected, value, px ("" = no expiry)
+# Compare-and-set, with index changes: KEYS[1] the record, KEYS[2..] index zsets (none for a plain CAS); ARGV:
+# expect_absent ("1"/"0"), expected, value, px ("" = no expiry), then for each index a member and a score
+# ('' removes the member)
 _CAS = """
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '1' then
-  if cur then return 0 end
-elseif cur ~= ARGV[2] then
-  return 0
-end
-if ARGV[4] == '' then redis.call('SET', KEYS[1], ARGV[3])
-else redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) end
-return 1
-"""
-
-# The same with index changes: KEYS[1] the record, KEYS[2..] index zsets; ARGV: expect_absent, expected, value,
-# px, then for each index a member and a score ('' removes the member)
-_CAS_INDEXED = """
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
   if cur then return 0 end
@@ -115,7 +103,6 @@ class RedisStore(Store):
         except (ValueError, self._redis_error) as exc:
             raise self._wrap(exc) from None
         self._cas = self._client.register_script(_CAS)
-        self._cas_indexed = self._client.register_script(_CAS_INDEXED)
         self._index_discard = self._client.register_script(_INDEX_DISCARD)
         self._cad = self._client.register_script(_CAD)
         self._incr = self._client.register_script(_INCR)
@@ -154,12 +141,10 @@ class RedisStore(Store):
     ) -> bool:
         px = _px(ttl)
         args: list[Any] = ["1" if expected is None else "0", expected or "", value, "" if px is None else px]
-        if not index:
-            return bool(self._run(self._cas, keys=[self._k(key)], args=args))
         for _, member, score in index:
             args += [member, "" if score is None else repr(float(score))]
         keys = [self._k(key), *(self._ix(name) for name, _, _ in index)]
-        return bool(self._run(self._cas_indexed, keys=keys, args=args))
+        return bool(self._run(self._cas, keys=keys, args=args))
 
     def index_range(self, index: str, until: float = math.inf, limit: int = 100) -> list[tuple[str, float]]:
         bound = "+inf" if until == math.inf else repr(float(until))
