@@ -36,13 +36,14 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 # Inline syntax, applied in this order; what must survive the later passes verbatim (code, urls, escapes) is
 # parked behind a placeholder first.
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(.+?)(?<!`)\1(?!`)")  # closed by a run as long; \` opens none
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~<>])")
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _AUTOLINK = re.compile(r"<((?:https?|ftp)://[^>\s]+|[^>\s@]+@[^>\s@]+\.[a-zA-Z]{2,})>")
-# A bare url ends at whitespace, brackets or CJK punctuation (so "见 https://a.cn。" keeps its "。" out of it).
-_BARE_URL = re.compile(r"(?:https?|ftp)://[^\s<>()\[\]\u3000-\u303f\uff00-\uffef\ue000\ue001]+")
+# A bare url ends at whitespace, brackets, a backtick or CJK punctuation (so "见 https://a.cn。" keeps its "。"
+# out of it, and a code span after it is still one).
+_BARE_URL = re.compile(r"(?:https?|ftp)://[^\s<>()\[\]`\u3000-\u303f\uff00-\uffef\ue000\ue001]+")
 _EMPHASIS = (
     re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*"),
     re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
