@@ -389,3 +389,54 @@ def test_python_m_bot_check_with_the_key_from_the_environment(sandbox: Sandbox, 
     assert bad.returncode == 1 and "✗ llm service" in bad.stdout and "(auth)" in bad.stdout, bad.stdout
     for result in (good, bad):
         assert KEY not in result.stdout + result.stderr and "sk-not-the-key-777" not in result.stdout + result.stderr
+
+
+# -- config -------------------------------------------------------------------------------------------
+BASE = {"wechat": {"appid": "wxa", "appsecret": "s", "token": "t"}}
+ENABLED = {"handlers": {"routers": ["handlers.llm:router"]}, "llm": {"url": "http://127.0.0.1:1/v1", "model": "m"}}
+CONFIG_ERRORS = {
+    "no url": ({"handlers": ENABLED["handlers"], "llm": {"model": "m"}}, "[llm] url: required when"),
+    "no model": ({"handlers": ENABLED["handlers"], "llm": {"url": "http://x/v1"}}, "[llm] model: required when"),
+    "bad url": ({"llm": {"url": "ftp://x"}}, "[llm] url: expected an http:// or https:// URL"),
+    "temperature": ({"llm": {"temperature": 2.5}}, "[llm] temperature: expected a number from 0 to 2"),
+    "timeout": ({"llm": {"timeout_s": 0}}, "[llm] timeout_s: expected a positive number"),
+    "negative turns": ({"llm": {"max_history_turns": -1}}, "[llm] max_history_turns: expected a number >= 0"),
+    "extra not a table": ({"llm": {"extra": "x"}}, "[llm] extra: expected a table"),
+    "extra sets stream": ({"llm": {"extra": {"stream": False}}}, "[llm] extra: 'stream' is set by handlers.llm"),
+    "empty reset word": ({"llm": {"reset_words": [""]}}, "[llm] reset_words: expected non-empty words"),
+    "empty apology": ({"llm": {"apologies": {"timeout": " "}}}, "[llm.apologies] timeout: expected a non-empty"),
+    "unknown apology": ({"llm": {"apologies": {"oops": "x"}}}, "[llm.apologies] oops: unknown key"),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIG_ERRORS))
+def test_config_mistakes_are_one_line_naming_the_key(name: str) -> None:
+    from bot.config import ConfigError, config_from_dict
+    section, message = CONFIG_ERRORS[name]
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({**BASE, **section}, env={})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_key_comes_from_the_environment_and_stays_out_of_repr_and_logs() -> None:
+    from bot.config import config_from_dict
+    from bot.ops.logs import RedactFilter, config_secrets
+    cfg = config_from_dict({**BASE, **ENABLED, "llm": {**ENABLED["llm"], "api_key": "sk-file"}},
+                           env={"VOICEBOT_LLM_API_KEY": KEY})
+    assert cfg.llm.api_key == KEY and KEY not in repr(cfg)
+    assert KEY in config_secrets(cfg)
+    assert KEY not in RedactFilter(config_secrets(cfg)).redact(f"calling with {KEY}")
+
+
+def test_without_the_extra_the_router_says_what_to_install() -> None:
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['openai'] = None\n"  # as if the llm extra were not installed
+            "from bot.config import config_from_dict, ConfigError\n"
+            "from bot.core.loading import load_routers\n"
+            "cfg = config_from_dict({'wechat': {'appid': 'a', 'appsecret': 's', 'token': 't'}, "
+            "'handlers': {'routers': ['handlers.llm:router']}, 'llm': {'url': 'http://x/v1', 'model': 'm'}}, env={})\n"
+            "try:\n    load_routers(cfg)\nexcept ConfigError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "[handlers] routers[0]: cannot import module 'handlers.llm'" in out
+    assert "pip install 'wechat-voicebot[llm]'" in out
