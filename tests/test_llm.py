@@ -2,15 +2,14 @@
 failure class, the rate limit across two bots sharing a store, markdown, and the key kept out of every output.
 
 WeChat's clocks are scaled by ``SCALE`` (delivery_support): a try is dropped at 0.5 s, the budget is 0.4 s.
+``tests/test_llm_check.py`` has ``python -m bot check`` and the ``[llm]`` config.
 """
 from __future__ import annotations
 
-import io
 import logging
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,17 @@ import pytest
 from bot.config import Config
 from bot.sandbox import Sandbox
 from bot.sandbox.chat_api import MARKDOWN, STORY, essay
-from bot.testing import WeChatRetryClient, messages
+from bot.testing import messages
 from bot.testing.net import free_port
-from delivery_support import NOTICE, WAIT_S, bot_config, local_bot, openid, run_all, start_sandbox, wait_for
+from delivery_support import NOTICE, local_bot, openid, run_all, wait_for
 from handlers.llm.markdown import to_plain_text
+from llm_support import APOLOGIES, KEY, MORE, chat_calls, llm_config, llm_sandbox, logs, user_client
 from redis_support import drop_prefix, unique_prefix
-
-KEY = "sk-llm-test-9f3b2c7d41e0a8"  # the service's key: must never show up anywhere
-APOLOGIES = {kind: f"[apology {kind}]" for kind in
-             ("auth", "not_found", "rate_limited", "server", "timeout", "connection", "other")}
-MORE = "（未完，回复任意文字继续）"  # [reply] more_marker's default
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    sb = start_sandbox(0.05, chat_api_key=KEY, chat_chunks_per_s=0.0, chat_time_scale=0.1)
+    sb = llm_sandbox()
     yield sb
     sb.stop()
 
@@ -42,43 +37,6 @@ def sandbox() -> Iterator[Sandbox]:
 def _clean(sandbox: Sandbox) -> Iterator[None]:
     yield
     sandbox.reset(settings=True)
-
-
-def llm_config(sandbox: Sandbox, *, store: str = "memory://", prefix: str | None = None, session_ttl: float = 1800,
-               **llm: Any) -> Config:
-    """A bot whose last router is handlers.llm, talking to the sandbox's chat endpoint with :data:`KEY`."""
-    return bot_config(sandbox.url, store=store, prefix=prefix, handlers={"routers": ["handlers.lights:router",
-                                                                                      "handlers.llm:router"]},
-                      voice={"recognizers": ["push"]}, session={"ttl_s": session_ttl},
-                      llm={"url": f"{sandbox.url}/v1", "model": "sandbox-chat", "api_key": KEY,
-                           "apologies": APOLOGIES, **llm})
-
-
-@contextmanager
-def logs(level: int = logging.INFO) -> Iterator[list[str]]:
-    """Every log record of the process (bot, handlers, libraries), formatted, from all threads."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
-
-    root, handler, old = logging.getLogger(), Collect(level), logging.getLogger().level
-    root.addHandler(handler)
-    root.setLevel(level)
-    try:
-        yield lines
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
-
-
-def chat_calls(sandbox: Sandbox) -> list[dict[str, Any]]:
-    return [c for c in sandbox.calls() if c["path"] == "/v1/chat/completions"]
-
-
-def user_client(config: Config, bot: Any, sandbox: Sandbox) -> WeChatRetryClient:
-    return WeChatRetryClient(config, bot.url, sandbox.url, wait_s=WAIT_S)
 
 
 # -- answers ------------------------------------------------------------------------------------------
@@ -334,109 +292,3 @@ def test_a_40_second_answer_arrives_whole_and_in_order(sandbox: Sandbox, custome
     read = re.sub(r"\s+", "", _read(seen))
     assert read.count(compact) == 1, [s.answers for s in seen]  # parts are cut at sentence ends: no space lost
     assert all(len(a.encode()) <= 2048 for s in seen for a in s.answers)
-
-
-# -- check --------------------------------------------------------------------------------------------
-def _check(config: Config) -> tuple[int, str]:
-    from bot.cli.check import check_routers, report
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a UTF-8 terminal: ✓ and ✗
-    code = report(config, stream=out, checks=check_routers)
-    out.seek(0)
-    return code, out.read()
-
-
-def test_check_reports_the_service_and_the_model(sandbox: Sandbox) -> None:
-    code, out = _check(llm_config(sandbox))
-    assert code == 0, out
-    assert f"✓ llm service ({sandbox.url}/v1): answers with sandbox-chat" in out
-    assert "✓ llm model (sandbox-chat): listed by the service (1 models)" in out
-
-
-@pytest.mark.parametrize("case", ["wrong key", "unknown model", "unreachable", "no model list"])
-def test_check_names_what_to_fix_and_never_the_key(sandbox: Sandbox, case: str) -> None:
-    config = llm_config(sandbox)
-    if case == "wrong key":
-        config = config.replace(llm={"api_key": "sk-wrong-but-secret-123"})
-    elif case == "unknown model":
-        config = config.replace(llm={"model": "gpt-nope"})
-    elif case == "unreachable":
-        config = config.replace(llm={"url": f"http://127.0.0.1:{free_port()}/v1"})
-    else:
-        sandbox.inject_fault("v1/models", 0, http_status=404)
-    code, out = _check(config)
-    lines = {line.split(" (", 1)[0]: line for line in out.splitlines() if line.startswith(("✓", "✗"))}
-    if case == "wrong key":
-        assert code == 1 and "auth" in lines["✗ llm service"] and "[llm] api_key" in lines["✗ llm service"], out
-        assert "sk-wrong-but-secret-123" not in out
-    elif case == "unknown model":
-        assert code == 1 and "not_found" in lines["✗ llm service"], out
-        assert "not among the 1 models the service lists (sandbox-chat)" in lines["✗ llm model"], out
-    elif case == "unreachable":
-        assert code == 1 and "connection" in lines["✗ llm service"] and "[llm] url" in lines["✗ llm service"], out
-    else:
-        assert code == 0 and "not checked: the service lists no models" in lines["✓ llm model"], out
-    assert KEY not in out
-
-
-def test_python_m_bot_check_with_the_key_from_the_environment(sandbox: Sandbox, write_config: Any) -> None:
-    from conftest import run_cli
-    llm = {"url": f"{sandbox.url}/v1", "model": "sandbox-chat"}
-    path = write_config(wechat={"api_base_url": sandbox.url}, handlers={"routers": ["handlers.llm:router"]}, llm=llm)
-    good = run_cli("check", "--config", str(path), env={"PYTHONIOENCODING": "utf-8", "VOICEBOT_LLM_API_KEY": KEY})
-    assert good.returncode == 0 and "✓ llm service" in good.stdout and "✓ llm model" in good.stdout, good.stdout
-    bad = run_cli("check", "--config", str(path), env={"PYTHONIOENCODING": "utf-8",
-                                                        "VOICEBOT_LLM_API_KEY": "sk-not-the-key-777"})
-    assert bad.returncode == 1 and "✗ llm service" in bad.stdout and "(auth)" in bad.stdout, bad.stdout
-    for result in (good, bad):
-        assert KEY not in result.stdout + result.stderr and "sk-not-the-key-777" not in result.stdout + result.stderr
-
-
-# -- config -------------------------------------------------------------------------------------------
-BASE = {"wechat": {"appid": "wxa", "appsecret": "s", "token": "t"}}
-ENABLED = {"handlers": {"routers": ["handlers.llm:router"]}, "llm": {"url": "http://127.0.0.1:1/v1", "model": "m"}}
-CONFIG_ERRORS = {
-    "no url": ({"handlers": ENABLED["handlers"], "llm": {"model": "m"}}, "[llm] url: required when"),
-    "no model": ({"handlers": ENABLED["handlers"], "llm": {"url": "http://x/v1"}}, "[llm] model: required when"),
-    "bad url": ({"llm": {"url": "ftp://x"}}, "[llm] url: expected an http:// or https:// URL"),
-    "temperature": ({"llm": {"temperature": 2.5}}, "[llm] temperature: expected a number from 0 to 2"),
-    "timeout": ({"llm": {"timeout_s": 0}}, "[llm] timeout_s: expected a positive number"),
-    "negative turns": ({"llm": {"max_history_turns": -1}}, "[llm] max_history_turns: expected a number >= 0"),
-    "extra not a table": ({"llm": {"extra": "x"}}, "[llm] extra: expected a table"),
-    "extra sets stream": ({"llm": {"extra": {"stream": False}}}, "[llm] extra: 'stream' is set by handlers.llm"),
-    "empty reset word": ({"llm": {"reset_words": [""]}}, "[llm] reset_words: expected non-empty words"),
-    "empty apology": ({"llm": {"apologies": {"timeout": " "}}}, "[llm.apologies] timeout: expected a non-empty"),
-    "unknown apology": ({"llm": {"apologies": {"oops": "x"}}}, "[llm.apologies] oops: unknown key"),
-}
-
-
-@pytest.mark.parametrize("name", list(CONFIG_ERRORS))
-def test_config_mistakes_are_one_line_naming_the_key(name: str) -> None:
-    from bot.config import ConfigError, config_from_dict
-    section, message = CONFIG_ERRORS[name]
-    with pytest.raises(ConfigError) as err:
-        config_from_dict({**BASE, **section}, env={})
-    assert message in str(err.value) and "\n" not in str(err.value)
-
-
-def test_the_key_comes_from_the_environment_and_stays_out_of_repr_and_logs() -> None:
-    from bot.config import config_from_dict
-    from bot.ops.logs import RedactFilter, config_secrets
-    cfg = config_from_dict({**BASE, **ENABLED, "llm": {**ENABLED["llm"], "api_key": "sk-file"}},
-                           env={"VOICEBOT_LLM_API_KEY": KEY})
-    assert cfg.llm.api_key == KEY and KEY not in repr(cfg)
-    assert KEY in config_secrets(cfg)
-    assert KEY not in RedactFilter(config_secrets(cfg)).redact(f"calling with {KEY}")
-
-
-def test_without_the_extra_the_router_says_what_to_install() -> None:
-    import subprocess
-    import sys
-    code = ("import sys; sys.modules['openai'] = None\n"  # as if the llm extra were not installed
-            "from bot.config import config_from_dict, ConfigError\n"
-            "from bot.core.loading import load_routers\n"
-            "cfg = config_from_dict({'wechat': {'appid': 'a', 'appsecret': 's', 'token': 't'}, "
-            "'handlers': {'routers': ['handlers.llm:router']}, 'llm': {'url': 'http://x/v1', 'model': 'm'}}, env={})\n"
-            "try:\n    load_routers(cfg)\nexcept ConfigError as exc:\n    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
-    assert "[handlers] routers[0]: cannot import module 'handlers.llm'" in out
-    assert "pip install 'wechat-voicebot[llm]'" in out
