@@ -162,6 +162,40 @@ class ForwardConfig:
 
 
 @dataclass(frozen=True)
+class LLMApologiesConfig:
+    """``[llm.apologies]``: what the user reads when the chat service fails, by why (the log line says which)."""
+
+    auth: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 401/403: the key was refused (fix the config)
+    not_found: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 404: wrong url or model
+    rate_limited: str = "抱歉，现在提问的人太多了，请过一会儿再试。"  # 429 from the service
+    server: str = "抱歉，智能回答服务出了点问题，请稍后再试。"  # 5xx
+    timeout: str = "抱歉，这个问题想得太久了，请稍后再试或换个问法。"  # no answer within timeout_s
+    connection: str = "抱歉，暂时连不上智能回答服务，请稍后再试。"  # unreachable, or the stream broke off
+    other: str = "抱歉，这个问题暂时回答不了，请换个问法试试。"  # 400/422, or an answer that was not a chat answer
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """``[llm]``: the built-in ``handlers.llm:router``, any OpenAI-compatible chat service (README, "LLM answers")."""
+
+    url: str = ""  # the base URL as the provider gives it for the openai library, e.g. "https://api.deepseek.com/v1"
+    model: str = ""
+    api_key: str = field(default="", repr=False)  # or VOICEBOT_LLM_API_KEY
+    system_prompt: str = "你是一个微信公众号里的助手。回答简洁、口语化，适合在手机上阅读。"
+    temperature: float = 0.7
+    max_tokens: int = 0  # 0: the service's default
+    timeout_s: float = 60.0  # the whole answer; delivery carries answers later than WeChat's 5 s
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields for the request body (provider options)
+    max_history_turns: int = 10  # earlier turns (a question and its answer) sent along; 0: no memory
+    max_history_chars: int = 4000  # and at most this many characters of them (the oldest go first)
+    reset_words: list[str] = field(default_factory=lambda: ["/reset", "清除记忆"])
+    reset_reply: str = "好的，我已经忘掉之前的对话，我们重新开始吧。"
+    per_user_per_minute: int = 10  # questions per user per minute (counted in the store); 0: no limit
+    rate_limited_reply: str = "你问得太快啦，请稍等一分钟再问我。"
+    apologies: LLMApologiesConfig = field(default_factory=LLMApologiesConfig)
+
+
+@dataclass(frozen=True)
 class IntentConfig:
     """One ``[[intents]]`` table: a no-code intent (bot/core/intents.py)."""
 
@@ -186,6 +220,7 @@ class Config:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     intents: list[IntentConfig] = field(default_factory=list)
     base_dir: Path = Path(".")
 
@@ -211,6 +246,7 @@ ENV_OVERRIDES = {
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
     "VOICEBOT_FORWARD_SECRET": ("forward", "secret"),
     "VOICEBOT_TTS_API_KEY": ("voice.reply.openai", "api_key"),
+    "VOICEBOT_LLM_API_KEY": ("llm", "api_key"),
 }
 
 
@@ -303,6 +339,7 @@ def _check(cfg: Config) -> None:
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
     _check_voice_reply(cfg)
+    _check_llm(cfg)
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -374,6 +411,38 @@ def _check_reply(cfg: Config) -> None:
                           'without Redis use executor = "threads"')
 
 
+LLM_OWN_FIELDS = ("model", "messages", "stream")  # what handlers.llm writes itself: not for [llm] extra
+
+
+def _check_llm(cfg: Config) -> None:
+    """``[llm]``: numbers in range, texts the user reads non-empty, and a url and model once it is enabled."""
+    llm = cfg.llm
+    if llm.url and not llm.url.startswith(("http://", "https://")):
+        raise ConfigError(f"[llm] url: expected an http:// or https:// URL, got {llm.url!r}")
+    if any(spec.startswith("handlers.llm") for spec in cfg.handlers.routers):
+        for key in ("url", "model"):
+            if not getattr(llm, key).strip():
+                raise ConfigError(f"[llm] {key}: required when [handlers] routers lists \"handlers.llm:router\"")
+    limits = {"timeout_s": llm.timeout_s > 0, "temperature": 0 <= llm.temperature <= 2, "max_tokens": llm.max_tokens >= 0,
+              "max_history_turns": llm.max_history_turns >= 0, "max_history_chars": llm.max_history_chars >= 0,
+              "per_user_per_minute": llm.per_user_per_minute >= 0}
+    expected = {"timeout_s": "a positive number of seconds", "temperature": "a number from 0 to 2"}
+    for key, ok in limits.items():
+        if not ok:
+            raise ConfigError(f"[llm] {key}: expected {expected.get(key, 'a number >= 0')}, got {getattr(llm, key):g}")
+    if not all(word.strip() for word in llm.reset_words):
+        raise ConfigError("[llm] reset_words: expected non-empty words")
+    for key in ("reset_reply", "rate_limited_reply"):
+        if not getattr(llm, key).strip():
+            raise ConfigError(f"[llm] {key}: expected a non-empty text (the user reads it)")
+    for f in dataclasses.fields(llm.apologies):
+        if not getattr(llm.apologies, f.name).strip():
+            raise ConfigError(f"[llm.apologies] {f.name}: expected a non-empty text (the user reads it)")
+    for key in llm.extra:
+        if key in LLM_OWN_FIELDS:
+            raise ConfigError(f"[llm] extra: {key!r} is set by handlers.llm itself; leave it out")
+
+
 def _check_matching(cfg: Config) -> None:
     """Matching, sessions and forwarding: checked here so a mistake stops start-up, not a reply. The types of
     ``[[intents]]`` are checked here too; their patterns and templates where the intents are built
@@ -412,6 +481,8 @@ def _describe(tp: Any) -> str:
         return _describe(typing.get_args(tp)[0])
     if origin is list:
         return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a table"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -428,6 +499,8 @@ def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
         return [_coerce(item, v, f"{where}[{i}]", section) for i, v in enumerate(value)]
     if origin is Literal:  # by type too: TOML's 1 is not true
         ok = any(type(value) is type(a) and value == a for a in typing.get_args(tp))
+    elif origin is dict:  # a free-form table (e.g. [llm] extra): passed on as it is
+        ok = isinstance(value, dict)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif tp is int:

@@ -28,11 +28,12 @@ def test_example_config_loads_with_its_documented_defaults() -> None:
     # every key the dataclasses know is documented in the example (it says "every key is listed")
     import dataclasses
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
-    for section in ("wechat", "server", "handlers", "voice", "storage", "logging", "matching", "session", "forward"):
+    for section in ("wechat", "server", "handlers", "voice", "storage", "logging", "matching", "session", "forward",
+                    "llm"):
         for f in dataclasses.fields(getattr(cfg, section)):
-            if f.name not in ("openai", "reply"):
+            if f.name not in ("openai", "reply", "apologies"):
                 assert f"\n{f.name} = " in text, f"[{section}] {f.name} is not in config.example.toml"
-    for table in (cfg.voice.openai, cfg.voice.reply, cfg.voice.reply.openai):
+    for table in (cfg.voice.openai, cfg.voice.reply, cfg.voice.reply.openai, cfg.llm.apologies):
         for f in dataclasses.fields(table):
             assert f.name == "openai" or f"\n{f.name} = " in text, f"{f.name} is not in config.example.toml"
 

@@ -120,19 +120,33 @@ def _check_openai(config: Config, name: str) -> Result:
 
 
 def check_routers(config: Config) -> list[Result]:
+    """Each configured router loads; then the readiness checks its routers registered (``router.check``)."""
     from bot.core.loading import add_search_paths, load_router
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
-    results = []
+    results, seen = [], set()
     for i, spec in enumerate(config.handlers.routers):
         try:
-            load_router(spec, f"[handlers] routers[{i}]")
+            router = load_router(spec, f"[handlers] routers[{i}]")
         except ConfigError as exc:
             results.append(Result(False, f"router {spec}", str(exc)))
         except Exception as exc:  # importing someone's module may raise anything
             results.append(Result(False, f"router {spec}", f"importing it raised {type(exc).__name__}: {exc}"))
         else:
             results.append(Result(True, f"router {spec}", "loads"))
+            for fn in (fn for r in router.walk() for fn in r.checks):
+                if fn not in seen:  # a router included twice is checked once
+                    seen.add(fn)
+                    results += run_router_check(spec, fn, config)
     return results
+
+
+def run_router_check(spec: str, fn: Callable[[Config], list[Any]], config: Config) -> list[Result]:
+    """One ``router.check`` function's lines; one that raises or answers nonsense is a failed line, not a crash."""
+    name = f"router {spec} check {getattr(fn, '__name__', 'check')}"
+    try:
+        return [Result(bool(ok), str(what), str(detail)) for ok, what, detail in fn(config)]
+    except Exception as exc:  # someone's check function may raise anything
+        return [Result(False, name, f"raised {type(exc).__name__}: {exc}")]
 
 
 def check_callback(config: Config) -> Result:

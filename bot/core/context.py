@@ -53,6 +53,9 @@ class Context:
     services: Services | None = None  # the store and WeChat client, when the bot was built by bot.runtime
     deadline: float | None = None  # time.monotonic() by which the answer should be ready
     answered_by: str = field(default="", repr=False)  # the route whose answer this is (set by the router)
+    # How to redo this message's change on a session another message of the user saved meanwhile (it changes
+    # the dict it is given); without it that other change wins and this one is dropped (bot/core/session.py).
+    session_merge: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
 
     @property
     def session(self) -> dict[str, Any]:

@@ -23,6 +23,8 @@ Matcher = Callable[[Context], "dict[str, Any] | None"]
 Next = Callable[[Context], Reply]
 Middleware = Callable[[Next, Context], Reply]
 ErrorHandler = Callable[[Context, Exception], Reply]
+CheckResult = tuple[bool, str, str]  # (ready, name, detail): one line of ``python -m bot check``
+ReadinessCheck = Callable[[Any], "list[CheckResult]"]  # called with the Config
 
 TEXT_TYPES = ("text", "voice")
 
@@ -63,6 +65,7 @@ class Router:
         self.children: list[Router] = []
         self.middlewares: list[Middleware] = []
         self.error_handlers: list[ErrorHandler] = []
+        self.checks: list[ReadinessCheck] = []
 
     def __repr__(self) -> str:
         return f"Router({self.name!r}, {len(self.routes)} routes)"
@@ -156,6 +159,13 @@ class Router:
         configured apology) answer.
         """
         self.error_handlers.append(fn)
+        return fn
+
+    def check(self, fn: ReadinessCheck) -> ReadinessCheck:
+        """``fn(config) -> [(ok, name, detail), ...]``: lines ``python -m bot check`` prints for this router, so a
+        handler that needs a service (an LLM, a database) says before deployment whether it is reachable. Keep
+        secrets out of ``detail`` (the configured ones are redacted anyway)."""
+        self.checks.append(fn)
         return fn
 
     def include(self, *routers: "Router") -> "Router":

@@ -6,8 +6,10 @@ store (``session:<openid>``, expiring ``[session] ttl_s`` after it last changed)
 
 It is written only when a handler changed it (the JSON before and after the dispatch differ), deleted when
 emptied, and with compare-and-set: when two messages of one user are answered at once, the first change
-wins and the other is logged and dropped, never a stale session written over a newer one. A store that
-fails costs the session, never the answer.
+wins and the other is logged and dropped, never a stale session written over a newer one — unless the handler
+said how to redo its change (``ctx.session_merge``): then it is applied to the newer session and saved again
+(handlers.llm appends its turn to a history another message extended meanwhile). A store that fails costs the
+session, never the answer.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from bot.store import Store, StoreError
 log = logging.getLogger("bot.session")
 
 KEY = "session:{openid}"
+MERGE_ATTEMPTS = 5  # re-reads of a session that keeps changing under a merge before its change is dropped
 
 
 @dataclass(frozen=True)
@@ -77,31 +80,59 @@ class Sessions:
             session = {}
         return session, Snapshot(raw, dumps(session))
 
-    def save(self, openid: str, session: dict[str, Any], snapshot: Snapshot | None, msg_id: str = "") -> bool:
-        """Write ``session`` if it differs from ``snapshot`` (delete it when empty); True if written."""
+    def save(self, openid: str, session: dict[str, Any], snapshot: Snapshot | None, msg_id: str = "",
+             merge: Callable[[dict[str, Any]], None] | None = None) -> bool:
+        """Write ``session`` if it differs from ``snapshot`` (delete it when empty); True if written. When another
+        message saved first, ``merge`` (if given) redoes this message's change on what that one saved."""
+        written = self._write(openid, session, snapshot, msg_id)
+        if written is False and merge is not None:
+            written = self._merge(openid, merge, msg_id)
+        elif written is False:
+            log.warning("session not saved msg_id=%s openid=%s: another message of this user changed it "
+                        "meanwhile (its change wins)", msg_id, openid)
+        return bool(written)
+
+    def _write(self, openid: str, session: dict[str, Any], snapshot: Snapshot | None, msg_id: str) -> bool | None:
+        """One compare-and-set: True written, False lost to another message, None nothing to write (or cannot)."""
         if snapshot is None:
-            return False
+            return None
         raw = snapshot.raw
         try:
             after = dumps(session)
         except (TypeError, ValueError) as exc:
             log.error("session not saved msg_id=%s openid=%s: not JSON (%s)", msg_id, openid, exc)
-            return False
+            return None
         if after == snapshot.canonical:
-            return False
+            return None
         key = KEY.format(openid=openid)
         try:
             if session:
-                written = self.store.compare_and_set(key, raw, after, ttl=self.ttl_s)
-            else:
-                written = raw is None or self.store.compare_and_delete(key, raw)
+                return self.store.compare_and_set(key, raw, after, ttl=self.ttl_s)
+            return raw is None or self.store.compare_and_delete(key, raw)
         except StoreError as exc:
             log.error("session not saved msg_id=%s openid=%s: %s", msg_id, openid, exc)
-            return False
-        if not written:
-            log.warning("session not saved msg_id=%s openid=%s: another message of this user changed it "
-                        "meanwhile (its change wins)", msg_id, openid)
-        return written
+            return None
+
+    def _merge(self, openid: str, merge: Callable[[dict[str, Any]], None], msg_id: str) -> bool:
+        """Redo this message's change on the session saved meanwhile and compare-and-set again (a few times)."""
+        for _ in range(MERGE_ATTEMPTS):
+            current, snapshot = self.load(openid)
+            if snapshot is None:
+                return False
+            try:
+                merge(current)
+            except Exception:  # a handler's merge function: its failure costs its change, never the answer
+                log.exception("session not saved msg_id=%s openid=%s: its merge function raised", msg_id, openid)
+                return False
+            written = self._write(openid, current, snapshot, msg_id)
+            if written:
+                log.info("session merged msg_id=%s openid=%s: another message of this user changed it meanwhile, "
+                         "and this message's change was redone on it", msg_id, openid)
+            if written is not False:  # True, or nothing left to write (its change is there) or an error (logged)
+                return bool(written)
+        log.warning("session not saved msg_id=%s openid=%s: it kept changing while this message merged its change",
+                    msg_id, openid)
+        return False
 
     @contextmanager
     def bound(self, ctx: Context) -> Iterator[None]:
@@ -119,4 +150,4 @@ class Sessions:
         ctx.session_loader = load
         yield
         if loaded:  # saved only when some handler looked at it (and changed it)
-            self.save(ctx.openid, ctx.session, loaded[0], ctx.msg_id)
+            self.save(ctx.openid, ctx.session, loaded[0], ctx.msg_id, ctx.session_merge)

@@ -94,7 +94,7 @@ class RedactFilter(logging.Filter):
 def config_secrets(config: "Config") -> list[str]:
     """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
     return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
-            config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token,
+            config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token, config.llm.api_key,
             config.logging.openid_salt]
 
 

@@ -23,7 +23,7 @@ from flask import Flask, Response, request
 
 from bot.voice.audio import AudioError, decode_pcm
 from bot.voice.tones import detect_tone
-from bot.sandbox import customer_service, inspection, media_api, speech_api
+from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
 from bot.sandbox.state import VoiceUpload
@@ -151,6 +151,7 @@ def create_app(sandbox: SandboxAccount) -> Flask:
     customer_service.register(endpoints, sandbox)
     media_api.register(endpoints, sandbox)
     speech_api.register(endpoints, sandbox)
+    chat_api.register(endpoints, sandbox)
     register_control(app, sandbox)
     inspection.register(app, sandbox)
     return app

@@ -48,6 +48,16 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "max_materials": 1000,
     "speech_latency_s": 0.0,  # /v1/audio/speech (bot/sandbox/speech_api.py): delay before each answer
     "speech_seconds_per_char": 0.2,  # its speech lasts this long per character of the input
+    # The OpenAI-compatible chat service (bot/sandbox/chat_api.py): delay before an answer starts, streaming rate,
+    # the scale of its timed answers (12 s story, 40 s essay, "用 N 秒回答"), the bearer key it wants ("" = any),
+    # the models it has, and a stream that stops after that many chunks (0 = never).
+    "chat_latency_s": 0.0,
+    "chat_chunks_per_s": 20.0,
+    "chat_chunk_chars": 4,
+    "chat_time_scale": 1.0,
+    "chat_api_key": "",
+    "chat_models": ["sandbox-chat"],
+    "chat_break_after_chunks": 0,
 }
 
 
