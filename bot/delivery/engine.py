@@ -80,6 +80,8 @@ class Delivery:
             self.run, config.threads)
         self.open_records = OpenRecords(self.ledger, self.late, self.take_over, config.lease_s)
         self.sweeper = Sweeper(self, config.sweep_every_s)
+        self.sweeper.ensure_running()  # in every process that builds a bot: a dead worker's job is found even if
+        # no message ever reaches this one (a gunicorn worker builds it at boot; RQ workers in run_worker)
         self._events: dict[str, threading.Event] = {}
         self._local: set[str] = set()  # keys whose job runs in this process
         self._holds: dict[str, int] = {}  # owner -> heartbeat token, for jobs submitted in this process

@@ -7,8 +7,9 @@ died is taken over and finished, a kept answer past ``pickup_ttl_s`` expires. Ev
 compare-and-set, so any number of sweepers in any number of processes act on a record once. The same tick
 sends the typing indicator for this process's jobs that run long.
 
-The thread holds its delivery only weakly and stops when it is gone, when the store is closed, or after a
-minute with nothing to do (the next message starts it again).
+The thread starts with the delivery (every web worker and RQ worker, whether or not a message ever reaches
+it) and runs as long as the process does; with nothing open it looks every ``IDLE_EVERY_S`` instead. It holds
+its delivery only weakly and stops when that is gone or its store is closed.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
 
-IDLE_STOP_S = 60.0
+IDLE_EVERY_S = 5.0  # how often an idle sweeper still looks (another process's dead job is found that soon)
 
 
 class Sweepable(Protocol):
@@ -61,8 +62,8 @@ class Sweeper:
         self._stop.set()
 
     def _loop(self, stop: threading.Event) -> None:
-        idle_since = time.monotonic()
-        while not stop.wait(self.every_s):
+        wait = self.every_s
+        while not stop.wait(wait):
             target = self._target()
             if target is None:
                 return
@@ -77,16 +78,10 @@ class Sweeper:
                 log.exception("sweeper: unexpected error")
                 busy = True
             del target
-            now = time.monotonic()
-            if busy:
-                idle_since = now
-            elif now - max(idle_since, self._touched) > max(IDLE_STOP_S, 3 * self.every_s):
-                with self._lock:
-                    if now - self._touched <= max(IDLE_STOP_S, 3 * self.every_s):
-                        continue  # a message came meanwhile
-                    if self._thread is threading.current_thread():
-                        self._thread = None
-                return
+            # nothing open here and no job running: look less often (a record written by another process is
+            # found within IDLE_EVERY_S)
+            idle = not busy and time.monotonic() - self._touched > self.every_s
+            wait = max(self.every_s, IDLE_EVERY_S) if idle else self.every_s
 
 
 class OpenRecords:
