@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/voice.py
 	$(BIN)/python benchmarks/voice_reply.py
 	$(BIN)/python benchmarks/delivery.py
+	$(BIN)/python benchmarks/delivery.py --pickup
 	$(BIN)/python benchmarks/report.py
 
 # Hostile input at length: FUZZ_EXAMPLES generated requests (default 50000), not derandomized; prints the count.
