@@ -11,14 +11,26 @@ answer), wrong answers, the peak number of messages in flight, and each gunicorn
 while the load ran and at the end). Written to ``benchmarks/out/delivery.json``. Bounded: every message ends
 with its third try (15 s), the run after ``--timeout`` seconds at most.
 
+``--pickup``: an account WITHOUT the customer-service API (the sandbox answers 48001, like an unverified
+personal subscription account) and answers past WeChat's 15 s: each of N users asks a question whose handler
+answers after 16-20 s (``--answer-s``; text messages, an LLM behind the handler, say), reads the pickup notice
+at the last try, and writes again ``--think`` seconds later. Every answer must come with that next message,
+first in its reply and followed by the new message's own answer: 0 lost, 0 duplicates. Reported: the pickup
+share (answers shown by the next message / messages), the notice share, and the pickup latency: from the
+answer being ready (kept in the store) to being shown, from the first push to being shown, and the next
+message's own reply time. Written to ``benchmarks/out/delivery_pickup.json``.
+
     python benchmarks/delivery.py                  # 200 messages, 2 s recognition
     python benchmarks/delivery.py --messages 50 --latency 7
+    python benchmarks/delivery.py --pickup         # 100 users, answers of 16-20 s, no customer service
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
+import shlex
 import shutil
 import signal
 import statistics
@@ -37,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bot.config import config_from_dict  # noqa: E402
-from bot.testing import WeChatRetryClient  # noqa: E402
+from bot.testing import BotClient, WeChatRetryClient, messages  # noqa: E402
 from bot.testing.net import free_port, wait_until_up  # noqa: E402
 
 APPID, SECRET, TOKEN = "wxbenchdelivery01", "bench-secret", "bench-token"
@@ -48,7 +60,9 @@ SANDBOX = """
 import sys, time
 from bot.sandbox import Sandbox
 port, latency = int(sys.argv[1]), float(sys.argv[2])
-Sandbox(appid=sys.argv[3], appsecret=sys.argv[4], port=port, recognition_latency_s=latency, window_s=30).start()
+customer_service = sys.argv[5:6] != ["no-customer-service"]
+Sandbox(appid=sys.argv[3], appsecret=sys.argv[4], port=port, recognition_latency_s=latency, window_s=30,
+        customer_service=customer_service).start()
 print("ready", flush=True)
 while True:
     time.sleep(3600)
@@ -62,7 +76,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
         raise SystemExit(str(exc)) from None
 
 
-def write_config(directory: Path, sandbox_url: str, args: argparse.Namespace) -> Path:
+def write_config(directory: Path, sandbox_url: str, args: argparse.Namespace,
+                 routers: str = "handlers.echo:router", search_paths: list[str] | None = None) -> Path:
+    handlers_extra = f"search_paths = {json.dumps(search_paths)}\n" if search_paths else ""
     voice_extra = "".join(f"{k} = {v}\n" for k, v in (("poll_initial_s", args.poll_initial),
                                                         ("poll_max_s", args.poll_max)) if v is not None)
     text = f"""
@@ -74,8 +90,8 @@ encoding_aes_key = "{AES_KEY}"
 api_base_url = "{sandbox_url}"
 
 [handlers]
-routers = ["handlers.echo:router"]
-
+routers = ["{routers}"]
+{handlers_extra}
 [voice]
 recognizers = ["wechat"]
 window_s = 30.0
@@ -276,6 +292,193 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+PICKUP_HANDLERS = '''"""The pickup run's handler: ``slow S <sentence>`` answers <sentence> after S seconds; else an echo."""
+import time
+
+from bot import Router
+
+router = Router("bench_pickup")
+
+
+@router.fallback
+def answer(ctx):
+    text = ctx.original_text or ctx.text or ""
+    if text.startswith("slow "):
+        _, seconds, sentence = text.split(" ", 2)
+        time.sleep(float(seconds))
+        return sentence
+    return text
+'''
+NOTICE = "回答还在准备中，稍后发任意消息即可收到。"  # [reply] pickup_notice's default
+
+
+def answer_range(spec: str) -> tuple[float, float]:
+    low, _, high = spec.partition("-")
+    return float(low), float(high or low)
+
+
+def records(store_url: str, prefix: str, msg_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The delivery records of ``msg_ids`` (state, via, created, kept: wall clocks written by the bot)."""
+    from bot.store import open_store
+    out: dict[int, dict[str, Any]] = {}
+    with open_store(store_url, prefix=prefix) as store:
+        for msg_id in msg_ids:
+            raw = store.get(f"dl:m:{msg_id}")
+            if raw is not None:
+                out[msg_id] = json.loads(raw)
+    return out
+
+
+def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
+    """N users on an account without customer service, each with an answer past WeChat's 15 s; each reads the
+    notice, writes again ``--think`` s later, and must find the earlier answer first in that reply."""
+    from bot.config import load_config
+    low, high = answer_range(args.answer_s)
+    rng = random.Random(args.seed)
+    n = args.messages
+    delays = [round(rng.uniform(low, high), 2) for _ in range(n)]
+    started_procs: list[subprocess.Popen[bytes]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="wvb-bench-pickup-"))
+    try:
+        port = free_port()
+        sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX, str(port), "0.3", APPID, SECRET,
+                                    "no-customer-service"], cwd=REPO, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        started_procs.append(sandbox)
+        sandbox_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{sandbox_url}/sandbox/", sandbox)
+        (workdir / "handlers").mkdir()
+        (workdir / "handlers" / "bench_pickup.py").write_text(PICKUP_HANDLERS, encoding="utf-8")
+        config_path = write_config(workdir, sandbox_url, args, routers="bench_pickup:router",
+                                   search_paths=["handlers"])
+        bot_config = load_config(config_path)
+        bind = f"127.0.0.1:{free_port()}"
+        env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "WVB_BIND": bind,
+               "WEB_CONCURRENCY": str(args.workers), "WVB_THREADS": str(args.threads)}
+        with (workdir / "gunicorn.log").open("wb") as log:
+            gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
+                                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started_procs.append(gunicorn)
+        wait_http(f"http://{bind}/healthz", gunicorn)
+        while len(children(gunicorn.pid)) < args.workers:
+            time.sleep(0.1)
+
+        url = f"http://{bind}/wechat"
+        results: list[dict[str, Any]] = [{} for _ in range(n)]
+
+        def one(i: int, start_at: float) -> None:
+            time.sleep(max(0.0, start_at - time.monotonic()))
+            user, msg_id = f"opickup{i:05d}{os.getpid()}", messages.next_msg_id()
+            expected = SENTENCES[i % len(SENTENCES)]
+            pushed = time.time()
+            first = WeChatRetryClient(bot_config, url, wait_s=5.0, tries=3).text(
+                f"slow {delays[i]} {expected}", openid=user, msg_id=msg_id)
+            time.sleep(args.think)  # the user read the notice, and writes again
+            follow = f"第{i}号的下一条"
+            sent = time.time()
+            nxt = WeChatRetryClient(bot_config, url, wait_s=5.0, tries=3).text(follow, openid=user)
+            later: list[str] = []
+            # not there? the user writes again, a few times, to tell an answer picked up late from a lost one
+            while expected not in "".join([*nxt.answers, *later]) and len(later) < 3:
+                time.sleep(3.0)
+                later.append(BotClient(bot_config, url=url, openid=user).text(f"还在吗{len(later)}").content or "")
+            results[i] = {"msg_id": msg_id, "pushed": pushed, "expected": expected, "follow": follow,
+                          "first_statuses": first.statuses, "first_answers": first.answers,
+                          "next_statuses": nxt.statuses, "next_answers": nxt.answers, "next_reply_s": nxt.answered_s,
+                          "shown": sent + nxt.answered_s if nxt.answered_s is not None else None, "later": later}
+
+        t0 = time.monotonic() + 0.5
+        threads = [threading.Thread(target=one, args=(i, t0 + args.ramp * i / max(1, n - 1)), daemon=True)
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + args.timeout + high + args.think
+        for t in threads:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        wall = time.monotonic() - t0
+        pending = settle(workdir / "state.db", args.settle_max)
+        custom = requests.get(f"{sandbox_url}/sandbox/messages", timeout=10).json()
+        kept = records(bot_config.storage.url, bot_config.storage.prefix, [r["msg_id"] for r in results if r])
+    finally:
+        for proc in started_procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    notice = by_next = later_n = lost = dup = wrong = unfinished = 0
+    ready_to_shown: list[float] = []
+    push_to_shown: list[float] = []
+    next_reply: list[float] = []
+    for r in results:
+        if not r:
+            unfinished += 1
+            continue
+        shown = [*r["first_answers"], *r["next_answers"], *r["later"]]
+        count = sum(text.split("\n\n").count(r["expected"]) for text in shown)  # every answer shown, anywhere
+        notice += r["first_answers"] == [NOTICE] and r["first_statuses"][-1:] == ["reply"]
+        dup += count > 1
+        lost += count == 0
+        if r["next_answers"] == [f"{r['expected']}\n\n{r['follow']}"]:  # the kept answer, then the new one
+            by_next += 1
+            kept_at = (kept.get(r["msg_id"]) or {}).get("kept")
+            if r["shown"] is not None and kept_at:
+                ready_to_shown.append(r["shown"] - kept_at)
+            if r["shown"] is not None:
+                push_to_shown.append(r["shown"] - r["pushed"])
+        elif count == 1:
+            later_n += 1
+        allowed = {r["expected"], r["follow"], NOTICE, *(f"还在吗{k}" for k in range(len(r["later"])))}
+        wrong += any(part not in allowed for text in shown for part in text.split("\n\n"))  # another's answer
+        if r["next_reply_s"] is not None:
+            next_reply.append(r["next_reply_s"])
+    states = Counter(f"{v.get('state')}/{v.get('via')}" for v in kept.values())
+    med = lambda xs: _r(statistics.median(xs) if xs else None)  # noqa: E731
+    return {
+        "run": "pickup", "account": "no customer service (48001)", "messages": n, "answer_s": [low, high],
+        "think_s": args.think, "ramp_s": args.ramp, "seed": args.seed, "workers": args.workers,
+        "threads_per_worker": args.threads, "store": "sqlite", "worker_class": "gthread", "wall_s": round(wall, 2),
+        "pickup_share": round(by_next / n, 4), "picked_up_by_next_message": by_next, "picked_up_later": later_n,
+        "notice_shown": notice, "notice_share": round(notice / n, 4), "lost": lost, "duplicates": dup,
+        "wrong": wrong, "unfinished": unfinished, "customer_service_sent": len(custom),
+        "still_running_at_end": pending, "records": dict(states),
+        "ready_to_shown_p50_s": med(ready_to_shown), "ready_to_shown_p99_s": _r(percentile(ready_to_shown, 0.99)),
+        "push_to_shown_p50_s": med(push_to_shown), "push_to_shown_p99_s": _r(percentile(push_to_shown, 0.99)),
+        "next_reply_p50_s": med(next_reply), "next_reply_p99_s": _r(percentile(next_reply, 0.99)),
+        "ready_to_shown_s": sorted(_r(x) for x in ready_to_shown),
+        "push_to_shown_s": sorted(_r(x) for x in push_to_shown),
+        "work_dir": str(workdir) if args.keep else None, "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
+
+
+def summary(result: dict[str, Any], argv: list[str]) -> str:
+    """The command that ran and its medians, for the terminal (the JSON above has everything)."""
+    command = " ".join(["python benchmarks/delivery.py", *map(shlex.quote, argv)])
+    if result.get("run") == "pickup":
+        return "\n".join([
+            f"command: {command}",
+            f"pickup (no customer service, answers of {result['answer_s'][0]:g}-{result['answer_s'][1]:g} s, "
+            f"{result['messages']} users writing again {result['think_s']:g} s after the notice):",
+            f"  pickup share {result['pickup_share']:.3f} ({result['picked_up_by_next_message']}/{result['messages']}"
+            f" picked up by the next message, {result['picked_up_later']} later), notice share "
+            f"{result['notice_share']:.3f}, lost {result['lost']}, duplicates {result['duplicates']}, "
+            f"wrong {result['wrong']}",
+            f"  median answer ready -> shown {result['ready_to_shown_p50_s']} s (p99 {result['ready_to_shown_p99_s']}),"
+            f" push -> shown {result['push_to_shown_p50_s']} s (p99 {result['push_to_shown_p99_s']}),"
+            f" next message's reply {result['next_reply_p50_s']} s (p99 {result['next_reply_p99_s']})"])
+    return "\n".join([
+        f"command: {command}",
+        f"load ({result['messages']} voice messages, recognition {result['recognition_latency_s']:g} s): passive share "
+        f"{result['passive_share']:.3f}, lost {result['lost']}, duplicates {result['duplicates']}, wrong "
+        f"{result['wrong']}",
+        f"  median time to the answer {result['p50_s']} s (p99 {result['p99_s']})"])
+
+
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -285,8 +488,9 @@ def _mb(kb: int | None) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--messages", type=int, default=200)
+    ap.add_argument("--messages", type=int, help="messages (default 200; with --pickup 100 users)")
     ap.add_argument("--latency", type=float, default=2.0, help="recognition latency in the sandbox, seconds")
     ap.add_argument("--ramp", type=float, default=2.0, help="start the messages over this many seconds")
     ap.add_argument("--clip", type=float, default=1.0, help="length of each voice clip, seconds")
@@ -296,15 +500,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=160, help="gunicorn threads and [reply] threads per worker")
     ap.add_argument("--settle-max", type=float, default=30.0, help="wait this long at most for late jobs")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--pickup", action="store_true",
+                    help="the pickup run: no customer-service API, answers past 15 s, picked up by the next message")
+    ap.add_argument("--answer-s", default="16-20", help="--pickup: the handler answers after LOW-HIGH seconds")
+    ap.add_argument("--think", type=float, default=8.0,
+                    help="--pickup: the user writes again this long after the notice, seconds")
+    ap.add_argument("--seed", type=int, default=11, help="--pickup: for the answer times")
     ap.add_argument("--log-level", default="WARNING", help="the bot's log level (gunicorn.log in the work dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (config, SQLite file, gunicorn.log)")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "delivery.json"))
+    ap.add_argument("--out", help="default benchmarks/out/delivery.json (--pickup: delivery_pickup.json)")
     args = ap.parse_args(argv)
-    result = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    if args.messages is None:
+        args.messages = 100 if args.pickup else 200
+    out = Path(args.out or REPO / "benchmarks" / "out" / ("delivery_pickup.json" if args.pickup else "delivery.json"))
+    result = run_pickup(args) if args.pickup else run(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(summary(result, argv))
     ok = result["duplicates"] == 0 and result["lost"] == 0 and result["wrong"] == 0
+    if args.pickup:
+        ok = ok and result["picked_up_by_next_message"] == result["messages"]
     return 0 if ok else 1
 
 

@@ -31,6 +31,7 @@ COMMANDS = {  # what ``make bench`` runs, in order
     "webhook_instructions": "python benchmarks/webhook_instructions.py",
     "voice": "python benchmarks/voice.py",
     "delivery": "python benchmarks/delivery.py",
+    "delivery_pickup": "python benchmarks/delivery.py --pickup",
 }
 
 
@@ -245,6 +246,24 @@ def delivery_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> s
     return "\n".join(lines)
 
 
+def pickup_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    low, high = (data.get("answer_s") or [None, None])[:2]
+    lines = [f"Command: `{COMMANDS['delivery_pickup']}` — {data.get('messages')} users on an account without the "
+             f"customer-service API (48001), each with a text answer of {low}-{high} s (past WeChat's three tries), "
+             f"writing again {data.get('think_s')} s after the pickup notice; {data.get('workers')} "
+             f"{data.get('worker_class')} workers × {data.get('threads_per_worker')} threads, store "
+             f"{data.get('store')}. \"ready\" is when the answer was kept in the store; the user's think time is "
+             "most of \"ready → shown\".", ""]
+    rows = [[k, data.get(k)] for k in ("wall_s", "pickup_share", "picked_up_by_next_message", "picked_up_later",
+                                       "notice_share", "lost", "duplicates", "wrong", "unfinished",
+                                       "customer_service_sent", "still_running_at_end", "ready_to_shown_p50_s",
+                                       "ready_to_shown_p99_s", "push_to_shown_p50_s", "push_to_shown_p99_s",
+                                       "next_reply_p50_s", "next_reply_p99_s")]
+    rows.append(["records (state/via)", ", ".join(f"{k}: {v}" for k, v in (data.get("records") or {}).items())])
+    lines.append(table(["measure", "value"], [[k, fmt(v, 3) if isinstance(v, float) else str(v)] for k, v in rows]))
+    return "\n".join(lines)
+
+
 def write_report(json_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     m = machine()
@@ -264,7 +283,9 @@ def write_report(json_dir: Path, out_dir: Path) -> Path:
                                  ("webhook_instructions", "Webhook cost in instructions (in process)",
                                   instructions_section),
                                  ("voice", "Voice pipeline", voice_section),
-                                 ("delivery", "Delivery under load (WeChat's retries, real sandbox)", delivery_section)):
+                                 ("delivery", "Delivery under load (WeChat's retries, real sandbox)", delivery_section),
+                                 ("delivery_pickup", "Delivery without customer service: pickup (answers past 15 s)",
+                                  pickup_section)):
         data, source = load(json_dir, name)
         parts += [f"## {title}", "", f"Source: {source}.", ""]
         if data is not None:
