@@ -1,0 +1,232 @@
+"""The configuration's shape: one frozen dataclass per TOML section, with the defaults ``config.example.toml``
+documents. Data only: reading it is ``bot.config.loading``, the rules that refuse a config ``bot.config.rules``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """One clear line: which key, what was expected."""
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    appid: str
+    appsecret: str = field(repr=False)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(default="", repr=False)  # empty: plaintext mode only
+    api_base_url: str = "https://api.weixin.qq.com"
+    token_endpoint: Literal["stable", "classic"] = "stable"
+    http_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str = "/wechat"
+    max_body_bytes: int = 65536
+    replay_window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class HandlersConfig:
+    routers: list[str] = field(default_factory=lambda: ["handlers.echo:router"])
+    search_paths: list[str] = field(default_factory=lambda: ["."])
+    apology: str = "抱歉，出了点问题，请稍后再试。"
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    url: str = ""
+    model: str = "whisper-1"
+    api_key: str = field(default="", repr=False)
+    timeout_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class OpenAISpeechConfig:
+    """``[voice.reply.openai]``: any OpenAI-compatible ``POST /v1/audio/speech`` (bot/voice/synthesizers/openai.py)."""
+
+    url: str = ""
+    model: str = "tts-1"
+    voice: str = "alloy"
+    api_key: str = field(default="", repr=False)  # or VOICEBOT_TTS_API_KEY
+    timeout_s: float = 8.0
+    response_format: Literal["mp3", "wav", "opus", "aac", "flac"] = "mp3"  # what the endpoint is asked for
+
+
+@dataclass(frozen=True)
+class VoiceReplyConfig:
+    """``[voice.reply]``: answering with speech (bot/voice/synthesizers/, bot/voice/speech.py)."""
+
+    when: Literal["never", "voice", "always"] = "never"  # never: nothing changes for existing bots
+    with_text: bool = False  # also deliver the text of a voice answer
+    synthesizers: list[str] = field(default_factory=lambda: ["openai"])  # tried in order; "module:attr" too
+    format: Literal["amr", "mp3"] = "amr"  # the voice media uploaded to WeChat (AMR-NB 8 kHz, or mp3 16 kHz)
+    openai: OpenAISpeechConfig = field(default_factory=OpenAISpeechConfig)
+
+
+@dataclass(frozen=True)
+class VoiceConfig:
+    recognizers: list[str] = field(default_factory=lambda: ["push", "wechat"])
+    lang: Literal["zh_CN", "en_US"] = "zh_CN"
+    use_push_recognition: bool = True
+    window_s: float = 10.0
+    poll_initial_s: float = 0.2
+    poll_max_s: float = 0.5
+    not_understood: str = "抱歉，没听清，请再说一遍。"
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    reply: VoiceReplyConfig = field(default_factory=VoiceReplyConfig)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = field(default="sqlite:///.voicebot/state.db", repr=False)  # may hold a Redis password
+    prefix: str = "wvb:"
+
+
+@dataclass(frozen=True)
+class ReplyConfig:
+    budget_s: float = 4.5
+    mode: Literal["auto", "customer_service", "passive"] = "auto"
+    wechat_timeout_s: float = 5.0
+    tries: int = 3
+    lease_s: float = 6.0
+    state_ttl_s: float = 3600.0
+    executor: Literal["threads", "rq"] = "threads"
+    threads: int = 32
+    queue: str = "wechat-voicebot"
+    # What the account may do: the customer-service API needs a verified account (others get 48001). "auto"
+    # tries it and remembers a refusal for customer_service_recheck_s; false never calls it.
+    customer_service: Literal["auto", True, False] = "auto"
+    customer_service_recheck_s: float = 86400.0
+    pickup_ttl_s: float = 86400.0  # an answer no request could carry waits this long for the user's next message
+    pickup_notice: str = "回答还在准备中，稍后发任意消息即可收到。"
+    max_text_bytes: int = 2048  # WeChat's limit for a text message (UTF-8 bytes of the content)
+    more_marker: str = "（未完，回复任意文字继续）"
+    typing_after_s: float = 2.0  # a job still running this long shows "对方正在输入" (customer-service accounts)
+    sweep_every_s: float = 1.0  # how often each process looks for answers no request will carry
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers (bot/ops/trace.py)
+    hash_openid: bool = True  # openids are personal data: log sha256(salt + openid)[:12] unless false
+    openid_salt: str = field(default="", repr=False)  # empty: derived from appid + appsecret (per deployment)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus); off by default because it reveals traffic to whoever can reach it."""
+
+    enabled: bool = False
+    token: str = field(default="", repr=False)  # non-empty: require ``Authorization: Bearer <token>``
+    path: str = "/metrics"
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """How text is prepared before matching (see bot/core/normalize.py)."""
+
+    normalize: bool = True
+    chinese_numerals: bool = False
+    fuzzy_threshold: float = 0.0  # default for keyword matches that set no ``fuzzy`` of their own; 0 = off
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    ttl_s: float = 1800.0  # a session expires this long after it last changed
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """The built-in ``handlers.forward:router``: POST each message to your own service (signed, JSON)."""
+
+    url: str = ""
+    secret: str = field(default="", repr=False)
+    timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class LLMApologiesConfig:
+    """``[llm.apologies]``: what the user reads when the chat service fails, by why (the log line says which)."""
+
+    auth: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 401/403: the key was refused (fix the config)
+    not_found: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 404: wrong url or model
+    rate_limited: str = "抱歉，现在提问的人太多了，请过一会儿再试。"  # 429 from the service
+    server: str = "抱歉，智能回答服务出了点问题，请稍后再试。"  # 5xx
+    timeout: str = "抱歉，这个问题想得太久了，请稍后再试或换个问法。"  # no answer within timeout_s
+    connection: str = "抱歉，暂时连不上智能回答服务，请稍后再试。"  # unreachable, or the stream broke off
+    other: str = "抱歉，这个问题暂时回答不了，请换个问法试试。"  # 400/422, or an answer that was not a chat answer
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """``[llm]``: the built-in ``handlers.llm:router``, any OpenAI-compatible chat service (README, "LLM answers")."""
+
+    url: str = ""  # the base URL as the provider gives it for the openai library, e.g. "https://api.deepseek.com/v1"
+    model: str = ""
+    api_key: str = field(default="", repr=False)  # or VOICEBOT_LLM_API_KEY
+    system_prompt: str = "你是一个微信公众号里的助手。回答简洁、口语化，适合在手机上阅读。"
+    temperature: float = 0.7
+    max_tokens: int = 0  # 0: the service's default
+    timeout_s: float = 60.0  # the whole answer; delivery carries answers later than WeChat's 5 s
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields for the request body (provider options)
+    max_history_turns: int = 10  # earlier turns (a question and its answer) sent along; 0: no memory
+    max_history_chars: int = 4000  # and at most this many characters of them (the oldest go first)
+    reset_words: list[str] = field(default_factory=lambda: ["/reset", "清除记忆"])
+    reset_reply: str = "好的，我已经忘掉之前的对话，我们重新开始吧。"
+    per_user_per_minute: int = 10  # questions per user per minute (counted in the store); 0: no limit
+    rate_limited_reply: str = "你问得太快啦，请稍等一分钟再问我。"
+    apologies: LLMApologiesConfig = field(default_factory=LLMApologiesConfig)
+
+
+@dataclass(frozen=True)
+class IntentConfig:
+    """One ``[[intents]]`` table: a no-code intent (bot/core/intents.py)."""
+
+    name: str
+    reply: str
+    patterns: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    priority: int = 0
+    fuzzy: float | None = None  # None: [matching] fuzzy_threshold
+
+
+@dataclass(frozen=True)
+class Config:
+    wechat: WeChatConfig
+    server: ServerConfig = field(default_factory=ServerConfig)
+    handlers: HandlersConfig = field(default_factory=HandlersConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    reply: ReplyConfig = field(default_factory=ReplyConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    intents: list[IntentConfig] = field(default_factory=list)
+    base_dir: Path = Path(".")
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some sections or keys changed: ``cfg.replace(server={"port": 9000})``."""
+        changes = {}
+        for name, value in sections.items():
+            current = getattr(self, name)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+
+BUILTIN_SYNTHESIZERS = ("openai", "espeak")
+MEDIA_LIFETIME_S = 3 * 86400  # how long WeChat keeps temporary media (a voice answer's media_id)
+LLM_OWN_FIELDS = ("model", "messages", "stream")  # what handlers.llm writes itself: not for [llm] extra
