@@ -141,7 +141,7 @@ def test_busy_customer_service_is_retried_a_bounded_number_of_times() -> None:
         # a verified account, said so: no probe of the API before the send, so the fault hits the send
         config = bot_config(sandbox.url, mode="customer_service", reply={"customer_service": True})
         with local_bot(config) as bot:
-            bot.webhook.delivery.cs_backoff_s = 0.05
+            bot.webhook.delivery.cs.backoff_s = 0.05
             seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=0.5, cs_wait_s=5.0, settle_s=0.2).voice(
                 sandbox.register_voice(SENTENCE)["media_id"], openid=openid())
             sends = _sends(sandbox, 2)

@@ -654,7 +654,7 @@ def test_faults_at_every_step_end_in_one_answer_or_one_undeliverable_line() -> N
                 sandbox.inject_fault(endpoint, times=times, **kw)
             config = bot_config(sandbox.url, mode=plan["mode"], scale=FAULT_SCALE)
             bot = stack.enter(LocalBot(config), lambda b: b.stop())
-            bot.webhook.delivery.cs_backoff_s = 0.05
+            bot.webhook.delivery.cs.backoff_s = 0.05
             client = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=FAULT_WAIT_S, settle_s=0.4,
                                        cs_wait_s=0.5 if plan["mode"] == "passive" else 6.0)
 

@@ -32,12 +32,12 @@ from bot.delivery.executors import Executor, Job, ThreadExecutor
 from bot.delivery.late import LateAnswers
 from bot.delivery.leases import dropped_on_error, heartbeat, is_alive
 from bot.delivery.ledger import Ledger, closed
-from bot.delivery.parts import as_text_reply, text_of
+from bot.delivery.parts import remainder
 from bot.delivery.outcome import Outcomes
 from bot.delivery.pickup import Pickup
 from bot.delivery.record import DELIVERED, DONE, FINAL, RUNNING, Record, dedupe_key, inbound_from_xml, msg_id_of
 from bot.delivery.sweeper import OpenRecords, Sweeper
-from bot.ops.trace import Trace, new_trace
+from bot.ops.trace import Trace
 from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
@@ -88,14 +88,6 @@ class Delivery:
         self._running: dict[str, tuple[float, str, str]] = {}  # key -> (started, openid, msg_id) of jobs here
         self._typed: set[str] = set()
         self._lock = threading.Lock()
-
-    @property
-    def cs_backoff_s(self) -> float:
-        return self.cs.backoff_s
-
-    @cs_backoff_s.setter
-    def cs_backoff_s(self, value: float) -> None:
-        self.cs.backoff_s = value
 
     # -- the web side: one call per try -----------------------------------------------------------
     def deliver(self, inbound: Inbound) -> str:
@@ -402,19 +394,6 @@ class Delivery:
             self.cs.typing(msg_id, openid)
         return self.open_records.sweep() or busy
 
-    def trace_of(self, record: Record, inbound: Inbound) -> Trace:
-        """The job's trace, or (the job has not finished) what the push itself says."""
-        return record.trace or new_trace(self.pipeline.config, inbound)
-
     def close(self) -> None:
         self.sweeper.stop()
         self.executor.close()
-
-
-def remainder(reply_xml: str, shown: int) -> str | None:
-    """The reply for what a try has not shown yet of a streamed text answer; None when nothing is left."""
-    text = text_of(reply_xml)
-    if text is None:
-        return reply_xml
-    rest = text[shown:].strip()
-    return as_text_reply(reply_xml, rest) if rest else None
