@@ -57,10 +57,6 @@ def join_texts(texts: Sequence[str]) -> str:
     return SEPARATOR.join(texts)
 
 
-def fits(texts: Sequence[str], limit: int) -> bool:
-    return utf8_len(join_texts(texts)) <= limit
-
-
 def remainder(reply_xml: str, shown: int) -> str | None:
     """The reply for what a try has not shown yet of a streamed text answer; None when nothing is left."""
     text = text_of(reply_xml)
