@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import threading
+import re
 import time
 import uuid
 from pathlib import Path
@@ -73,6 +74,14 @@ class Bot:
         self.server.server_close()
 
 
+def whole_in(whole: str, read: str, marker: str, notice: str) -> bool:
+    """Whether the user has read the whole answer, in order: it comes in pieces, and the answers to the user's
+    own "继续" (the sandbox echoes them with the turn number) come between them."""
+    def plain(text: str) -> str:
+        return re.sub(r"\s+|（第\d+轮）你说：继续", "", text.replace(marker, "").replace(notice, ""))
+    return plain(whole) in plain(read)
+
+
 def one_run(config: Config, bot: Bot, sandbox: Sandbox, scale: float, think_s: float,
             notice: str, marker: str) -> dict[str, Any]:
     """One user asks for the 20 s answer; times (on the scaled clock) of what they saw."""
@@ -107,10 +116,10 @@ def one_run(config: Config, bot: Bot, sandbox: Sandbox, scale: float, think_s: f
                     first_text = time.perf_counter() - started
                 read += content
             seen_cs = len(messages)
-            if whole in read.replace(marker, "").replace(notice, ""):
+            if whole_in(whole, read, marker, notice):
                 break
             time.sleep(0.02)
-        if whole in read.replace(marker, "").replace(notice, ""):
+        if whole_in(whole, read, marker, notice):
             return {"first_text_s": first_text, "whole_s": time.perf_counter() - started, "notice_s": notice_at}
     return {"first_text_s": first_text, "whole_s": None, "notice_s": notice_at}
 
