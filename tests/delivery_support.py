@@ -184,15 +184,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         time.sleep(interval)
 
 
-def start_gunicorn_conf(config_path: Path, log_dir: Path, *, workers: int = 2, threads: int = 8) -> Server:
-    """gunicorn from the repository's ``gunicorn.conf.py`` (the documented deployment), sized by environment."""
+def start_gunicorn_conf(config_path: Path, log_dir: Path, *, workers: int = 2, threads: int = 8,
+                        args: tuple[str, ...] = ()) -> Server:
+    """gunicorn from the repository's ``gunicorn.conf.py`` (the documented deployment), sized by environment;
+    ``args``: more command-line flags (they override the file, e.g. an access log)."""
     port = free_port()
     log_path = log_dir / f"gunicorn-{port}.log"
     env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "PYTHONUNBUFFERED": "1",
            "WVB_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "WVB_THREADS": str(threads)}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"),
-                                 "--graceful-timeout", "2"], cwd=str(REPO), env=env, stdout=log,
+                                 "--graceful-timeout", "2", *args], cwd=str(REPO), env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/wechat", log_path)
     wait_healthy(server)
