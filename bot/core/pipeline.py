@@ -21,7 +21,7 @@ from bot.core.services import Services
 from bot.core.session import Sessions
 from bot.core.speech import Speaker
 from bot.core.stream import Progress, StreamedText
-from bot.ops.trace import Trace, add_step, emit, message_id, new_trace
+from bot.ops.trace import Trace, add_step, emit, hash_openid, message_id, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
 from bot.voice.recognizers.base import Transcriber
 from bot.voice.recognizers.push import PushRecognizer
@@ -43,7 +43,8 @@ class Pipeline:
             router = combine(load_routers(config))
         self.config, self.router, self.services = config, router, services
         self.transcriber = transcriber or RecognizerChain([PushRecognizer()], download=_no_download)
-        self.sessions = Sessions(services.store if services else None, config.session.ttl_s)
+        self.sessions = Sessions(services.store if services else None, config.session.ttl_s,
+                                 shown=lambda openid: hash_openid(config, openid))
         self.speaker = speaker or Speaker(config, services.client if services else None,
                                           services.store if services else None)
 

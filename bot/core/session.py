@@ -45,8 +45,10 @@ def dumps(session: dict[str, Any]) -> str:
 class Sessions:
     """Loads ``ctx.session`` before the routers run and saves it afterwards if it changed."""
 
-    def __init__(self, store: Store | Callable[[], Store | None] | None, ttl_s: float) -> None:
+    def __init__(self, store: Store | Callable[[], Store | None] | None, ttl_s: float, *,
+                 shown: Callable[[str], str | None] = lambda openid: openid) -> None:
         self._store, self.ttl_s = store, ttl_s
+        self.shown = shown  # how an openid appears in log lines: hashed, as [logging] hash_openid says
         self._fallback: Store | None = None
 
     @property
@@ -67,7 +69,7 @@ class Sessions:
         try:
             raw = self.store.get(key)
         except StoreError as exc:
-            log.warning("session load failed openid=%s: %s; answering without the session", openid, exc)
+            log.warning("session load failed openid=%s: %s; answering without the session", self.shown(openid), exc)
             return {}, None
         if raw is None:
             return {}, Snapshot(None, dumps({}))
@@ -76,7 +78,7 @@ class Sessions:
             if not isinstance(session, dict):
                 raise ValueError(f"a JSON {type(session).__name__}, not an object")
         except ValueError as exc:
-            log.warning("session of openid=%s is unreadable (%s); starting afresh", openid, exc)
+            log.warning("session of openid=%s is unreadable (%s); starting afresh", self.shown(openid), exc)
             session = {}
         return session, Snapshot(raw, dumps(session))
 
@@ -89,7 +91,7 @@ class Sessions:
             written = self._merge(openid, merge, msg_id)
         elif written is False:
             log.warning("session not saved msg_id=%s openid=%s: another message of this user changed it "
-                        "meanwhile (its change wins)", msg_id, openid)
+                        "meanwhile (its change wins)", msg_id, self.shown(openid))
         return bool(written)
 
     def _write(self, openid: str, session: dict[str, Any], snapshot: Snapshot | None, msg_id: str) -> bool | None:
@@ -100,7 +102,7 @@ class Sessions:
         try:
             after = dumps(session)
         except (TypeError, ValueError) as exc:
-            log.error("session not saved msg_id=%s openid=%s: not JSON (%s)", msg_id, openid, exc)
+            log.error("session not saved msg_id=%s openid=%s: not JSON (%s)", msg_id, self.shown(openid), exc)
             return None
         if after == snapshot.canonical:
             return None
@@ -110,7 +112,7 @@ class Sessions:
                 return self.store.compare_and_set(key, raw, after, ttl=self.ttl_s)
             return raw is None or self.store.compare_and_delete(key, raw)
         except StoreError as exc:
-            log.error("session not saved msg_id=%s openid=%s: %s", msg_id, openid, exc)
+            log.error("session not saved msg_id=%s openid=%s: %s", msg_id, self.shown(openid), exc)
             return None
 
     def _merge(self, openid: str, merge: Callable[[dict[str, Any]], None], msg_id: str) -> bool:
@@ -122,16 +124,17 @@ class Sessions:
             try:
                 merge(current)
             except Exception:  # a handler's merge function: its failure costs its change, never the answer
-                log.exception("session not saved msg_id=%s openid=%s: its merge function raised", msg_id, openid)
+                log.exception("session not saved msg_id=%s openid=%s: its merge function raised", msg_id,
+                              self.shown(openid))
                 return False
             written = self._write(openid, current, snapshot, msg_id)
             if written:
                 log.info("session merged msg_id=%s openid=%s: another message of this user changed it meanwhile, "
-                         "and this message's change was redone on it", msg_id, openid)
+                         "and this message's change was redone on it", msg_id, self.shown(openid))
             if written is not False:  # True, or nothing left to write (its change is there) or an error (logged)
                 return bool(written)
         log.warning("session not saved msg_id=%s openid=%s: it kept changing while this message merged its change",
-                    msg_id, openid)
+                    msg_id, self.shown(openid))
         return False
 
     @contextmanager
