@@ -151,6 +151,22 @@ class Sampler(threading.Thread):
                     self.peak[pid] = max(self.peak.get(pid, 0), kb)
 
 
+def start_gunicorn(workdir: Path, config_path: Path, args: argparse.Namespace,
+                   started: list[subprocess.Popen[bytes]]) -> tuple[str, subprocess.Popen[bytes]]:
+    """gunicorn from the repository's gunicorn.conf.py (the documented deployment), up with every worker."""
+    bind = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "WVB_BIND": bind,
+           "WEB_CONCURRENCY": str(args.workers), "WVB_THREADS": str(args.threads)}
+    with (workdir / "gunicorn.log").open("wb") as log:
+        gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
+                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    started.append(gunicorn)
+    wait_http(f"http://{bind}/healthz", gunicorn)
+    while len(children(gunicorn.pid)) < args.workers:
+        time.sleep(0.1)
+    return bind, gunicorn
+
+
 def settle(db: Path, limit_s: float) -> int:
     """Wait until no job in the store is still running (late ones end in a customer-service send), up to
     ``limit_s``; returns how many were still running. Reads the SQLite table directly: the Store interface
@@ -189,16 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                timeout=10).json()["media_id"] for t in SENTENCES]
 
         config_path = write_config(workdir, sandbox_url, args)
-        bind = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "WVB_BIND": bind,
-               "WEB_CONCURRENCY": str(args.workers), "WVB_THREADS": str(args.threads)}
-        with (workdir / "gunicorn.log").open("wb") as log:
-            gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
-                                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started_procs.append(gunicorn)
-        wait_http(f"http://{bind}/healthz", gunicorn)
-        while len(children(gunicorn.pid)) < args.workers:
-            time.sleep(0.1)
+        bind, gunicorn = start_gunicorn(workdir, config_path, args, started_procs)
         idle_rss = {pid: rss_kb(pid) for pid in children(gunicorn.pid)}
 
         config = config_from_dict({"wechat": {"appid": APPID, "appsecret": SECRET, "token": TOKEN,
@@ -352,16 +359,7 @@ def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
         config_path = write_config(workdir, sandbox_url, args, routers="bench_pickup:router",
                                    search_paths=["handlers"])
         bot_config = load_config(config_path)
-        bind = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "WVB_BIND": bind,
-               "WEB_CONCURRENCY": str(args.workers), "WVB_THREADS": str(args.threads)}
-        with (workdir / "gunicorn.log").open("wb") as log:
-            gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
-                                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        started_procs.append(gunicorn)
-        wait_http(f"http://{bind}/healthz", gunicorn)
-        while len(children(gunicorn.pid)) < args.workers:
-            time.sleep(0.1)
+        bind, gunicorn = start_gunicorn(workdir, config_path, args, started_procs)
 
         url = f"http://{bind}/wechat"
         results: list[dict[str, Any]] = [{} for _ in range(n)]

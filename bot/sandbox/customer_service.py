@@ -60,8 +60,9 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
                 return err(40007, f"invalid media_id {media_id!r}: not uploaded, expired or deleted")
         return None
 
-    @endpoints.api("/cgi-bin/message/custom/send", ("POST",))
-    def send() -> Answer:
+    def addressed() -> Any:
+        """What send and typing check first, in WeChat's order: the account may use the API, the body is JSON,
+        it names a user. The body, or the error answer."""
         if not state.setting("customer_service"):
             return unauthorized()
         body = json_body()
@@ -69,6 +70,13 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
             return err(47001, "data format error")
         if not body.get("touser"):
             return err(40003, "invalid openid")
+        return body
+
+    @endpoints.api("/cgi-bin/message/custom/send", ("POST",))
+    def send() -> Answer:
+        body = addressed()
+        if not isinstance(body, dict) or "touser" not in body:
+            return body
         if not body.get("msgtype"):
             return err(40008, "invalid message type")
         problem = content_problem(body)
@@ -83,13 +91,9 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
 
     @endpoints.api("/cgi-bin/message/custom/typing", ("POST",))
     def typing() -> Answer:
-        if not state.setting("customer_service"):
-            return unauthorized()
-        body = json_body()
-        if body is None:
-            return err(47001, "data format error")
-        if not body.get("touser"):
-            return err(40003, "invalid openid")
+        body = addressed()
+        if not isinstance(body, dict) or "touser" not in body:
+            return body
         command = body.get("command")
         if command not in TYPING_COMMANDS:
             return err(45072, f"invalid command {command!r}: must be Typing or CancelTyping")
