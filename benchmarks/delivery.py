@@ -167,6 +167,19 @@ def start_gunicorn(workdir: Path, config_path: Path, args: argparse.Namespace,
     return bind, gunicorn
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]], workdir: Path, *, keep: bool) -> None:
+    """SIGTERM each process group the run started (SIGKILL after 10 s); remove the work directory unless kept."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def settle(db: Path, limit_s: float) -> int:
     """Wait until no job in the store is still running (late ones end in a customer-service send), up to
     ``limit_s``; returns how many were still running. Reads the SQLite table directly: the Store interface
@@ -253,15 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu = {"workers": [used(pid) for pid in children(gunicorn.pid)], "sandbox": used(sandbox.pid),
                "load_generator": round(time.process_time() - own_before, 2)}
     finally:
-        for proc in started_procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(started_procs, workdir, keep=args.keep)
 
     by_user = Counter(m["touser"] for m in custom)
     cs_text: dict[str, list[str]] = {}
@@ -398,15 +403,7 @@ def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
         custom = requests.get(f"{sandbox_url}/sandbox/messages", timeout=10).json()
         kept = records(bot_config.storage.url, bot_config.storage.prefix, [r["msg_id"] for r in results if r])
     finally:
-        for proc in started_procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(started_procs, workdir, keep=args.keep)
 
     notice = by_next = later_n = lost = dup = wrong = unfinished = 0
     ready_to_shown: list[float] = []
