@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
@@ -128,14 +128,17 @@ class Store(ABC):
         self.close()
 
 
+T = TypeVar("T")
 Entry = tuple[str, float | None]  # (value, absolute expiry in the backend's clock or None)
 
 
 class LockingStore(Store):
-    """Shared semantics for backends that can lock around plain reads and writes (memory, SQLite).
+    """Shared semantics for backends that run plain reads and writes under a lock (memory, SQLite).
 
-    A subclass provides a lock/transaction and three primitives; every public operation is written once
-    here, so the in-process and the multi-process backends cannot drift apart.
+    A subclass provides how a write runs atomically (``_write``) and a few primitives; every public operation
+    is written once here, as a function of the write's time, so the in-process and the multi-process backends
+    share one meaning (SQLite replaces the hot ones by single statements: ``tests/test_store.py`` holds every
+    backend to the same cases).
     """
 
     purge_every = 512  # writes between sweeps of expired keys
@@ -146,8 +149,12 @@ class LockingStore(Store):
 
     # -- what a backend provides -------------------------------------------------------------------
     @abstractmethod
-    def _locked(self, write: bool) -> AbstractContextManager[object]:
-        """Hold the lock (write=True: an exclusive transaction) for the duration of the block."""
+    def _write(self, op: Callable[[float], T]) -> T:
+        """Run ``op(now)`` as one atomic write (call ``_writing()`` for ``now``) and return its result."""
+
+    @abstractmethod
+    def _read(self, op: Callable[[], T]) -> T:
+        """Run ``op()``, a read that sees one consistent state."""
 
     @abstractmethod
     def _load(self, key: str, now: float) -> Entry | None:
@@ -183,8 +190,7 @@ class LockingStore(Store):
 
     # -- shared implementation ---------------------------------------------------------------------
     def _writing(self) -> float:
-        """Call first thing inside ``_locked(write=True)``: the time of the write, and a sweep now and then.
-        (Not a generator context manager: wrapping the lock in one cost a few microseconds per operation.)"""
+        """Call first thing in a write: the time of the write, and a sweep now and then."""
         now = self._now()
         self._writes += 1
         if self._writes % self.purge_every == 0:
@@ -193,80 +199,84 @@ class LockingStore(Store):
 
     @staticmethod
     def _deadline(now: float, ttl: float | None) -> float | None:
-        ttl = check_ttl(ttl)
         return None if ttl is None else now + ttl
 
     def get(self, key: str) -> str | None:
-        with self._locked(write=False):
-            entry = self._load(self._k(key), self._now())
+        full = self._k(key)
+        entry = self._read(lambda: self._load(full, self._now()))
         return None if entry is None else entry[0]
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        check_ttl(ttl)
-        with self._locked(write=True):
-            now = self._writing()
-            self._save(self._k(key), value, self._deadline(now, ttl))
+        ttl, full = check_ttl(ttl), self._k(key)
+        self._write(lambda now: self._save(full, value, self._deadline(now, ttl)))
 
     def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
-        check_ttl(ttl)
-        with self._locked(write=True):
-            now = self._writing()
-            if self._load(self._k(key), now) is not None:
+        ttl, full = check_ttl(ttl), self._k(key)
+
+        def op(now: float) -> bool:
+            if self._load(full, now) is not None:
                 return False
-            self._save(self._k(key), value, self._deadline(now, ttl))
+            self._save(full, value, self._deadline(now, ttl))
             self._apply(index)
             return True
+        return self._write(op)
 
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
         index: Sequence[IndexOp] = (),
     ) -> bool:
-        check_ttl(ttl)
-        with self._locked(write=True):
-            now = self._writing()
-            entry = self._load(self._k(key), now)
-            if (None if entry is None else entry[0]) != expected:
+        if expected is None:
+            return self.add(key, value, ttl, index=index)
+        ttl, full = check_ttl(ttl), self._k(key)
+
+        def op(now: float) -> bool:
+            entry = self._load(full, now)
+            if entry is None or entry[0] != expected:
                 return False
-            self._save(self._k(key), value, self._deadline(now, ttl))
+            self._save(full, value, self._deadline(now, ttl))
             self._apply(index)
             return True
+        return self._write(op)
 
     def _apply(self, index: Sequence[IndexOp]) -> None:
         for name, member, score in index:
             self._index_put(self._ix(name), member, score)
 
     def index_range(self, index: str, until: float = math.inf, limit: int = 100) -> list[tuple[str, float]]:
-        with self._locked(write=False):
-            return self._index_range(self._ix(index), until, limit)
+        name = self._ix(index)
+        return self._read(lambda: self._index_range(name, until, limit))
 
     def index_discard(self, index: str, member: str, score: float | None = None) -> bool:
-        with self._locked(write=True):
-            self._writing()
-            current = self._index_score(self._ix(index), member)
+        name = self._ix(index)
+
+        def op(now: float) -> bool:
+            current = self._index_score(name, member)
             if current is None or (score is not None and current != score):
                 return False
-            self._index_put(self._ix(index), member, None)
+            self._index_put(name, member, None)
             return True
+        return self._write(op)
 
     def compare_and_delete(self, key: str, expected: str) -> bool:
-        with self._locked(write=True):
-            now = self._writing()
-            entry = self._load(self._k(key), now)
+        full = self._k(key)
+
+        def op(now: float) -> bool:
+            entry = self._load(full, now)
             if entry is None or entry[0] != expected:
                 return False
-            self._drop(self._k(key))
+            self._drop(full)
             return True
+        return self._write(op)
 
     def delete(self, key: str) -> None:
-        with self._locked(write=True):
-            self._writing()
-            self._drop(self._k(key))
+        full = self._k(key)
+        self._write(lambda now: self._drop(full))
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        check_ttl(ttl)
-        with self._locked(write=True):
-            now = self._writing()
-            entry = self._load(self._k(key), now)
+        ttl, full = check_ttl(ttl), self._k(key)
+
+        def op(now: float) -> int:
+            entry = self._load(full, now)
             if entry is None:
                 total, expires_at = int(amount), self._deadline(now, ttl)
             else:
@@ -275,13 +285,15 @@ class LockingStore(Store):
                 except ValueError:
                     raise StoreError(f"incr: value at {key!r} is not an integer") from None
                 expires_at = entry[1]
-            self._save(self._k(key), str(total), expires_at)
+            self._save(full, str(total), expires_at)
             return total
+        return self._write(op)
 
     def ttl(self, key: str) -> float | None:
-        with self._locked(write=False):
+        full = self._k(key)
+
+        def op() -> float | None:
             now = self._now()
-            entry = self._load(self._k(key), now)
-        if entry is None or entry[1] is None:
-            return None
-        return max(0.0, entry[1] - now)
+            entry = self._load(full, now)
+            return None if entry is None or entry[1] is None else max(0.0, entry[1] - now)
+        return self._read(op)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections.abc import Callable
 
-from bot.store.base import Entry, LockingStore
+from bot.store.base import Entry, LockingStore, T
 
 
 class MemoryStore(LockingStore):
@@ -33,8 +34,13 @@ class MemoryStore(LockingStore):
         # Nothing outside this process reads these expiries, so use a clock that never jumps.
         return time.monotonic()
 
-    def _locked(self, write: bool) -> threading.Lock:
-        return self._lock
+    def _write(self, op: Callable[[float], T]) -> T:
+        with self._lock:
+            return op(self._writing())
+
+    def _read(self, op: Callable[[], T]) -> T:
+        with self._lock:
+            return op()
 
     def _load(self, key: str, now: float) -> Entry | None:
         entry = self._data.get(key)

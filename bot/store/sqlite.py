@@ -1,9 +1,18 @@
 """Embedded store shared by several worker processes on one machine (the default).
 
 A single SQLite file in WAL mode lets gunicorn workers share dedupe keys, leases and the access token
-without running a server. Read-modify-write operations run inside ``BEGIN IMMEDIATE`` so they are atomic
-across threads and processes; each thread (and each forked process) gets its own connection because
-SQLite connections must not cross a fork.
+without running a server. Each thread (and each forked process) gets its own connection because SQLite
+connections must not cross a fork.
+
+Why the hot writes are single statements. A webhook's request threads share one GIL, and Python's sqlite3
+releases it around every statement: a transaction of ``BEGIN; SELECT; INSERT; INSERT; COMMIT`` gave the GIL up
+five times and had to win it back each time *while holding the database's write lock*, so every writer of
+every worker process waited for other threads' Python code. ``add``, ``compare_and_set``, ``set``,
+``compare_and_delete`` and ``get`` are one statement each (SQLite commits it on its own, without the GIL): the
+condition is in the statement (``ON CONFLICT … WHERE``, ``UPDATE … WHERE value = ?``), and the index changes
+of ``add``/``compare_and_set`` ride in the row's ``ix`` column, applied by triggers in the same statement.
+The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
+``LockingStore``'s, and ``tests/test_store.py`` runs the same cases against every backend.
 """
 from __future__ import annotations
 
@@ -12,19 +21,32 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
-from bot.store.base import Entry, LockingStore, StoreError
+from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_ttl
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wvb_kv ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID",
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL, ix_name TEXT, ix_member TEXT, ix_score REAL)"
+    " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS wvb_index ("
     " name TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS wvb_index_by_score ON wvb_index (name, score)",
 )
+# A write's one index change rides in its row's ix_* columns (score NULL: remove the member); the triggers
+# apply it in the same statement. A write with several index changes runs as a transaction instead.
+_APPLY_IX = (
+    " DELETE FROM wvb_index WHERE NEW.ix_score IS NULL AND name = NEW.ix_name AND member = NEW.ix_member;"
+    " INSERT OR REPLACE INTO wvb_index (name, member, score)"
+    "  SELECT NEW.ix_name, NEW.ix_member, NEW.ix_score WHERE NEW.ix_score IS NOT NULL;"
+)
+_TRIGGERS = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS wvb_kv_ix_{event.lower()} AFTER {event} ON wvb_kv"
+    f" WHEN NEW.ix_name IS NOT NULL BEGIN{_APPLY_IX} END" for event in ("INSERT", "UPDATE"))
+_IX_COLUMNS = {"ix_name": "TEXT", "ix_member": "TEXT", "ix_score": "REAL"}
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 MEMORY = ":memory:"
 
@@ -70,7 +92,7 @@ class SQLiteStore(LockingStore):
         conn = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout_s,
-            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            isolation_level=None,  # autocommit: a single statement is its own transaction
             check_same_thread=False,  # close() may run on another thread
         )
         try:
@@ -82,8 +104,8 @@ class SQLiteStore(LockingStore):
         return conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        """WAL mode and the table, retried: when several workers open a new file at once, switching
-        the journal mode can report "database is locked" without waiting for the busy timeout."""
+        """WAL mode, the tables and triggers, retried: when several workers open a new file at once,
+        switching the journal mode can report "database is locked" without waiting for the busy timeout."""
         deadline = time.monotonic() + self.busy_timeout_s
         while True:
             try:
@@ -92,8 +114,16 @@ class SQLiteStore(LockingStore):
                     conn.execute("PRAGMA synchronous=NORMAL")
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(wvb_kv)")}
+                for column, kind in _IX_COLUMNS.items():
+                    if column not in columns:  # a file made by an earlier version
+                        conn.execute(f"ALTER TABLE wvb_kv ADD COLUMN {column} {kind}")
+                for statement in _TRIGGERS:
+                    conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
+                if "duplicate column" in str(exc):
+                    continue  # another worker added it first
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.005, 0.03))
@@ -113,25 +143,15 @@ class SQLiteStore(LockingStore):
             self._opened.append((pid, conn))
         return conn
 
-    @contextmanager
-    def _locked(self, write: bool) -> Iterator[None]:
-        with self._opened_lock:  # close() waits for operations in flight: closing a connection in use crashes
+    def _run(self, op: Callable[[], T]) -> T:
+        """Run ``op`` on this thread's connection, counted in flight (close() waits), errors as StoreError."""
+        with self._opened_lock:  # closing a connection in use crashes
             if self._closed:
                 raise StoreError(f"sqlite store {self.path} is closed")
             self._inflight += 1
         try:
             with self._shared_lock or nullcontext():
-                conn = self._conn()
-                if not write:
-                    yield  # a single SELECT is already atomic
-                    return
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                return op()
         except sqlite3.Error as exc:
             from bot.ops.metrics import STORE_ERRORS, labelled
             labelled(STORE_ERRORS, "sqlite").inc()
@@ -139,30 +159,47 @@ class SQLiteStore(LockingStore):
         finally:
             with self._opened_lock:
                 self._inflight -= 1
-                self._opened_lock.notify_all()
+                if self._closed:
+                    self._opened_lock.notify_all()
 
-    # -- primitives for LockingStore ---------------------------------------------------------------
+    def _changes(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one statement (its own transaction); how many rows it changed."""
+        return self._run(lambda: self._conn().execute(sql, params).rowcount)
+
+    def _row(self, sql: str, params: tuple[object, ...]) -> tuple | None:
+        return self._run(lambda: self._conn().execute(sql, params).fetchone())
+
+    # -- what LockingStore needs for the other operations -------------------------------------------
+    def _write(self, op: Callable[[float], T]) -> T:
+        def transaction() -> T:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = op(self._writing())
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        return self._run(transaction)
+
+    def _read(self, op: Callable[[], T]) -> T:
+        return self._run(op)  # a single SELECT is already atomic
+
     def _load(self, key: str, now: float) -> Entry | None:
-        row = self._conn().execute(
-            "SELECT value, expires_at FROM wvb_kv"
-            " WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (key, now),
-        ).fetchone()
+        row = self._conn().execute(f"SELECT value, expires_at FROM wvb_kv WHERE key = ? AND {_LIVE}",
+                                   (key, now)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def _save(self, key: str, value: str, expires_at: float | None) -> None:
-        self._conn().execute(
-            "INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
-            (key, value, expires_at),
-        )
+        self._conn().execute("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
+                             (key, value, expires_at))
 
     def _drop(self, key: str) -> None:
         self._conn().execute("DELETE FROM wvb_kv WHERE key = ?", (key,))
 
     def _purge(self, now: float) -> None:
-        self._conn().execute(
-            "DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-        )
+        self._conn().execute("DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
 
     def _index_put(self, index: str, member: str, score: float | None) -> None:
         if score is None:
@@ -181,10 +218,68 @@ class SQLiteStore(LockingStore):
                                     " ORDER BY score, member LIMIT ?", (index, until, limit)).fetchall()
         return [(m, s) for m, s in rows]
 
+    # -- the hot operations, one statement each ----------------------------------------------------
+    def _timed(self, ttl: float | None) -> tuple[float, float | None]:
+        """The write's time (a purge now and then) and the row's expiry."""
+        ttl = check_ttl(ttl)
+        now = self._now()
+        self._writes += 1
+        if self._writes % self.purge_every == 0:
+            self._changes("DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return now, (None if ttl is None else now + ttl)
+
+    def _one_index_op(self, index: Sequence[IndexOp]) -> tuple[str | None, str | None, float | None]:
+        if not index:
+            return None, None, None
+        name, member, score = index[0]
+        return self._ix(name), member, None if score is None else float(score)
+
+    def get(self, key: str) -> str | None:
+        row = self._row(f"SELECT value FROM wvb_kv WHERE key = ? AND {_LIVE}", (self._k(key), self._now()))
+        return None if row is None else row[0]
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        _now, expires_at = self._timed(ttl)
+        self._changes("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
+                      (self._k(key), value, expires_at))
+
+    def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
+        if len(index) > 1:
+            return super().add(key, value, ttl, index=index)
+        now, expires_at = self._timed(ttl)
+        return self._changes(
+            "INSERT INTO wvb_kv (key, value, expires_at, ix_name, ix_member, ix_score) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
+            " ix_name = excluded.ix_name, ix_member = excluded.ix_member, ix_score = excluded.ix_score"
+            " WHERE wvb_kv.expires_at IS NOT NULL AND wvb_kv.expires_at <= ?",
+            (self._k(key), value, expires_at, *self._one_index_op(index), now)) == 1
+
+    def compare_and_set(
+        self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
+        index: Sequence[IndexOp] = (),
+    ) -> bool:
+        if expected is None:
+            return self.add(key, value, ttl, index=index)
+        if len(index) > 1:
+            return super().compare_and_set(key, expected, value, ttl, index=index)
+        now, expires_at = self._timed(ttl)
+        return self._changes(
+            "UPDATE wvb_kv SET value = ?, expires_at = ?, ix_name = ?, ix_member = ?, ix_score = ?"
+            f" WHERE key = ? AND value = ? AND {_LIVE}",
+            (value, expires_at, *self._one_index_op(index), self._k(key), expected, now)) == 1
+
+    def compare_and_delete(self, key: str, expected: str) -> bool:
+        now, _ = self._timed(None)
+        return self._changes(f"DELETE FROM wvb_kv WHERE key = ? AND value = ? AND {_LIVE}",
+                             (self._k(key), expected, now)) == 1
+
+    def delete(self, key: str) -> None:
+        self._timed(None)
+        self._changes("DELETE FROM wvb_kv WHERE key = ?", (self._k(key),))
+
     # -- lifecycle ---------------------------------------------------------------------------------
     def ping(self) -> None:
-        with self._locked(write=False):
-            self._conn().execute("SELECT 1 FROM wvb_kv LIMIT 1").fetchall()
+        self._row("SELECT 1 FROM wvb_kv LIMIT 1", ())
 
     def close(self) -> None:
         """Close this process's connections (a forked child never closes its parent's)."""
