@@ -264,6 +264,55 @@ def test_sqlite_purges_expired_rows(tmp_path: Path) -> None:
     store.close()
 
 
+def test_sqlite_hot_writes_are_one_statement_each(tmp_path: Path) -> None:
+    """A transaction of several statements gives the GIL up between them while it holds the database's
+    write lock: under a busy webhook every writer of every worker waited for other threads' Python code."""
+    store = open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    statements: list[str] = []
+    conn = store._conn()  # type: ignore[attr-defined]
+
+    class Counting:  # each execute() is one GIL hand-off
+        def execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+            statements.append(sql)
+            return conn.execute(sql, params)
+    store._conn = lambda: Counting()  # type: ignore[attr-defined]
+    assert store.add("dl:1", "running", ttl=60, index=[("open", "dl:1", 10.0)])
+    assert not store.add("dl:1", "again", ttl=60, index=[("open", "dl:1", 20.0)])
+    assert store.compare_and_set("dl:1", "running", "done", ttl=60, index=[("open", "dl:1", None)])
+    assert not store.compare_and_set("dl:1", "running", "done", ttl=60)
+    assert store.get("dl:1") == "done"
+    assert store.compare_and_delete("dl:1", "done")
+    assert len(statements) == 6, statements
+    assert store.index_range("open") == []  # the trigger applied the add's index entry and the swap's removal
+    store.close()
+
+
+def test_sqlite_index_changes_by_trigger_match_the_transaction_path(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ix.db'}")
+    assert store.add("a", "1", index=[("open", "a", 5.0)])  # one change: the row's columns and a trigger
+    assert store.add("b", "1", index=[("open", "b", 3.0), ("pickup:u", "b", 1.0)])  # several: a transaction
+    assert store.compare_and_set("a", "1", "2", index=[("open", "a", 1.0)])  # moves the member
+    assert not store.compare_and_set("b", "0", "2", index=[("open", "b", None)])  # refused: no index change
+    assert store.index_range("open") == [("a", 1.0), ("b", 3.0)]
+    assert store.index_range("pickup:u") == [("b", 1.0)]
+    store.set("a", "plain")  # a write without index changes leaves the index alone
+    assert store.compare_and_set("b", "1", "2", index=[("open", "b", None)])
+    assert store.index_range("open") == [("a", 1.0)]
+    store.close()
+
+
+def test_sqlite_opens_a_file_of_the_earlier_layout(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the table as the previous version made it, with a record in it
+        conn.execute("CREATE TABLE wvb_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID")
+        conn.execute("INSERT INTO wvb_kv VALUES ('wvb:kept', 'v', NULL)")
+    store = open_store(f"sqlite:///{db}")
+    assert store.get("kept") == "v"
+    assert store.add("new", "v", index=[("open", "new", 1.0)])
+    assert store.index_range("open") == [("new", 1.0)]
+    store.close()
+
+
 def test_memory_sweeps_expired_keys_in_expiry_order_and_spares_rewritten_ones() -> None:
     store = open_store("memory://")
     for i in range(3):
