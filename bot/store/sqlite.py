@@ -33,7 +33,9 @@ _SCHEMA = (
     " WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS wvb_index ("
     " name TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS wvb_index_by_score ON wvb_index (name, score)",
+    # No index by score: each index change would write one more page. index_range reads one index's members
+    # (the records in flight, a user's pickups: few) and sorts them.
+    "DROP INDEX IF EXISTS wvb_index_by_score",
 )
 # A write's one index change rides in its row's ix_* columns (score NULL: remove the member); the triggers
 # apply it in the same statement. A write with several index changes runs as a transaction instead.
