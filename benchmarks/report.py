@@ -118,30 +118,46 @@ def _plt() -> Any:
 
 # -- sections -------------------------------------------------------------------------------------------------
 def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
-    lines = [f"Command: `{data.get('command', COMMANDS['webhook'])}` — gunicorn `{' '.join(data.get('gunicorn_args', []))}`,"
+    g = data.get("gunicorn", {})
+    settings = ", ".join(f"{k}={v}" for k, v in g.get("settings", {}).items())
+    overrides = " ".join(g.get("overrides", []))
+    lines = [f"Command: `{data.get('command', COMMANDS['webhook'])}` — every server under the settings of "
+             f"`gunicorn -c gunicorn.conf.py` ({settings or '?'}){f', overridden: `{overrides}`' if overrides else ''},"
              f" load generator {data.get('loadgen', '?')}, {data.get('rounds', '?')} rounds × {data.get('duration_s', '?')} s"
-             f" per server and mode, {data.get('connections', '?')} connections. Medians over the rounds.", ""]
-    rows = []
-    for mode, s in data.get("summary", {}).items():
-        for server in ("bare", "ours", "direct", "cand"):
-            r = s.get(server)
-            if not isinstance(r, dict):
-                continue
-            rps = r.get("rps", s.get(f"{server}_rps"))
-            cpu = r.get("cpu_us", s.get(f"{server}_cpu_us"))
-            ratio = 1.0 if server == "bare" else (s.get("ratio") if server == "ours" else r.get("ratio"))
-            rows.append([mode, server + (f" ({r['note']})" if r.get("note") else ""), rps, r.get("p50_ms"),
-                         r.get("p99_ms"), cpu, fmt(ratio, 2)])
-    lines.append(table(["mode", "server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "req/s ÷ bare"], rows))
-    info = data.get("info_logging") or {}
-    if info:
-        lines += ["", "With `[logging] level = \"INFO\"` (one extra run per mode): " + ", ".join(
-            f"{m} {fmt(v.get('rps'))} req/s (÷ bare {fmt(v.get('ratio_to_bare'), 2)})" for m, v in info.items() if isinstance(v, dict))]
+             f" per server and mode, {data.get('connections', '?')} connections, each request its own MsgId. Medians over"
+             " the rounds; per round = the spread of each round's ratio to bare.", ""]
+    servers = data.get("servers", {})
+
+    def rows_for(names: tuple[str, ...]) -> list[list[Any]]:
+        rows = []
+        for mode, s in data.get("summary", {}).items():
+            for name in ("bare", *names):
+                r = s.get(name)
+                if not isinstance(r, dict):
+                    continue
+                pr = r.get("paired_ratios") or []
+                spread = f"{min(pr):.2f}–{max(pr):.2f}" if len(pr) > 1 else (fmt(pr[0], 2) if pr else "")
+                rows.append([mode, name, r.get("rps"), r.get("p50_ms"), r.get("p99_ms"), r.get("cpu_us"),
+                             "1" if name == "bare" else fmt(r.get("ratio"), 2), "" if name == "bare" else spread,
+                             "" if name == "bare" else fmt(r.get("cpu_ratio"), 2)])
+        return rows
+
+    head = ["mode", "server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "req/s ÷ bare", "per round",
+            "CPU bare ÷ ours"]
+    lines += ["Servers: " + "; ".join(f"**{n}**: {v.get('label')}" for n, v in servers.items() if n != "memory"), "",
+              table(head, rows_for(("default", "cand", "direct")))]
+    if any("memory" in s for s in data.get("summary", {}).values()):
+        lines += ["", f"Second table — **memory**: {servers.get('memory', {}).get('label', 'memory:// + WARNING')}; "
+                  "the same bare runs:", "", table(head, rows_for(("memory",)))]
+    logs = data.get("log_lines") or {}
+    if logs:
+        lines += ["", "Per-message INFO lines in the log: " + ", ".join(
+            f"{n} {v.get('lines')} for {v.get('answered')} answered messages" for n, v in logs.items())]
     runs = data.get("runs", [])
     if runs:
         plt = _plt()
         modes = sorted({r["mode"] for r in runs})
-        servers = [s for s in ("bare", "ours", "direct", "cand") if any(r["server"] == s for r in runs)]
+        servers = list(dict.fromkeys(r["server"] for r in runs))
         fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
         for ax, mode in zip(axes[0], modes):
             for i, server in enumerate(servers):
@@ -160,12 +176,15 @@ def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> st
 
 
 def instructions_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
-    rows = [[mode, r["bare_instructions"], r["ours_instructions"], fmt(r["ratio"], 2)]
-            for mode, r in data.get("results", {}).items()]
+    variants = data.get("variants") or {"default": data.get("results", {})}
+    labels = data.get("labels", {})
+    rows = [[mode, variant, r["bare_instructions"], r["ours_instructions"], fmt(r["ratio"], 2)]
+            for variant, res in variants.items() for mode, r in res.items()]
     return "\n".join([f"Command: `{COMMANDS['webhook_instructions']}` — callgrind, each app's WSGI callable in process, "
                       f"{data.get('requests', '?')} vs {3 * data.get('requests', 0)} requests (the difference is per "
-                      "request; start-up cancels out). Instruction counts do not move with other processes' load.", "",
-                      table(["mode", "bare instructions/req", "ours instructions/req", "bare ÷ ours"], rows)])
+                      "request; start-up cancels out). Instruction counts do not move with other processes' load. "
+                      "Ours: " + "; ".join(f"**{v}**: {labels.get(v, v)}" for v in variants) + ".", "",
+                      table(["mode", "ours", "bare instructions/req", "ours instructions/req", "bare ÷ ours"], rows)])
 
 
 def voice_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:

@@ -1,37 +1,45 @@
-"""Webhook throughput: our bot vs a bare Flask + wechatpy handler, both under gunicorn, over loopback.
+"""Webhook throughput: our bot as deployed vs a bare Flask + wechatpy handler, both under gunicorn, over loopback.
 
-    python benchmarks/webhook.py            # full: 5 alternating rounds of 5 s per mode (~3-4 minutes)
-    python benchmarks/webhook.py --quick    # smoke run: 1 round of 2 s per mode
+    python benchmarks/webhook.py            # full: 5 alternating rounds of 5 s per server and mode (~5 minutes)
+    python benchmarks/webhook.py --quick    # smoke run: 1 round of 2 s per server and mode
 
-Both servers answer a text push with an echo, in plaintext and in safe (AES) mode. They run side by side
-with the same gunicorn settings and log level; rounds alternate bare/ours (and which goes first) so that a
-noisy machine's drift hits both equally, and the table shows medians over the rounds. Requests are signed
-ahead of each run with fresh timestamps, a fresh nonce and a distinct MsgId each, so the load generator
-does no crypto and our default 300 s replay window stays on. The load comes from wrk with a Lua script
-replaying the pre-signed requests (each once), or, when wrk is not installed, from a multi-process Python
-generator over keep-alive ``http.client`` connections.
+Every server answers a text push with an echo, in plaintext and in safe (AES) mode. The headline compares
+ours in the project's default configuration with the bare handler under the same gunicorn settings:
 
-Our server runs with ``[logging] level = "WARNING"`` (the bare one has no per-message logging at all); one
-extra run per mode with ``level = "INFO"`` shows what the per-message log line costs. Results are printed
-and written to ``benchmarks/out/webhook.json``. Exit status: 0 with numbers, 2 when a server could not be
-started or answered wrongly (the numbers would mean nothing).
+- ours ("default"): started the way the README's "Deploying" section does it, ``gunicorn -c gunicorn.conf.py``
+  (gthread, 2 workers × 64 threads) with ``WVB_BIND`` and ``WECHAT_VOICEBOT_CONFIG``, the config keeping every
+  default except what the benchmark needs (secrets, ``handlers.echo:router``, api_base_url at a dead port,
+  the path): the SQLite store (a file in the temp dir) and ``[logging] level = "INFO"``, so each message writes
+  its ``bot.message`` line (the header counts those lines in the server's log).
+- bare: ``benchmarks/bare_app.py`` under the settings ``gunicorn.conf.py`` produces (read from it, written as a
+  plain gunicorn config: that file's preflight loads a bot config), logging at INFO too (it has no per-message
+  line, so that costs it nothing).
+- a second, labelled table: ours with ``memory://`` and WARNING logging under the same gunicorn settings. With two
+  workers a memory store does not deduplicate across workers: not a deployable configuration, kept for
+  comparison with earlier numbers.
+
+Rounds alternate the servers (bare, default, memory, …, then the reverse) so that a noisy machine's drift hits
+all equally; the tables show medians over the rounds, the spread of the per-round ratios and server CPU per
+request. Requests are signed ahead of each run with fresh timestamps, a fresh nonce and a distinct MsgId each,
+so the load generator does no crypto and the default 300 s replay window stays on. The load comes from wrk
+with a Lua script replaying the pre-signed requests (each once), or, when wrk is not installed, from a
+multi-process Python generator over keep-alive ``http.client`` connections. Each server's reply is checked
+with a BotClient round trip before measuring. Results are printed and written to
+``benchmarks/out/webhook.json``. Exit status: 0 with numbers, 2 when a server could not be started or answered
+wrongly, or the default server did not log its per-message lines (the numbers would mean nothing).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import http.client
 import json
 import os
 import platform
-import secrets
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import tomllib
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -43,130 +51,17 @@ sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
 import _load  # noqa: E402
 from _load import LoadResult, Request, Signer  # noqa: E402
+from _servers import (GUNICORN_CONF, PATH, VARIANTS, Server, bench_secrets, gunicorn_settings,  # noqa: E402
+                      write_gunicorn_conf, write_our_config)
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing.client import BotClient  # noqa: E402
 from bot.testing.net import free_port  # noqa: E402
 
 MODES = ("plaintext", "safe")
-PATH = "/wechat"
 TARGET_RATIO = 0.9
-
-
-# -- servers ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class Server:
-    name: str
-    app: str  # gunicorn APP_MODULE
-    env: dict[str, str]
-    port: int
-    workdir: Path
-    gunicorn_args: list[str]
-    extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"{self.name}.log"
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "gunicorn", *self.gunicorn_args, "--bind", f"127.0.0.1:{self.port}",
-                *self.extra_args, self.app]
-
-    def start(self) -> "Server":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WECHAT_")}
-        env.update(self.env)
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name}: gunicorn did not answer /healthz within 30 s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # the master stops its own workers
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the master and its workers so far (all their threads), from /proc."""
-        if self.proc is None:
-            return 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-            pid, ppid = int(entry.name), int(fields[1])
-            if pid == self.proc.pid or ppid == self.proc.pid:
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
-
-    def log_tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def bench_secrets() -> dict[str, str]:
-    """A fresh Token, AppID and EncodingAESKey for one benchmark run (both servers get the same)."""
-    return {"token": "bench-" + secrets.token_hex(8), "appid": "wxbench" + secrets.token_hex(5),
-            "aes_key": base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")}
-
-
-def our_config_toml(secrets_: dict[str, str], dead_port: int, level: str) -> str:
-    return f"""# written by benchmarks/webhook.py
-[wechat]
-appid = "{secrets_['appid']}"
-appsecret = "benchmark-secret"
-token = "{secrets_['token']}"
-encoding_aes_key = "{secrets_['aes_key']}"
-# Nothing listens here: a text message must not need any outbound call.
-api_base_url = "http://127.0.0.1:{dead_port}"
-
-[server]
-path = "{PATH}"
-# replay_window_s stays at its default (300): requests are signed afresh before every run.
-
-[handlers]
-routers = ["handlers.echo:router"]
-search_paths = [{json.dumps(str(REPO))}]
-
-[storage]
-url = "memory://"
-
-[logging]
-level = "{level}"
-"""
+HEADLINE = "default"
+LOG_LINE = " outcome="  # in each message's bot.message line (text format)
 
 
 # -- measuring -------------------------------------------------------------------------------------------------
@@ -178,6 +73,7 @@ class Bench:
     workdir: Path
     use_wrk: bool
     estimates: dict[tuple[str, str], float] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)  # per server: ok replies, warm-ups included
 
     def _run(self, server: Server, reqs: list[Request], duration: float) -> LoadResult:
         if self.use_wrk:
@@ -196,6 +92,7 @@ class Bench:
             cpu = server.cpu_seconds()
             result = self._run(server, reqs, duration)
             result.server_cpu_us = (server.cpu_seconds() - cpu) / max(1, result.requests) * 1e6
+            self.answered[server.name] = self.answered.get(server.name, 0) + result.ok
             if warmup or not result.exhausted:
                 break
             estimate = max(estimate * 2, result.rps * 2)
@@ -214,6 +111,24 @@ def validate(config: Any, server: Server, mode: str) -> None:
     reply = client.text(text)
     if reply.status != 200 or reply.content != text:
         raise RuntimeError(f"{server.name} ({mode}) answered {reply.status} {reply.body[:200]!r}, expected an echo")
+
+
+def summarize(per: dict[str, list[LoadResult]]) -> dict[str, Any]:
+    """Medians per server; for each server but bare its ratios to bare (medians, per round, CPU)."""
+    b = per["bare"]
+    out: dict[str, Any] = {}
+    for name, runs in per.items():
+        s = {"rps": median([x.rps for x in runs]), "p50_ms": median([x.p50_ms for x in runs]),
+             "p99_ms": median([x.p99_ms for x in runs]), "cpu_us": median([x.server_cpu_us for x in runs])}
+        if name != "bare":
+            s["ratio"] = s["rps"] / out["bare"]["rps"]
+            s["paired_ratios"] = [y.rps / x.rps for x, y in zip(b, runs)]
+            # CPU per request is far less sensitive to a noisy neighbour than req/s: bare/ours is the
+            # throughput ratio a saturated machine would show with the load generator elsewhere.
+            s["cpu_ratio"] = out["bare"]["cpu_us"] / s["cpu_us"]
+            s["meets_target"] = s["ratio"] >= TARGET_RATIO
+        out[name] = s
+    return out
 
 
 def machine_info() -> dict[str, Any]:
@@ -244,7 +159,7 @@ def tree_state() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
     return {"head": git("rev-parse", "--short", "HEAD"),
-            "uncommitted": git("status", "--porcelain", "--", "bot", "handlers").splitlines()}
+            "uncommitted": git("status", "--porcelain", "--", "bot", "handlers", "gunicorn.conf.py").splitlines()}
 
 
 def _version(package: str) -> str:
@@ -254,33 +169,69 @@ def _version(package: str) -> str:
         return "?"
 
 
-def fmt_lat(r: dict[str, float]) -> str:
-    return f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
+# -- the servers -----------------------------------------------------------------------------------------------
+
+def build_servers(args: argparse.Namespace, workdir: Path, secrets_: dict[str, str],
+                  overrides: list[str]) -> tuple[list[Server], dict[str, Any]]:
+    """bare, default, memory (+ direct, cand), each in its own directory (its own config and SQLite file)."""
+    dead_port = free_port()
+    configs = {v: write_our_config(workdir / v, secrets_, dead_port, v) for v in VARIANTS}
+    settings, skipped = gunicorn_settings(configs["default"])
+    bare_conf = write_gunicorn_conf(workdir / "bare" / "gunicorn.bare.conf.py", settings)
+
+    def ours(name: str, label: str, variant: str, app: str | None = None, pythonpath: str = "") -> Server:
+        port = free_port()
+        config = configs[variant] if name == variant else write_our_config(workdir / name, secrets_, dead_port, variant)
+        return Server(name, label, GUNICORN_CONF, port, workdir / name,
+                      {"WECHAT_VOICEBOT_CONFIG": str(config), "WVB_BIND": f"127.0.0.1:{port}"}, app,
+                      [*overrides, *(["--pythonpath", pythonpath] if pythonpath else [])], bot_config=config)
+
+    port = free_port()
+    servers = [
+        Server("bare", "bare Flask + wechatpy handler (benchmarks/bare_app.py), logging at INFO (no per-message line)",
+               bare_conf, port, workdir / "bare",
+               {"BARE_TOKEN": secrets_["token"], "BARE_APPID": secrets_["appid"], "BARE_AES_KEY": secrets_["aes_key"],
+                "BARE_PATH": PATH, "BARE_LOG_LEVEL": "INFO"}, "bare_app:app",
+               [*overrides, "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH_DIR)]),
+        ours("default", "ours, " + VARIANTS["default"][1], "default"),
+        ours("memory", "ours, " + VARIANTS["memory"][1], "memory"),
+    ]
+    if args.with_direct:
+        servers.append(ours("direct", "diagnostic: ours with the delivery layer bypassed (benchmarks/_ours_direct.py), "
+                            "default config", "default", "_ours_direct:app", str(BENCH_DIR)))
+    if args.candidate:
+        file, _, attr = args.candidate.rpartition(":")
+        cand_path = Path(file).resolve()
+        if not cand_path.is_file() or not attr:
+            raise SystemExit("--candidate: expected FILE.py:APP with an existing FILE.py")
+        servers.append(ours("cand", f"candidate {args.candidate}, default config", "default",
+                            f"{cand_path.stem}:{attr}", f"{cand_path.parent},{BENCH_DIR}"))
+    gunicorn = {"file": str(GUNICORN_CONF), "settings": settings, "not_copied_to_bare": skipped,
+                "overrides": overrides, "dead_port": dead_port}
+    return servers, gunicorn
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s per mode")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s per server and mode")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (default 5)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5; wrk takes whole seconds)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated: plaintext,safe")
-    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers for each server (default 2)")
-    ap.add_argument("--worker-class", default="sync", choices=("sync", "gthread"),
-                    help="gunicorn worker class for both servers (default sync: the faster of the two for both here)")
-    ap.add_argument("--threads", type=int, default=4, help="threads per worker with --worker-class gthread")
+    ap.add_argument("--workers", type=int, help="override gunicorn.conf.py's workers, for every server")
+    ap.add_argument("--worker-class", choices=("sync", "gthread"), help="override gunicorn.conf.py's worker class")
+    ap.add_argument("--threads", type=int, help="override gunicorn.conf.py's threads per worker")
     ap.add_argument("--loadgen", default="auto", choices=("auto", "wrk", "python"),
                     help="wrk when installed (auto), or the Python fallback")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--py-processes", type=int, default=2, help="processes of the Python load generator")
     ap.add_argument("--initial-rps", type=float, default=4000, help="first guess that sizes the warm-up's request pool")
-    ap.add_argument("--no-info", action="store_true", help="skip the extra run of our server with INFO logging")
     ap.add_argument("--with-direct", action="store_true",
-                    help="diagnostic: a third server in the rounds, ours with the delivery layer bypassed "
+                    help="diagnostic: one more server in the rounds, ours with the delivery layer bypassed "
                          "(benchmarks/_ours_direct.py: a webhook without delivery)")
     ap.add_argument("--candidate", metavar="FILE.py:APP",
-                    help="A/B a patch: one more server in the rounds, the WSGI app APP of FILE.py (run with our temp "
-                         "config in WECHAT_VOICEBOT_CONFIG), e.g. a module that patches bot.wsgi's app")
+                    help="A/B a patch: one more server in the rounds, the WSGI app APP of FILE.py under "
+                         "gunicorn.conf.py with the default-config temp config, e.g. a module that patches bot.wsgi's app")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "webhook.json")
     args = ap.parse_args(argv)
     if args.quick:
@@ -288,194 +239,149 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(modes) <= set(MODES):
         ap.error(f"--modes: expected some of {', '.join(MODES)}")
-
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and _load.wrk_path() is not None)
     if use_wrk and _load.wrk_path() is None:
         ap.error("--loadgen wrk: wrk is not installed (apt-get install -y wrk)")
+    overrides = [*(["--workers", str(args.workers)] if args.workers else []),
+                 *(["--worker-class", args.worker_class] if args.worker_class else []),
+                 *(["--threads", str(args.threads)] if args.threads else [])]
 
     command_line = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(["webhook.py", *argv])
-    machine = machine_info()
-    tree = tree_state()
-    gunicorn_args = ["--workers", str(args.workers), "--worker-class", args.worker_class]
-    if args.worker_class == "gthread":
-        gunicorn_args += ["--threads", str(args.threads)]
-    gunicorn_args += ["--log-level", "warning", "--timeout", "30", "--graceful-timeout", "5", "--keep-alive", "5"]
-
-    secrets_ = bench_secrets()
+    machine, tree, secrets_ = machine_info(), tree_state(), bench_secrets()
     print(f"command:  {command_line}")
     print(f"machine:  nproc={machine['nproc']} (usable {machine['usable_cpus']}), {machine['cpu'] or '?'}, "
           f"Python {machine['python']} ({machine['implementation']}), {machine['platform']}, "
           f"loadavg {' '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}")
-    print(f"code:     HEAD {tree['head'] or '?'}" + (f", uncommitted under bot/ handlers/: "
-          f"{', '.join(x[3:] for x in tree['uncommitted'])}" if tree["uncommitted"] else ", clean"))
-    print(f"versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()))
-    print(f"gunicorn: {' '.join(gunicorn_args)} --bind 127.0.0.1:PORT   (same for both servers; no access log)")
+    print(f"code:     HEAD {tree['head'] or '?'}" + (f", uncommitted: {', '.join(x[3:] for x in tree['uncommitted'])}"
+                                                     if tree["uncommitted"] else ", clean"))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()))
     if use_wrk:
         print(f"load:     {_load.wrk_version()}: -t{args.wrk_threads} -c{args.connections} -d{max(1, round(args.duration))}s, "
-              f"Lua replay of pre-signed requests (each sent once), loopback")
+              f"Lua replay of pre-signed requests (each sent once, its own MsgId), loopback")
     else:
-        print(f"load:     Python load generator ({'--loadgen python' if args.loadgen == 'python' else 'wrk not found'}): {args.py_processes} processes × "
-              f"{args.connections // args.py_processes} keep-alive http.client connections, loopback")
-    print(f"rounds:   {args.rounds} × {args.duration:g} s per server and mode, alternating bare/ours; medians reported")
-    print("logging:  both at WARNING (ours: [logging] level = \"WARNING\" in its temp config, so the per-message "
-          "INFO line is off; the bare handler logs nothing per message)" + ("" if args.no_info else
-          "; one extra run per mode of ours at INFO"), flush=True)
+        print(f"load:     Python load generator ({'--loadgen python' if args.loadgen == 'python' else 'wrk not found'}): "
+              f"{args.py_processes} processes × {args.connections // args.py_processes} keep-alive http.client "
+              "connections, pre-signed requests (each its own MsgId), loopback")
 
-    results: dict[str, Any] = {"command": command_line, "machine": machine, "code": tree, "gunicorn_args": gunicorn_args,
-                               "worker_class": args.worker_class, "loadgen": "wrk" if use_wrk else "python",
-                               "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
-                               "runs": [], "summary": {}, "info_logging": {}, "target_ratio": TARGET_RATIO}
-    servers: list[Server] = []
+    results: dict[str, Any] = {"command": command_line, "machine": machine, "code": tree, "headline": HEADLINE,
+                               "loadgen": "wrk" if use_wrk else "python", "rounds": args.rounds,
+                               "duration_s": args.duration, "connections": args.connections, "servers": {},
+                               "runs": [], "summary": {}, "log_lines": {}, "target_ratio": TARGET_RATIO}
+    started: list[Server] = []
     exit_code = 0
     with tempfile.TemporaryDirectory(prefix="wvb-bench-") as tmp:
         workdir = Path(tmp)
-        dead_port = free_port()
-        for level in ("WARNING", "INFO"):
-            text = our_config_toml(secrets_, dead_port, level)
-            (workdir / f"ours-{level.lower()}.toml").write_text(text)
-        import tomllib
-        config = config_from_dict(tomllib.loads((workdir / "ours-warning.toml").read_text()), env={})
-        bare = Server("bare", "bare_app:app", {"BARE_TOKEN": secrets_["token"], "BARE_APPID": secrets_["appid"],
-                      "BARE_AES_KEY": secrets_["aes_key"], "BARE_PATH": PATH, "BARE_LOG_LEVEL": "WARNING"},
-                      free_port(), workdir, gunicorn_args, ["--pythonpath", str(BENCH_DIR)])
-        ours = Server("ours", "bot.wsgi:app", {"WECHAT_VOICEBOT_CONFIG": str(workdir / "ours-warning.toml")},
-                      free_port(), workdir, gunicorn_args)
-        direct = Server("direct", "_ours_direct:app", {"WECHAT_VOICEBOT_CONFIG": str(workdir / "ours-warning.toml")},
-                        free_port(), workdir, gunicorn_args, ["--pythonpath", str(BENCH_DIR)])
-        measured = [bare, ours] + ([direct] if args.with_direct else [])
-        extras = {"direct": "ours, delivery bypassed"} if args.with_direct else {}
-        if args.candidate:
-            file, _, attr = args.candidate.rpartition(":")
-            cand_path = Path(file).resolve()
-            if not cand_path.is_file() or not attr:
-                ap.error("--candidate: expected FILE.py:APP with an existing FILE.py")
-            measured.append(Server("cand", f"{cand_path.stem}:{attr}",
-                                   {"WECHAT_VOICEBOT_CONFIG": str(workdir / "ours-warning.toml")}, free_port(), workdir,
-                                   gunicorn_args, ["--pythonpath", f"{cand_path.parent},{BENCH_DIR}"]))
-            extras["cand"] = f"candidate {args.candidate}"
-        ours_info = Server("ours-info", "bot.wsgi:app", {"WECHAT_VOICEBOT_CONFIG": str(workdir / "ours-info.toml")},
-                           free_port(), workdir, gunicorn_args)
+        try:
+            measured, gunicorn = build_servers(args, workdir, secrets_, overrides)
+        except (RuntimeError, SystemExit) as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 2
+        results["gunicorn"] = gunicorn
+        g = gunicorn["settings"]
+        print(f"gunicorn: {GUNICORN_CONF.name} sets {', '.join(f'{k}={v}' for k, v in g.items())}"
+              + (f"; overridden for every server: {' '.join(overrides)}" if overrides else "")
+              + (f"; not copied to bare (not plain data): {', '.join(gunicorn['not_copied_to_bare'])}"
+                 if gunicorn["not_copied_to_bare"] else ""))
+        print(f"rounds:   {args.rounds} × {args.duration:g} s per server and mode, alternating "
+              f"{', '.join(s.name for s in measured)} then the reverse; medians reported")
+        print("servers:")
+        for s in measured:
+            results["servers"][s.name] = {"label": s.label, "command": s.shown(),
+                                          "config": s.bot_config.read_text() if s.bot_config else None}
+            print(f"  {s.name:8} {s.label}\n           $ {s.shown()}")
+            if s.bot_config:
+                print("           config: " + " | ".join(
+                    ln for ln in s.bot_config.read_text().splitlines()
+                    if ln and not ln.startswith("#") and not ln.startswith(("appid", "appsecret", "token", "encoding_"))))
+        config = config_from_dict(tomllib.loads(measured[1].bot_config.read_text()), env={})
         bench = Bench(args, Signer(secrets_["token"], secrets_["appid"], secrets_["aes_key"], PATH), workdir, use_wrk)
         try:
-            for s in measured + ([] if args.no_info else [ours_info]):
-                servers.append(s.start())
+            for s in measured:
+                started.append(s.start())
                 for mode in modes:
                     validate(config, s, mode)
-            print(f"servers:  bare {bare.url}, ours {ours.url} (handlers.echo:router, memory://, "
-                  f"api_base_url on dead port {dead_port}); replies validated in {', '.join(modes)}\n", flush=True)
+                    bench.answered[s.name] = bench.answered.get(s.name, 0) + 1
+            print(f"replies validated (BotClient round trip) in {', '.join(modes)}\n", flush=True)
 
             for mode in modes:
                 for s in measured:
                     bench.measure(s, mode, 1.0, warmup=True)
                 per: dict[str, list[LoadResult]] = {s.name: [] for s in measured}
                 for r in range(args.rounds):
-                    # alternate which server goes first: bare, ours (, direct) then the reverse, ...
-                    order = measured if r % 2 == 0 else measured[::-1]
-                    for s in order:
+                    for s in measured if r % 2 == 0 else measured[::-1]:
                         res = bench.measure(s, mode, args.duration)
                         per[s.name].append(res)
                         results["runs"].append({"mode": mode, "round": r + 1, "server": s.name, **res.as_dict()})
-                        print(f"  {mode:9} round {r + 1}/{args.rounds} {s.name:6}: {res.rps:8.1f} req/s  "
+                        print(f"  {mode:9} round {r + 1}/{args.rounds} {s.name:7}: {res.rps:8.1f} req/s  "
                               f"p50 {res.p50_ms:6.1f} ms  p99 {res.p99_ms:6.1f} ms  "
                               f"server CPU {res.server_cpu_us:6.0f} us/req  ({res.requests} ok={res.ok} "
                               f"bad={res.bad} errors={res.errors}{' EXHAUSTED' if res.exhausted else ''})", flush=True)
                         if res.bad:
                             exit_code = 2
-                b, o = per["bare"], per["ours"]
-                summary = {
-                    "bare_rps": median([x.rps for x in b]), "ours_rps": median([x.rps for x in o]),
-                    "bare": {"p50_ms": median([x.p50_ms for x in b]), "p99_ms": median([x.p99_ms for x in b])},
-                    "ours": {"p50_ms": median([x.p50_ms for x in o]), "p99_ms": median([x.p99_ms for x in o])},
-                    "paired_ratios": [y.rps / x.rps for x, y in zip(b, o)],
-                    "bare_cpu_us": median([x.server_cpu_us for x in b]),
-                    "ours_cpu_us": median([x.server_cpu_us for x in o]),
-                }
-                # CPU per request is far less sensitive to a noisy neighbour than req/s: bare/ours is the
-                # throughput ratio a saturated machine would show with the load generator elsewhere.
-                summary["cpu_ratio"] = summary["bare_cpu_us"] / summary["ours_cpu_us"]
-                summary["ratio"] = summary["ours_rps"] / summary["bare_rps"]
-                summary["meets_target"] = summary["ratio"] >= TARGET_RATIO
-                for name, note in extras.items():
-                    d = per[name]
-                    summary[name] = {"rps": median([x.rps for x in d]), "p50_ms": median([x.p50_ms for x in d]),
-                                     "p99_ms": median([x.p99_ms for x in d]), "cpu_us": median([x.server_cpu_us for x in d]),
-                                     "paired_ratios": [y.rps / x.rps for x, y in zip(b, d)], "note": note}
-                    summary[name]["ratio"] = summary[name]["rps"] / summary["bare_rps"]
-                    summary[name]["cpu_ratio"] = summary["bare_cpu_us"] / summary[name]["cpu_us"]
-                results["summary"][mode] = summary
-
-                if not args.no_info:
-                    bench.measure(ours_info, mode, 1.0, warmup=True)
-                    res = bench.measure(ours_info, mode, args.duration)
-                    results["info_logging"][mode] = {**res.as_dict(), "ratio_to_bare": res.rps / summary["bare_rps"],
-                                                     "ratio_to_ours_warning": res.rps / summary["ours_rps"]}
-                    print(f"  {mode:9} INFO logging   ours: {res.rps:8.1f} req/s  p50 {res.p50_ms:6.1f} ms  "
-                          f"p99 {res.p99_ms:6.1f} ms  server CPU {res.server_cpu_us:6.0f} us/req  "
-                          f"({res.requests} ok={res.ok} bad={res.bad})", flush=True)
-                    if res.bad:
-                        exit_code = 2
+                results["summary"][mode] = summarize(per)
                 print(flush=True)
         except Exception as exc:
             print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             exit_code = 2
         finally:
-            if not args.no_info and ours_info.proc is not None:
-                try:
-                    lines = ours_info.log_path.read_text(errors="replace").count(" outcome=")
-                    results["info_logging"]["log_lines_written"] = lines
-                except OSError:
-                    pass
-            for s in servers:
+            for s in started:
                 s.stop()
-            for s in servers:
-                if exit_code and s.proc is not None:
-                    tail = s.log_tail(10)
-                    if tail:
-                        print(f"--- {s.name} log (last lines) ---\n{tail}", file=sys.stderr)
+            for s in started:  # after the stop: every worker has written its lines
+                if s.bot_config and s.name != "memory":  # the servers on the default config
+                    lines, answered = s.count_in_log(LOG_LINE), bench.answered.get(s.name, 0)
+                    results["log_lines"][s.name] = {"lines": lines, "answered": answered}
+                    print(f"log:      {s.name}: {lines} per-message INFO lines ('{LOG_LINE.strip()}') for {answered} "
+                          "answered messages (requests still in flight when a run stopped are logged too)")
+                    if lines < answered and s.name == HEADLINE and not exit_code:
+                        print(f"  {s.name} wrote fewer per-message lines than it answered messages: "
+                              "logging was not on as configured", file=sys.stderr)
+                        exit_code = 2
+                if exit_code and s.proc is not None and s.log_tail(10):
+                    print(f"--- {s.name} log (last lines) ---\n{s.log_tail(10)}", file=sys.stderr)
 
     if results["summary"]:
-        print_table(results, args)
+        print_tables(results, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten: {args.out}")
     return exit_code
 
 
-def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"webhook throughput, text echo — gunicorn {args.workers} {args.worker_class} workers, "
-          f"medians of {args.rounds} round(s) × {args.duration:g} s")
-    head = (f"{'mode':14} {'bare req/s':>10} {'ours req/s':>10} {'ratio':>6}  {'per-round':>11}  "
-            f"{'bare p50/p99 ms':>16} {'ours p50/p99 ms':>16}  {'CPU us/req bare/ours':>20} {'CPU ratio':>9}  "
-            f"target ≥{TARGET_RATIO:.2f}x")
-    print(head)
-    print("-" * len(head))
-
-    def row(label: str, bare_rps: str, rps: float, ratio: float, span: str, bare_lat: str, lat: str, cpu: str,
-            cpu_ratio: float, note: str) -> None:
-        print(f"{label:14} {bare_rps:>10} {rps:10.1f} {ratio:5.2f}x  {span:>11}  {bare_lat:>16} {lat:>16}  "
-              f"{cpu:>20} {cpu_ratio:8.2f}x  {note}")
+def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
+    g = results["gunicorn"]["settings"]
+    over = results["gunicorn"]["overrides"]
+    workers = f"{g.get('workers')} {g.get('worker_class')} workers × {g.get('threads')} threads" + \
+        (f" (overridden: {' '.join(over)})" if over else "")
+    head = (f"{'mode':10} {'server':8} {'req/s':>8} {'÷ bare':>7} {'per-round':>11}  {'p50/p99 ms':>13}  "
+            f"{'CPU us/req':>10} {'CPU ratio':>9}")
 
     def span(ratios: list[float]) -> str:
         return f"{min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else f"{ratios[0]:.2f}"
 
-    for mode, s in results["summary"].items():
-        row(mode, f"{s['bare_rps']:.1f}", s["ours_rps"], s["ratio"], span(s["paired_ratios"]), fmt_lat(s["bare"]),
-            fmt_lat(s["ours"]), f"{s['bare_cpu_us']:.0f} / {s['ours_cpu_us']:.0f}", s["cpu_ratio"],
-            "ok" if s["meets_target"] else "BELOW")
-    for mode, s in results["summary"].items():
-        for name in ("direct", "cand"):
-            if name in s:
-                d = s[name]
-                row(f"{mode} {name}", "", d["rps"], d["ratio"], span(d["paired_ratios"]), "", fmt_lat(d),
-                    f"{s['bare_cpu_us']:.0f} / {d['cpu_us']:.0f}", d["cpu_ratio"], f"({d['note']})")
-    for mode, r in results["info_logging"].items():
-        if isinstance(r, dict):
-            s = results["summary"][mode]
-            row(mode + " INFO", "", r["rps"], r["ratio_to_bare"], "(1 run)", "", fmt_lat(r),
-                f"{s['bare_cpu_us']:.0f} / {r['server_cpu_us']:.0f}", s["bare_cpu_us"] / r["server_cpu_us"],
-                f"(ours at INFO: {r['ratio_to_ours_warning']:.2f}x of ours at WARNING)")
-    print("ratio = ours/bare req/s (medians; per-round = each round's pair); CPU ratio = bare/ours server CPU per "
-          "request (master + workers, user + system): the throughput ratio with the noise of other processes removed")
+    def table(title: str, names: list[str], note: str) -> None:
+        print(f"\n{title}\n{head}\n{'-' * len(head)}")
+        for mode, s in results["summary"].items():
+            for name in ["bare", *names]:
+                if name not in s:
+                    continue
+                r = s[name]
+                ratio = "" if name == "bare" else f"{r['ratio']:.2f}x"
+                spread = "" if name == "bare" else span(r["paired_ratios"])
+                cpu_ratio = "" if name == "bare" else f"{r['cpu_ratio']:.2f}x"
+                verdict = ("  ok" if r["meets_target"] else "  BELOW") if name == HEADLINE else ""
+                print(f"{mode:10} {name:8} {r['rps']:8.1f} {ratio:>7} {spread:>11}  "
+                      f"{r['p50_ms']:6.1f}/{r['p99_ms']:6.1f}  {r['cpu_us']:10.0f} {cpu_ratio:>9}{verdict}")
+        print(note)
+
+    rounds = f"medians of {args.rounds} round(s) × {args.duration:g} s"
+    table(f"webhook throughput, text echo — DEFAULT CONFIGURATION (SQLite, INFO, gunicorn -c gunicorn.conf.py: "
+          f"{workers}), {rounds}; target ≥{TARGET_RATIO:.2f}x",
+          [HEADLINE, "cand", "direct"],
+          "÷ bare = ours/bare req/s (medians); per-round = min–max of each round's pair; CPU ratio = bare/ours server "
+          "CPU per request (master + workers, user + system): the throughput ratio with other processes' noise removed")
+    table(f"second table — ours with memory:// and WARNING logging, same gunicorn settings, same bare runs: NOT a "
+          f"deployable configuration (a memory store does not deduplicate across {g.get('workers')} workers); for "
+          "comparison with earlier numbers", ["memory"], "")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,26 @@
 """Webhook cost in CPU instructions per request: our app vs the bare Flask + wechatpy handler, in process.
 
-    python benchmarks/webhook_instructions.py                  # plaintext and safe, ~2 minutes on 2 cores
-    python benchmarks/webhook_instructions.py --requests 400   # more requests per count (slower, same answer)
+    python benchmarks/webhook_instructions.py                     # plaintext and safe, both variants, ~3 minutes
+    python benchmarks/webhook_instructions.py --variants default  # the headline only
+    python benchmarks/webhook_instructions.py --requests 400      # more requests per count (slower, same answer)
 
 The target is about requests/s under gunicorn (``benchmarks/webhook.py``), but on a shared 2-core machine
 those rounds swing by ±10 %. Instruction counts do not: valgrind's callgrind counts what the interpreter
 executes, the same for the same code and input whatever else the machine is doing (ours still moves by a few %
 between runs: its heartbeat thread's work depends on wall time, which valgrind stretches). Each app's WSGI callable
-(``bare_app:app``; ours is ``bot.wsgi:app`` with the same config as in webhook.py: handlers.echo, memory://,
-WARNING logs) answers pre-signed text pushes in one process, once N and once 3N of them; the difference of
-the two totals divided by 2N is the cost of one request (envelope, routing, delivery, reply), with start-up,
-imports and the signing of the requests (always the same count) cancelled out. No sockets and no gunicorn:
-those cost both servers the same, so the gunicorn ratio is closer to 1 than this one.
+answers pre-signed text pushes in one process, once N and once 3N of them; the difference of the two totals
+divided by 2N is the cost of one request (envelope, routing, delivery, reply), with start-up, imports and the
+signing of the requests (always the same count) cancelled out. No sockets and no gunicorn: those cost both
+servers the same, so the gunicorn ratio is closer to 1 than this one.
+
+The apps, with webhook.py's configs (benchmarks/_servers.py):
+
+- bare: ``bare_app:app``, logging at INFO (it has no per-message line);
+- ours, ``default`` (the headline): ``bot.wsgi:app`` on the defaults — SQLite store (a file in the run's own temp
+  dir), ``[logging] level = "INFO"``, each message's ``bot.message`` line written to a log file (the child's
+  stderr; counted afterwards);
+- ours, ``memory`` (a labelled variant, ``--variants``): memory:// and WARNING — not a deployable configuration
+  with several workers, kept for comparison with earlier numbers.
 
 Results go to stdout and ``benchmarks/out/webhook_instructions.json``; exit 2 when valgrind is missing or a
 reply was wrong.
@@ -39,7 +48,9 @@ TARGET_RATIO = 0.9
 sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
 from bot.testing.net import free_port  # noqa: E402
-from webhook import bench_secrets, our_config_toml  # noqa: E402
+from _servers import VARIANTS, bench_secrets, clean_env, write_our_config  # noqa: E402
+
+LOG_LINE = " outcome="  # in each message's bot.message line
 
 
 def child(app_name: str, mode: str, handled: int, signed: int) -> None:
@@ -48,7 +59,7 @@ def child(app_name: str, mode: str, handled: int, signed: int) -> None:
     token, appid, aes_key = os.environ["BARE_TOKEN"], os.environ["BARE_APPID"], os.environ["BARE_AES_KEY"]
     if app_name == "bare":
         from bare_app import app
-    else:
+    else:  # a variant of ours: its config is in WECHAT_VOICEBOT_CONFIG
         from bot.web.wsgi import app
     _init_signer(token, appid, aes_key, mode, "/wechat")
     base = int(time.time()) * 10**6
@@ -70,14 +81,17 @@ def child(app_name: str, mode: str, handled: int, signed: int) -> None:
             sys.exit(f"{app_name} answered {statuses[-1]} {body[:120]!r}")
 
 
-def instructions(app_name: str, mode: str, handled: int, signed: int, env: dict[str, str]) -> int:
-    """Instructions callgrind counted for one child run."""
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-               "--child", app_name, mode, str(handled), str(signed)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
+def instructions(app_name: str, mode: str, handled: int, signed: int, env: dict[str, str], jobdir: Path) -> int:
+    """Instructions callgrind counted for one child run (in ``jobdir``: valgrind.log, and the app's log as app.log)."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", f"--log-file={jobdir / 'valgrind.log'}",
+               sys.executable, __file__, "--child", app_name, mode, str(handled), str(signed)]
+    with (jobdir / "app.log").open("wb") as log:
+        done = subprocess.run(command, env=env, cwd=jobdir, stdout=subprocess.DEVNULL, stderr=log, timeout=1800)
+    vg = (jobdir / "valgrind.log").read_text(errors="replace") if (jobdir / "valgrind.log").exists() else ""
+    found = re.search(r"Collected\s*:\s*(\d+)", vg)
     if done.returncode != 0 or found is None:
-        raise RuntimeError(f"{app_name} {mode}: valgrind exited {done.returncode}:\n{done.stderr[-2000:]}")
+        tail = (jobdir / "app.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"{app_name} {mode}: valgrind exited {done.returncode}:\n{vg[-1000:]}\n{tail}")
     return int(found.group(1))
 
 
@@ -85,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=200, help="N: each app runs N and 3N requests (default 200)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated: plaintext,safe")
+    ap.add_argument("--variants", default="default,memory",
+                    help="our configs: default (the headline) first, then memory (memory:// + WARNING)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "webhook_instructions.json")
     ap.add_argument("--child", nargs=4, metavar=("APP", "MODE", "HANDLED", "SIGNED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -99,40 +115,65 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(modes) <= set(MODES):
         ap.error(f"--modes: expected some of {', '.join(MODES)}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or not set(variants) <= set(VARIANTS) or variants[0] != "default":
+        ap.error(f"--variants: default first, then some of {', '.join(VARIANTS)}")
     n = args.requests
     signed = WARMUP + 3 * n
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, dict[str, float]]] = {v: {} for v in variants}
+    log_lines: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="wvb-instr-") as tmp:
-        secrets_ = bench_secrets()
-        config = Path(tmp) / "ours.toml"
-        config.write_text(our_config_toml(secrets_, free_port(), "WARNING"))  # the same config as webhook.py's
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WECHAT_")}
-        env.update(BARE_TOKEN=secrets_["token"], BARE_APPID=secrets_["appid"], BARE_AES_KEY=secrets_["aes_key"],
-                   BARE_PATH="/wechat",
-                   WECHAT_VOICEBOT_CONFIG=str(config), PYTHONPATH=os.pathsep.join([str(REPO), str(BENCH_DIR)]),
-                   PYTHONHASHSEED="0")  # same dict layouts in every run; random nonces still move counts by ~1 %
+        secrets_, dead_port = bench_secrets(), free_port()
+        jobs = [(app_name, mode, count) for mode in modes for app_name in ("bare", *variants) for count in (n, 3 * n)]
+        env_of, dir_of = {}, {}
+        for job in jobs:  # each child its own directory: its own config, SQLite file and logs
+            app_name, mode, count = job
+            jobdir = dir_of[job] = Path(tmp) / f"{app_name}-{mode}-{count}"
+            config = write_our_config(jobdir, secrets_, dead_port, app_name if app_name != "bare" else "default")
+            env_of[job] = clean_env({
+                "BARE_TOKEN": secrets_["token"], "BARE_APPID": secrets_["appid"], "BARE_AES_KEY": secrets_["aes_key"],
+                "BARE_PATH": "/wechat", "BARE_LOG_LEVEL": "INFO", "WECHAT_VOICEBOT_CONFIG": str(config),
+                "PYTHONPATH": os.pathsep.join([str(REPO), str(BENCH_DIR)]),
+                "PYTHONHASHSEED": "0"})  # same dict layouts in every run; random nonces still move counts by ~1 %
         print(f"callgrind, in process, {n} and {3 * n} requests per app and mode (+{WARMUP} warm-up); "
               f"Python {sys.version.split()[0]}", flush=True)
-        jobs = [(app_name, mode, count) for mode in modes for app_name in ("bare", "ours") for count in (n, 3 * n)]
+        print("apps:  bare (bare_app:app, INFO, no per-message line)" + "".join(
+            f"; ours {v}: {VARIANTS[v][1]}" for v in variants), flush=True)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            counts = dict(zip(jobs, pool.map(lambda j: instructions(*j, signed, env), jobs)))
-        for mode in modes:
-            per = {app_name: (counts[(app_name, mode, 3 * n)] - counts[(app_name, mode, n)]) / (2 * n)
-                   for app_name in ("bare", "ours")}
-            results[mode] = {"bare_instructions": per["bare"], "ours_instructions": per["ours"],
-                             "ratio": per["bare"] / per["ours"]}
-        print(f"\n{'mode':10} {'bare instr/req':>15} {'ours instr/req':>15} {'bare/ours':>10}  target ≥{TARGET_RATIO:.2f}x")
-        for mode, r in results.items():
-            verdict = "ok" if r["ratio"] >= TARGET_RATIO else "BELOW"
+            counts = dict(zip(jobs, pool.map(lambda j: instructions(*j, signed, env_of[j], dir_of[j]), jobs)))
+        for job in jobs:
+            if job[0] == "default":
+                text = (dir_of[job] / "app.log").read_text(errors="replace")
+                log_lines[f"{job[1]}-{job[2]}"] = {"lines": text.count(LOG_LINE), "expected": WARMUP + job[2]}
+        for variant in variants:
+            for mode in modes:
+                per = {a: (counts[(a, mode, 3 * n)] - counts[(a, mode, n)]) / (2 * n) for a in ("bare", variant)}
+                results[variant][mode] = {"bare_instructions": per["bare"], "ours_instructions": per[variant],
+                                          "ratio": per["bare"] / per[variant]}
+    print("log:   ours default wrote its per-message INFO lines: " + ", ".join(
+        f"{k} {v['lines']}/{v['expected']}" for k, v in log_lines.items()))
+    for variant in variants:
+        title = ("DEFAULT CONFIGURATION (SQLite, INFO)" if variant == "default" else
+                 "variant memory:// + WARNING — not a deployable configuration; for comparison with earlier numbers")
+        print(f"\nours = {title}")
+        print(f"{'mode':10} {'bare instr/req':>15} {'ours instr/req':>15} {'bare/ours':>10}"
+              + (f"  target ≥{TARGET_RATIO:.2f}x" if variant == "default" else ""))
+        for mode, r in results[variant].items():
+            verdict = ("ok" if r["ratio"] >= TARGET_RATIO else "BELOW") if variant == "default" else ""
             print(f"{mode:10} {r['bare_instructions']:15,.0f} {r['ours_instructions']:15,.0f} {r['ratio']:9.2f}x  {verdict}")
-        print(f"(bare/ours: the throughput ratio one core would show for the app's own work; "
-              f"{time.monotonic() - started:.0f} s)")
+    print(f"(bare/ours: the throughput ratio one core would show for the app's own work; "
+          f"{time.monotonic() - started:.0f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"requests": n, "results": results}, indent=2))
+    args.out.write_text(json.dumps({"requests": n, "results": results["default"], "variants": results,
+                                    "labels": {v: VARIANTS[v][1] for v in variants}, "log_lines": log_lines},
+                                   indent=2, ensure_ascii=False))
     print(f"written: {args.out}")
+    short = [k for k, v in log_lines.items() if v["lines"] < v["expected"]]
+    if short:
+        print(f"ours default wrote fewer per-message lines than messages in {', '.join(short)}", file=sys.stderr)
+        return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
