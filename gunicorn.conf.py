@@ -37,6 +37,9 @@ threads = int(os.environ.get("WVB_THREADS", "64"))
 # requests do not trip it.
 timeout = 30
 graceful_timeout = 10  # long enough for held tries (<= wechat_timeout_s) to finish on a restart
+# gunicorn 27's control socket has one fixed path per user (~/.gunicorn/gunicorn.ctl): a second bot (or a
+# test's server) on the machine would take it over from the first. Nothing here uses it.
+control_socket_disable = True
 
 # The config is checked here, in the master, before any worker starts: a mistake is the one line `serve` prints
 # ("config error: [voice] lang: ..."), and gunicorn exits 2 at once instead of a traceback per worker. This also
