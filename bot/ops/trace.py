@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.ops.metrics import message_done
@@ -90,8 +91,19 @@ def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None
         fields["reason"] = reason
     level = logging.ERROR if path in ("undeliverable", "expired") or sent is False else logging.INFO
     if log.isEnabledFor(level):  # at WARNING the INFO line is not even formatted
-        log.log(level, "message %s", _text(fields), extra={"fields": fields})
+        _log(level, _text(fields), fields)
     message_done(fields)
+
+
+def _log(level: int, text: str, fields: dict[str, Any]) -> None:
+    """``log.log(level, "message %s", text, extra={"fields": fields})``: the same record through the same
+    ``log.handle``, without the stack walk that finds the caller (it is ``emit``, one frame up)."""
+    where = ("(unknown file)", 0, "(unknown function)")
+    if logging._srcfile:  # type: ignore[attr-defined]  # logging's own switch: None looks no caller up
+        caller = sys._getframe(1)
+        where = (caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_name)
+    log.handle(log.makeRecord(log.name, level, where[0], where[1], "message %s", (text,), None, where[2],
+                              {"fields": fields}))
 
 
 def _text(fields: dict[str, Any]) -> str:

@@ -1,0 +1,149 @@
+"""The ``bot.message`` line's fast path (bot/ops/trace.py ``_log``, the redaction pre-tests in bot/ops/logs.py)
+gives what the plain path gave: the same record as ``log.log``, the same redaction as running every pattern."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config import config_from_dict
+from bot.ops import logs, trace
+from bot.ops.logs import ANSI, EVENT_ID, OPENID_PARAM, SECRET_PARAM, RedactFilter, may_hold_secret_param, setup_logging
+from conftest import BASE_CONFIG, merge
+
+SECRETS = ["conftest-secret", "conftest-token", "s3cr"]
+
+
+def slow_redact(text: str, secrets: list[str], hashed: Any) -> str:
+    """RedactFilter.redact before the pre-tests: every pattern on every text."""
+    text = ANSI.sub("", text)
+    text = SECRET_PARAM.sub(lambda m: f"{m.group(1)}***", text)
+    if hashed is not None:
+        text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+        text = EVENT_ID.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def short_hash(openid: str) -> str:
+    return f"h{len(openid):02d}"
+
+
+PIECES = ["secret", "SECRET", "ſecret", "Secret", "access_token", "ACCESS_TOKEN", "acceſſ_to\u212aen", "=", ":", " ",
+          '"', "'", "&", "?", "openid=", "msg_id", "msg_id=", '"msg_id": "', "oABCDEFGHIJKLMNOPQRSTUVWXYZ12", ":1700",
+          "\x1b[31m", "\x1b[0m", "conftest-secret", "s3cr", "tok", "x", "7", "ſ", "\u212a", "İ", "message "]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES) | st.text(max_size=4), max_size=14).map("".join))
+def test_redaction_with_pre_tests_equals_running_every_pattern(text: str) -> None:
+    for hashed in (None, short_hash):
+        assert RedactFilter(SECRETS, hashed).redact(text) == slow_redact(text, SECRETS, hashed), text
+
+
+def test_the_secret_pre_test_misses_no_case_variant() -> None:
+    """Why lower-casing is a safe pre-test: among the letters of "ecret" and "acce", IGNORECASE matches no
+    character that does not lower-case to them (the ſ it matches for s is outside both)."""
+    everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    assert {c for c in re.findall("(?i)[ecrta]", everything) if c.lower() not in "ecrta"} == set()
+    for text in ["url?ACCESS_TOKEN=abc", "ſecret=abcd", "{'SeCrEt': 'abcd'}", "acceſſ_to\u212aen=abcd"]:
+        assert may_hold_secret_param(text) and SECRET_PARAM.search(text), text
+
+
+# -- the record and the line ---------------------------------------------------------------------------
+class Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def kept() -> Iterator[Keep]:
+    keep = Keep()
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(keep)
+    root.setLevel(logging.INFO)
+    yield keep
+    root.removeHandler(keep)
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if getattr(h, "_wvb", False)]:
+        root.removeHandler(handler)
+
+
+TRACE = {"msg_id": "1796171487000496", "openid": "ce656df4d6d5", "type": "voice",
+         "steps": {"download": 12.0, "poll": 310.5}, "recognizer": "wechat", "outcome": "answered"}
+VOLATILE = {"created", "msecs", "relativeCreated", "lineno", "pathname", "filename", "module", "funcName"}
+
+
+def test_emit_makes_the_record_log_log_made(kept: Keep, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace, "message_done", lambda fields: None)
+    trace.emit(dict(TRACE), "retry", tries=2, sent=False, reason="a b")
+    fields = {**TRACE, "path": "retry", "tries": 2, "sent": False, "reason": "a b"}
+    trace.log.log(logging.ERROR, "message %s", trace._text(fields), extra={"fields": fields})
+    fast, plain = kept.records
+    assert {k: v for k, v in vars(fast).items() if k not in VOLATILE} == \
+        {k: v for k, v in vars(plain).items() if k not in VOLATILE}
+    assert (fast.pathname, fast.filename, fast.module, fast.funcName) == (trace.__file__, "trace.py", "trace", "emit")
+    assert 0 < fast.lineno < plain.lineno or fast.pathname != plain.pathname  # emit's own line, as findCaller saw it
+    assert fast.getMessage() == ('message msg_id=1796171487000496 openid=ce656df4d6d5 type=voice '
+                                 'steps=download:12,poll:310.5 recognizer=wechat outcome=answered path=retry '
+                                 'tries=2 sent=false reason="a b"')
+
+
+def make_config(**logging_: Any) -> Any:
+    return config_from_dict(merge(BASE_CONFIG, {"logging": logging_}))
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_secret_in_the_line_is_redacted_and_the_line_is_otherwise_unchanged(kept: Keep, fmt: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace, "message_done", lambda fields: None)
+    config = make_config(format=fmt)
+    stream = io.StringIO()
+    setup_logging(config, stream=stream)
+    leak = "provider said: bad key conftest-secret, see https://x/?access_token=TOKEN123&openid=oRAWOPENID1234567"
+    trace.emit({**TRACE, "synthesis_error": leak}, "passive", tries=1)
+    trace.emit(dict(TRACE), "passive", tries=1)
+    first, second = stream.getvalue().splitlines()
+    for line in (first, second):
+        assert "conftest-secret" not in line and "TOKEN123" not in line and "oRAWOPENID1234567" not in line
+    redacted = ('provider said: bad key ***, see https://x/?access_token=***&openid='
+                f'{trace.hash_openid(config, "oRAWOPENID1234567")}')
+    text = ("message msg_id=1796171487000496 openid=ce656df4d6d5 type=voice steps=download:12,poll:310.5 "
+            "recognizer=wechat outcome=answered")
+    if fmt == "text":
+        assert first.endswith(f" INFO bot.message: {text} synthesis_error={json.dumps(redacted)} path=passive tries=1")
+        assert second.endswith(f" INFO bot.message: {text} path=passive tries=1")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO bot\.message: .*", second)
+    else:
+        record = json.loads(first)
+        assert record["synthesis_error"] == redacted and redacted in record["message"]
+        plain = json.loads(second)
+        assert list(plain) == ["ts", "level", "logger", "message", *TRACE, "path", "tries"]
+        assert plain["message"] == f"{text} path=passive tries=1" and plain["steps"] == TRACE["steps"]
+    assert kept.records[0].fields["synthesis_error"] == redacted  # the structured fields too, for every handler
+    assert kept.records[1].fields == {**TRACE, "path": "passive", "tries": 1}
+
+
+def test_json_dumps_shortcut_is_json_dumps() -> None:
+    data = {"a": "é \x1b", "b": [1, 2.5, None, True], "c": {"d": object}}
+    assert logs._dumps(data) == json.dumps(data, ensure_ascii=False, default=str)
+
+
+def test_text_formatter_is_logging_formatter_with_the_time_built_once_a_second() -> None:
+    plain, fast = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"), logs.TextFormatter()
+    for created in [1700000000.0, 1700000000.999, 1700000001.0015, 1700000000.5, 1700003600.25]:
+        record = logging.LogRecord("bot.x", logging.WARNING, __file__, 1, "m %s", ("a",), None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert fast.format(record) == plain.format(record)
