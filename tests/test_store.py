@@ -112,16 +112,6 @@ def test_rejects_non_positive_ttl(store: Store, bad: float) -> None:
         store.set("k", "v", ttl=bad)
 
 
-def test_add_peeking_claims_and_tells_whether_an_index_has_members(store: Store) -> None:
-    assert store.add_peeking("m1", "v", 60, index=[("open", "m1", 1.0)], peek="pickup:u") == (True, False)
-    assert store.index_range("open") == [("m1", 1.0)]  # the add's index change was applied
-    assert store.add("kept", "v", index=[("pickup:u", "kept", 1.0)])
-    assert store.add_peeking("m2", "v", 60, peek="pickup:u") == (True, True)
-    assert store.add_peeking("m2", "again", 60, peek="pickup:u") == (False, False)  # not set: nothing to learn
-    assert store.get("m2") == "v"
-    assert store.add_peeking("m3", "v", 60, peek="pickup:other") == (True, False)
-
-
 # -- expiry -----------------------------------------------------------------------------------------
 def test_every_write_can_expire(store: Store) -> None:
     written = time.monotonic()

@@ -50,7 +50,6 @@ class Claim(NamedTuple):
     record: Record
     raw: str  # the record as written: the CAS to delivered compares with it
     token: int
-    kept: bool = True  # the user may have answers kept for pickup (False: the claim saw none)
 
 
 class Delivery:
@@ -133,8 +132,7 @@ class Delivery:
                 return None  # this try waits for it like for any background job
             if self.clock() < until:
                 done = claim.record.but(state=DONE, reply=reply_xml, trace=trace, push=None, owner=None)
-                reply = self.answerer.answer(key, claim.raw, done, inbound, path="passive", tries=1,
-                                             nothing_kept=not claim.kept)
+                reply = self.answerer.answer(key, claim.raw, done, inbound, path="passive", tries=1)
                 if reply is not None:
                     return reply
             self._finish(key, reply_xml, trace, owner)
@@ -173,11 +171,11 @@ class Delivery:
         owner, token = self._hold(created)
         record = Record(RUNNING, created, owner, openid=inbound.message.source, push=inbound.xml)
         with dropped_on_error(token):
-            raw, kept = self.ledger.add(key, record)
+            raw = self.ledger.add(key, record)
         if raw is not None and inbound.message.type != "voice":
             with self._lock:
                 self._local.add(key)
-            return 1, Claim(key, record, raw, token, kept)
+            return 1, Claim(key, record, raw, token)
         if raw is not None:
             try:
                 self._start(key, inbound.xml, owner, token)

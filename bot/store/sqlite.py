@@ -275,26 +275,16 @@ class SQLiteStore(LockingStore):
         self._changes("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
                       (self._k(key), value, expires_at))
 
-    _ADD = ("INSERT INTO wvb_kv (key, value, expires_at, ix_name, ix_member, ix_score) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
-            " ix_name = excluded.ix_name, ix_member = excluded.ix_member, ix_score = excluded.ix_score"
-            " WHERE wvb_kv.expires_at IS NOT NULL AND wvb_kv.expires_at <= ?")
-
     def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
         if len(index) > 1:
             return super().add(key, value, ttl, index=index)
         now, expires_at = self._timed(ttl)
-        return self._changes(self._ADD, (self._k(key), value, expires_at, *self._one_index_op(index), now)) == 1
-
-    def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
-                    peek: str) -> tuple[bool, bool]:
-        if len(index) > 1 or sqlite3.sqlite_version_info < (3, 35):  # RETURNING is SQLite 3.35+
-            return super().add_peeking(key, value, ttl, index=index, peek=peek)
-        now, expires_at = self._timed(ttl)
-        rows = self._run(lambda: self._conn().execute(  # fetchall: the statement (and its commit) ends here
-            self._ADD + " RETURNING (SELECT count(*) FROM (SELECT 1 FROM wvb_index WHERE name = ? LIMIT 1))",
-            (self._k(key), value, expires_at, *self._one_index_op(index), now, self._ix(peek))).fetchall())
-        return (True, bool(rows[0][0])) if rows else (False, False)
+        return self._changes(
+            "INSERT INTO wvb_kv (key, value, expires_at, ix_name, ix_member, ix_score) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
+            " ix_name = excluded.ix_name, ix_member = excluded.ix_member, ix_score = excluded.ix_score"
+            " WHERE wvb_kv.expires_at IS NOT NULL AND wvb_kv.expires_at <= ?",
+            (self._k(key), value, expires_at, *self._one_index_op(index), now)) == 1
 
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
