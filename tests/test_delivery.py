@@ -211,6 +211,34 @@ def test_concurrent_tries_run_one_job_and_answer_once(store_target: tuple[str, s
         assert [m["text"]["content"] for m in sent] == ["echo hi"]
 
 
+def test_a_text_answered_at_once_costs_three_single_sqlite_statements(tmp_path: Path) -> None:
+    """The claim, the look for answers kept for the user, the move to delivered: each its own transaction in
+    one statement, so none holds the write lock while its thread waits for the GIL (a transaction of several
+    statements did, and every writer of every worker waited behind it)."""
+    with start_sandbox() as sandbox:
+        config = bot_config(sandbox.url, store=f"sqlite:///{tmp_path / 'state.db'}")
+        router = Router("echo")
+        router.fallback(lambda ctx: f"echo {ctx.text}")
+        webhook = build_webhook(config, router)
+        client = BotClient(webhook)
+        assert client.text("warm-up").content == "echo warm-up"  # connections, heartbeat, account kind
+        store = webhook.delivery.store  # type: ignore[union-attr]
+        statements: list[str] = []
+        conn_of, request_thread = store._conn, threading.current_thread()  # type: ignore[attr-defined]
+
+        class Counting:
+            def __init__(self, conn: Any) -> None:
+                self.conn = conn
+
+            def execute(self, sql: str, params: tuple = ()) -> Any:
+                if threading.current_thread() is request_thread:  # not the heartbeat's renewals
+                    statements.append(sql.split(" ", 1)[0])
+                return self.conn.execute(sql, params)
+        store._conn = lambda: Counting(conn_of())  # type: ignore[attr-defined]
+        assert client.text("hello").content == "echo hello"
+    assert statements == ["INSERT", "SELECT", "UPDATE"], statements
+
+
 def test_store_outage_answers_without_dedupe() -> None:
     """A store that cannot be reached must not turn into a 500: the request answers by itself."""
     with recording_logs() as logs:
