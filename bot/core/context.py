@@ -5,7 +5,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterable
-from functools import cached_property
 from typing import Any, Callable
 
 from wechatpy import replies
@@ -15,6 +14,39 @@ from bot.core.envelope import wire_event, wire_type
 from bot.core.services import Services
 from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
+
+class cached_property:  # noqa: N801 (named after what it replaces)
+    """``functools.cached_property`` without the lock Python 3.11's takes on every first access (3.12 dropped
+    it): a context belongs to one message, and computing its value twice would give the same value."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn, self.__doc__ = fn, fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.fn(instance)
+        return value
+
+
+_TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[{}]]></Content>\n"
+               "<FromUserName><![CDATA[{}]]></FromUserName>\n<ToUserName><![CDATA[{}]]></ToUserName>\n"
+               "<CreateTime>{}</CreateTime>\n</xml>")
+
+
+def render_text_reply(message: BaseMessage, content: str) -> str:
+    """``replies.TextReply(message=message, content=content).render()``, formatted at once when the message has
+    both user names (as every push has): wechatpy's reply object reads each field through a descriptor."""
+    data = getattr(message, "_data", None)
+    if isinstance(message, BaseMessage) and isinstance(data, dict) and not hasattr(message, "agent"):
+        ours, theirs = data.get("ToUserName"), data.get("FromUserName")
+        if ours and theirs and isinstance(ours, str) and isinstance(theirs, str) and isinstance(content, str):
+            return _TEXT_REPLY.format(content, ours, theirs, int(time.time()))
+    return replies.TextReply(message=message, content=content).render()
+
 
 @dataclass(frozen=True)
 class SpeechReply:
@@ -125,10 +157,11 @@ class Context:
         if reply is None:
             return None
         if isinstance(reply, str):
-            if not clean_text(reply).strip():  # nothing visible left: say nothing rather than send an empty text
+            content = clean_text(reply)
+            if not content.strip():  # nothing visible left: say nothing rather than send an empty text
                 return None
-            reply = self.reply_text(reply)
-        elif not isinstance(reply, replies.BaseReply):
+            return render_text_reply(self.message, cdata(content))  # what self.reply_text(reply) renders
+        if not isinstance(reply, replies.BaseReply):
             raise BadReply(f"{self.answered_by or 'a handler'} returned {type(reply).__name__} {repr(reply)[:40]}; "
                            "expected str, a wechatpy reply or None")
         return reply.render()

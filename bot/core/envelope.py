@@ -6,18 +6,20 @@ was encrypted. wechatpy does the crypto and parsing; this module decides what ea
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
+from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
-from wechatpy import parse_message
+import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException
-from wechatpy.messages import BaseMessage
-from wechatpy.utils import WeChatSigner
+from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 
 from bot.config import ServerConfig, WeChatConfig
 
@@ -93,10 +95,87 @@ class Inbound:
 
 
 def sign(*parts: str) -> str:
-    """WeChat's signature: sha1 over the sorted parts."""
-    signer = WeChatSigner()
-    signer.add_data(*parts)
-    return signer.signature
+    """WeChat's signature: sha1 over the sorted parts (``wechatpy.utils.WeChatSigner``'s, without its objects)."""
+    return hashlib.sha1(b"".join(sorted(part.encode("utf-8") for part in parts))).hexdigest()
+
+
+class _NotFlat(Exception):
+    """XML that is not a root of text-only elements: xmltodict's general rules decide what it becomes."""
+
+
+def _forbid_entities(*_args: Any) -> None:
+    raise ValueError("entities are disabled")  # as xmltodict's parse (disable_entities=True) does
+
+
+def parse_xml(text: str) -> Any:
+    """``xmltodict.parse(text)``, faster for the shape of nearly every push: a root whose children are text
+    elements without attributes, each once (``{"xml": {"MsgType": "text", ...}}``). Anything else (nested
+    elements such as ``ScanCodeInfo``, attributes, repeated names, text beside the children) is handed to
+    xmltodict itself; malformed XML and entity declarations raise what xmltodict raises (same expat set-up)."""
+    try:
+        return _parse_flat(text)
+    except _NotFlat:
+        return xmltodict.parse(text)
+
+
+def _parse_flat(text: str) -> Any:
+    fields: dict[str, str | None] = {}
+    chunks: list[str] = []
+    path: list[str] = []  # the open elements: the root, then one of its children
+
+    def start(name: str, attrs: list[str]) -> None:
+        if attrs or len(path) == 2:
+            raise _NotFlat
+        path.append(name)
+        chunks.clear()
+
+    def characters(data: str) -> None:
+        if len(path) == 2:
+            chunks.append(data)
+        elif data.strip():  # text in the root, beside its children: xmltodict keeps it as "#text"
+            raise _NotFlat
+
+    def end(name: str) -> None:
+        if len(path) == 2:
+            if name in fields:
+                raise _NotFlat  # repeated: xmltodict makes a list
+            fields[name] = "".join(chunks).strip() or None
+            path.pop()
+
+    parser = expat.ParserCreate("utf-8", None)
+    parser.ordered_attributes = True
+    parser.buffer_text = True
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    parser.EntityDeclHandler = _forbid_entities
+    parser.Parse(text.encode("utf-8"), True)
+    return {path[0]: fields or None}  # the root stays in path: expat allows no element after it
+
+
+def parse_message(xml: str) -> BaseMessage | None:
+    """``wechatpy.parse_message`` over :func:`parse_xml`: the same message class and fields, and the same
+    exceptions for XML that is not a message (KeyError, TypeError, AttributeError)."""
+    if not xml:
+        return None
+    message = parse_xml(xml)["xml"]
+    message_type = message["MsgType"].lower()
+    if message_type != "event" and not message_type.startswith("device_"):
+        return MESSAGE_TYPES.get(message_type, UnknownMessage)(message)
+    # events: wechatpy's own rules (wechatpy/parser.py), including its renamed subscriptions
+    event_type = message["Event"].lower() if "Event" in message else None
+    if event_type is None and message_type.startswith("device_"):
+        event_type = message_type
+    elif message_type.startswith("device_"):
+        event_type = f"device_{event_type}"
+    if event_type == "subscribe" and message.get("EventKey"):
+        event_key = message["EventKey"]
+        if event_key.startswith(("scanbarcode|", "scanimage|")):
+            event_type = message["Event"] = "subscribe_scan_product"
+        elif event_key.startswith("qrscene_"):
+            event_type = message["Event"] = "subscribe_scan"
+            message["EventKey"] = event_key[len("qrscene_"):]
+    return EVENT_TYPES.get(event_type, UnknownMessage)(message)
 
 
 class Envelope:
@@ -109,6 +188,7 @@ class Envelope:
         self.max_body_bytes = server.max_body_bytes
         self.clock = clock
         self.crypto = WeChatCrypto(wechat.token, wechat.encoding_aes_key, wechat.appid) if wechat.encoding_aes_key else None
+        self._prp = PrpCrypto(self.crypto.key) if self.crypto else None  # one per envelope: its cipher is reusable
 
     def handshake(self, query: Mapping[str, str]) -> str:
         """The URL check WeChat makes when the callback is configured: answer ``echostr``."""
@@ -168,8 +248,7 @@ class Envelope:
         if self.crypto is None:
             raise EnvelopeError(400, "encrypted request but no encoding_aes_key configured")
         try:
-            import xmltodict
-            envelope = xmltodict.parse(text)["xml"]
+            envelope = parse_xml(text)["xml"]
             encrypt = envelope["Encrypt"]
         except (ExpatError, ValueError) as exc:
             raise EnvelopeError(400, "malformed XML", type(exc).__name__) from None
@@ -179,7 +258,7 @@ class Envelope:
             raise EnvelopeError(400, "encrypted request without an Encrypt element")
         self._verify(query, "msg_signature", encrypt)
         try:  # verified above, in constant time: decrypt without wechatpy's second signature check
-            return PrpCrypto(self.crypto.key).decrypt(encrypt, self.appid)
+            return self._prp.decrypt(encrypt, self.appid)
         except InvalidAppIdException:
             raise EnvelopeError(403, "wrong AppID in the encrypted message") from None
         except Exception as exc:  # bad base64, padding or length: the ciphertext is not ours

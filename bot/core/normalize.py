@@ -35,10 +35,11 @@ def normalize(text: str, *, chinese_numerals: bool = False) -> str:
     """Half-width, without recognizer punctuation, single-spaced (none next to Chinese characters, except
     beside Latin letters: "Hi 你好")."""
     text = unicodedata.normalize("NFKC", text)
-    padded = f" {text} "
-    chars = [" " if ch in PUNCTUATION and (_separates(padded[i]) or _separates(padded[i + 2])) else ch
-             for i, ch in enumerate(text)]  # a space for now: "Hi,你好" → "Hi 你好"; spaces settle below
-    text = _CJK_GAP.sub("", _SPACES.sub(" ", "".join(chars)).strip())
+    if not PUNCTUATION.isdisjoint(text):  # most texts have none: no need to look at each character
+        padded = f" {text} "
+        text = "".join([" " if ch in PUNCTUATION and (_separates(padded[i]) or _separates(padded[i + 2])) else ch
+                        for i, ch in enumerate(text)])  # a space for now: "Hi,你好" → "Hi 你好"; spaces settle below
+    text = _CJK_GAP.sub("", _SPACES.sub(" ", text).strip())
     return chinese_to_digits(text) if chinese_numerals else text
 
 

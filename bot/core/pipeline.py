@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack
 from typing import Callable
 
 from bot.config import Config
@@ -48,10 +47,11 @@ class Pipeline:
         self.speaker = speaker or Speaker(config, services.client if services else None,
                                           services.store if services else None)
 
-    def context(self, inbound: Inbound) -> Context:
+    def context(self, inbound: Inbound, msg_id: str | None = None) -> Context:
+        """``msg_id``: the message's id for logs (``message_id``), when the caller has it already."""
         message = inbound.message
-        ctx = Context(message=message, msg_id=message_id(self.config, inbound), config=self.config,
-                      services=self.services)
+        ctx = Context(message=message, msg_id=message_id(self.config, inbound) if msg_id is None else msg_id,
+                      config=self.config, services=self.services)
         if message.type == "text":
             content = message.content
             ctx.text = ctx.original_text = content if isinstance(content, str) else None
@@ -84,7 +84,7 @@ class Pipeline:
         reply_config = getattr(self.config, "reply", None)
         deadline = time.monotonic() + (reply_config.budget_s if reply_config else DEFAULT_BUDGET_S)
         try:
-            ctx = self.context(inbound)
+            ctx = self.context(inbound, trace["msg_id"])
         except Exception:  # a broken transcriber must not become a 500: treat it as "no transcript"
             log.exception("transcription failed msg_id=%s", trace["msg_id"])
             ctx = Context(message=inbound.message, msg_id=trace["msg_id"], config=self.config, services=self.services)
@@ -99,14 +99,13 @@ class Pipeline:
         later: list[Callable[[], Reply]] = []
 
         def route() -> Reply:
-            with ExitStack() as session:
-                session.enter_context(self.sessions.bound(ctx))
+            with self.sessions.bound(ctx) as session:
                 reply = self.router.dispatch(ctx)
                 if not isinstance(reply, StreamedText):
                     return reply
                 if offload is None:  # read inside the session: the handler may change it as it streams
                     return reply.read(on_sentences)
-                still_open = session.pop_all()
+                still_open = session.detach()
 
                 def read_rest(stream: StreamedText = reply) -> Reply:
                     with still_open:

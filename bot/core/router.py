@@ -202,14 +202,25 @@ class Router:
                 ctx.answered_by = f"{route.description} in router {self.name!r}"  # for a log line about it
                 return answer
         for child in self.children:
-            if any(r.fallbacks if fallback else r.routes for r in child.walk()):
+            if child._has_routes(fallback):
                 answer = child._wrapped(lambda c, child=child: child._phase(c, fallback=fallback), ctx)
                 if answer is not None:
                     return answer
         return None
 
+    def _has_routes(self, fallback: bool) -> bool:
+        """Whether this router or one it includes has fallbacks (``fallback``) or regular routes."""
+        if self.fallbacks if fallback else self.routes:
+            return True
+        for child in self.children:
+            if child._has_routes(fallback):
+                return True
+        return False
+
     def _wrapped(self, inner: Next, ctx: Context) -> Reply:
         """``inner`` inside this router's middleware; its error handlers see what its handlers raise."""
+        if not self.middlewares and not self.error_handlers:
+            return inner(ctx)  # nothing to wrap it in, nobody to ask about an error: it propagates as it is
         chain = inner
         for mw in reversed(self.middlewares):
             chain = _bind(mw, chain)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,20 +137,45 @@ class Sessions:
                     msg_id, self.shown(openid))
         return False
 
-    @contextmanager
-    def bound(self, ctx: Context) -> Iterator[None]:
+    def bound(self, ctx: Context) -> Bound:
         """``ctx.session`` loadable during the block (lazily), saved after it (not when the block raised)."""
-        if not ctx.openid:
-            yield
-            return
-        loaded: list[Snapshot | None] = []
+        return Bound(self, ctx)
 
-        def load() -> dict[str, Any]:
-            session, snapshot = self.load(ctx.openid)
-            loaded.append(snapshot)
-            return session
 
-        ctx.session_loader = load
+class Bound:
+    """:meth:`Sessions.bound`'s block (a plain class: a generator context manager costs more per message)."""
+
+    def __init__(self, sessions: Sessions, ctx: Context) -> None:
+        self.sessions, self.ctx = sessions, ctx
+        self.loaded: list[Snapshot | None] = []
+        self.detached = False
+
+    def __enter__(self) -> Bound:
+        if self.ctx.openid:
+            self.ctx.session_loader = self._load
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None and not self.detached:
+            self.save()
+
+    def detach(self) -> AbstractContextManager[None]:
+        """Keep the session open past this block (a streamed answer still writing): the block this returns
+        saves it instead."""
+        self.detached = True
+        return self._rest()
+
+    @contextmanager
+    def _rest(self) -> Iterator[None]:
         yield
-        if loaded:  # saved only when some handler looked at it (and changed it)
-            self.save(ctx.openid, ctx.session, loaded[0], ctx.msg_id, ctx.session_merge)
+        self.save()
+
+    def _load(self) -> dict[str, Any]:
+        session, snapshot = self.sessions.load(self.ctx.openid)
+        self.loaded.append(snapshot)
+        return session
+
+    def save(self) -> None:
+        ctx = self.ctx
+        if self.loaded:  # saved only when some handler looked at it (and changed it)
+            self.sessions.save(ctx.openid, ctx.session, self.loaded[0], ctx.msg_id, ctx.session_merge)

@@ -4,6 +4,7 @@ It only turns a Flask request into ``(method, query, body)`` and the core's answ
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from flask import Blueprint, Flask, Response, request
 
@@ -121,9 +122,17 @@ def _read_body(environ: dict[str, Any], limit: int, seconds: float) -> bytes | N
 
 
 def first_values(query_string: str) -> dict[str, str]:
-    """The query as WeChat sends it: one value per name (the first, as Flask's ``request.args.get``)."""
+    """The query as WeChat sends it: one value per name (the first, as Flask's ``request.args.get``).
+
+    ``parse_qsl(query_string, keep_blank_values=True)``'s pairs, without its per-pair work for the plain
+    names and values WeChat sends (only a pair with ``%`` or ``+`` in it is unquoted)."""
     query: dict[str, str] = {}
-    for name, value in parse_qsl(query_string, keep_blank_values=True):
+    for pair in query_string.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in pair or "+" in pair:
+            name, value = unquote(name.replace("+", " ")), unquote(value.replace("+", " "))
         query.setdefault(name, value)
     return query
 
@@ -176,8 +185,13 @@ class CallbackFastPath:
         headers = [("Content-Type", result.content_type), ("Content-Length", str(len(body)))]
         if close:
             headers.append(("Connection", "close"))
-        start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
+        start_response(_status_line(result.status), headers)
         return [body]
+
+
+@functools.lru_cache(maxsize=64)
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 def add_healthz(app: Flask) -> None:
