@@ -90,7 +90,7 @@ def test_emit_makes_the_record_log_log_made(kept: Keep, monkeypatch: pytest.Monk
     monkeypatch.setattr(trace, "message_done", lambda fields: None)
     trace.emit(dict(TRACE), "retry", tries=2, sent=False, reason="a b")
     fields = {**TRACE, "path": "retry", "tries": 2, "sent": False, "reason": "a b"}
-    trace.log.log(logging.ERROR, "message %s", trace._text(fields), extra={"fields": fields})
+    trace.log.log(logging.ERROR, "message %s", trace._text(fields), extra={"fields": fields, "fields_in_message": True})
     fast, plain = kept.records
     assert {k: v for k, v in vars(fast).items() if k not in VOLATILE} == \
         {k: v for k, v in vars(plain).items() if k not in VOLATILE}
@@ -134,6 +134,28 @@ def test_a_secret_in_the_line_is_redacted_and_the_line_is_otherwise_unchanged(ke
         assert plain["message"] == f"{text} path=passive tries=1" and plain["steps"] == TRACE["steps"]
     assert kept.records[0].fields["synthesis_error"] == redacted  # the structured fields too, for every handler
     assert kept.records[1].fields == {**TRACE, "path": "passive", "tries": 1}
+
+
+def test_fields_of_a_clean_line_are_not_dumped_but_a_secret_in_them_still_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message of a bot.message line is its fields, ``key=value``: when redacting it changed nothing, there
+    is nothing to hide in the fields either (one JSON encoding per message saved); when it did, they are
+    redacted too. A secret with a quote or backslash (which a nested value's repr escapes) always scans them."""
+    dumped: list[object] = []
+    real = logs._dumps
+    monkeypatch.setattr(logs, "_dumps", lambda data: dumped.append(data) or real(data))
+
+    def line(secrets: list[str], fields: dict[str, object]) -> logging.LogRecord:
+        record = logging.LogRecord("bot.message", logging.INFO, __file__, 1, "message %s", (trace._text(fields),),
+                                   None)
+        record.fields, record.fields_in_message = fields, True  # type: ignore[attr-defined]
+        RedactFilter(secrets).filter(record)
+        return record
+    line(["sekret-1234"], dict(TRACE))
+    assert dumped == []
+    leaked = line(["sekret-1234"], {**TRACE, "error": {"detail": "bad key sekret-1234"}})
+    assert leaked.fields["error"] == {"detail": "bad key ***"} and "sekret-1234" not in leaked.getMessage()  # type: ignore[attr-defined]
+    line(['quo"ted-secret'], dict(TRACE))
+    assert len(dumped) == 2
 
 
 def test_json_dumps_shortcut_is_json_dumps() -> None:

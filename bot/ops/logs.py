@@ -85,6 +85,10 @@ class RedactFilter(logging.Filter):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
         self.hash_openid = hash_openid
+        # A message built from its fields (bot.message: ``key=value`` of each) shows every secret or openid
+        # they hold as it is, unless a secret has characters that the repr of a nested value escapes.
+        self._verbatim = all(s.isprintable() and '"' not in s and "'" not in s and "\\" not in s
+                             for s in self.secrets)
 
     def redact(self, text: str) -> str:
         # Each pattern runs only when a plain substring test says it could match (most lines: none does).
@@ -105,7 +109,8 @@ class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = self.redact(message)
-        if redacted != message:
+        changed = redacted != message
+        if changed:
             record.msg, record.args = redacted, ()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -114,6 +119,8 @@ class RedactFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         fields = getattr(record, "fields", None)
+        if fields and not changed and self._verbatim and getattr(record, "fields_in_message", False):
+            fields = None  # nothing in the message to hide: nothing in the fields it was built from either
         if isinstance(fields, dict) and fields:
             dumped = _dumps(fields)
             redacted = self.redact(dumped)

@@ -103,7 +103,7 @@ def _log(level: int, text: str, fields: dict[str, Any]) -> None:
         caller = sys._getframe(1)
         where = (caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_name)
     log.handle(log.makeRecord(log.name, level, where[0], where[1], "message %s", (text,), None, where[2],
-                              {"fields": fields}))
+                              {"fields": fields, "fields_in_message": True}))
 
 
 def _text(fields: dict[str, Any]) -> str:
