@@ -3,9 +3,11 @@ endpoint with a key that must never show up anywhere, and a capture of every log
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import pytest
 
 from bot.config import Config
 from bot.sandbox import Sandbox
@@ -58,3 +60,19 @@ def chat_calls(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 def user_client(config: Config, bot: Any, sandbox: Sandbox) -> WeChatRetryClient:
     return WeChatRetryClient(config, bot.url, sandbox.url, wait_s=WAIT_S)
+
+
+def sandbox_fixtures(start: Callable[[], Sandbox]) -> tuple[Any, Any]:
+    """A module's ``sandbox`` (one per module, started by ``start``) and the autouse ``_clean`` that resets its
+    settings and records after each test: ``sandbox, _clean = sandbox_fixtures(llm_sandbox)``."""
+    @pytest.fixture(scope="module")
+    def sandbox() -> Iterator[Sandbox]:
+        sb = start()
+        yield sb
+        sb.stop()
+
+    @pytest.fixture(autouse=True)
+    def _clean(sandbox: Sandbox) -> Iterator[None]:
+        yield
+        sandbox.reset(settings=True)
+    return sandbox, _clean

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,11 @@ from bot.testing import messages
 from bot.testing.net import free_port
 from delivery_support import NOTICE, local_bot, openid, run_all, wait_for
 from handlers.llm.markdown import to_plain_text
-from llm_support import APOLOGIES, KEY, MORE, chat_calls, llm_config, llm_sandbox, logs, user_client
+from llm_support import APOLOGIES, KEY, MORE, chat_calls, llm_config, llm_sandbox, logs, sandbox_fixtures, user_client
 from redis_support import drop_prefix, unique_prefix
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    sb = llm_sandbox()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(sandbox: Sandbox) -> Iterator[None]:
-    yield
-    sandbox.reset(settings=True)
+sandbox, _clean = sandbox_fixtures(llm_sandbox)
 
 
 # -- answers ------------------------------------------------------------------------------------------

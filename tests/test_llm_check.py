@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,20 +10,10 @@ import pytest
 from bot.config import Config
 from bot.sandbox import Sandbox
 from bot.testing.net import free_port
-from llm_support import KEY, llm_config, llm_sandbox
+from llm_support import KEY, llm_config, llm_sandbox, sandbox_fixtures
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    sb = llm_sandbox()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(sandbox: Sandbox) -> Iterator[None]:
-    yield
-    sandbox.reset(settings=True)
+sandbox, _clean = sandbox_fixtures(llm_sandbox)
 
 
 # -- check --------------------------------------------------------------------------------------------

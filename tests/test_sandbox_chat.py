@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,21 +13,12 @@ import requests
 from bot.sandbox import Sandbox, SandboxError
 from bot.sandbox.chat_api import STORY, answer_for, essay, timed
 from delivery_support import start_sandbox
+from llm_support import sandbox_fixtures
 
 KEY = "sk-sandbox-chat-test"
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    sb = start_sandbox(0.05, chat_api_key=KEY, chat_chunks_per_s=0.0)
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(sandbox: Sandbox) -> Iterator[None]:
-    yield
-    sandbox.reset(settings=True)
+sandbox, _clean = sandbox_fixtures(lambda: start_sandbox(0.05, chat_api_key=KEY, chat_chunks_per_s=0.0))
 
 
 def post(sandbox: Sandbox, body: dict[str, Any], key: str | None = KEY, **kw: Any) -> requests.Response:
