@@ -71,6 +71,7 @@ ERRORS = {
     "aes key too long": (VALID_WECHAT + f'encoding_aes_key = "{"a" * 44}"\n', "[wechat] encoding_aes_key", "got 44"),
     "path without slash": (VALID_WECHAT + '[server]\npath = "wechat"\n', "[server] path", "starting with '/'"),
     "port out of range": (VALID_WECHAT + '[server]\nport = 70000\n', "[server] port", "1-65535"),
+    "unknown log level": (VALID_WECHAT + '[logging]\nlevel = "LOUD"\n', "[logging] level", "DEBUG, INFO, WARNING"),
     "bad router spec": (VALID_WECHAT + '[handlers]\nrouters = ["not a spec!"]\n', "[handlers] routers[0]",
                         "module:attribute"),
     "aes key not base64": (VALID_WECHAT + f'encoding_aes_key = "{"-" * 43}"\n', "[wechat] encoding_aes_key",

@@ -10,6 +10,9 @@ import dataclasses
 from bot.config.schema import BUILTIN_SYNTHESIZERS, LLM_OWN_FIELDS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def check(cfg: Config) -> None:
     """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
     the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
@@ -21,6 +24,9 @@ def check(cfg: Config) -> None:
                           f"got {cfg.metrics.path!r}")
     if not 0 < cfg.server.port < 65536:
         raise ConfigError(f"[server] port: expected 1-65535, got {cfg.server.port}")
+    if cfg.logging.level.upper() not in LOG_LEVELS:  # logging would quietly fall back to INFO
+        raise ConfigError(f"[logging] level: expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]} (any case), "
+                          f"got {cfg.logging.level!r}")
     for i, spec in enumerate(cfg.handlers.routers):
         if ":" not in spec and "." not in spec and not spec.isidentifier():
             raise ConfigError(f"[handlers] routers[{i}]: expected 'module:attribute' or a plugin name, got {spec!r}")
