@@ -112,6 +112,30 @@ def test_rejects_non_positive_ttl(store: Store, bad: float) -> None:
         store.set("k", "v", ttl=bad)
 
 
+def test_add_peeking_claims_and_tells_whether_an_index_has_members(store: Store) -> None:
+    assert store.add_peeking("m1", "v", 60, index=[("open", "m1", 1.0)], peek="pickup:u") == (True, False)
+    assert store.index_range("open") == [("m1", 1.0)]  # the add's index change was applied
+    assert store.add("kept", "v", index=[("pickup:u", "kept", 1.0)])
+    assert store.add_peeking("m2", "v", 60, peek="pickup:u") == (True, True)
+    assert store.add_peeking("m2", "again", 60, peek="pickup:u") == (False, False)  # not set: nothing to learn
+    assert store.get("m2") == "v"
+    assert store.add_peeking("m3", "v", 60, peek="pickup:other") == (True, False)
+    assert store.add_peeking("m4", "v", 60, index=[("open", "m4", 2.0)], peek="pickup:u") == (True, True)
+    assert store.compare_and_set("m4", "v", "w", 60, index=[("open", "m4", None)])  # a later write: no peek
+    assert store.index_range("open") == [("m1", 1.0)]
+    assert store.add_peeking("short", "v", EXPIRE, peek="pickup:other") == (True, False)
+    time.sleep(EXPIRE + 0.05)  # an expired key is set again (on SQLite: the conflict's update, with its triggers)
+    assert store.add_peeking("short", "again", 60, index=[("open", "short", 3.0)], peek="pickup:u") == (True, True)
+    assert store.get("short") == "again" and store.index_range("open") == [("m1", 1.0), ("short", 3.0)]
+    assert store.add("stale", "v", EXPIRE, index=[("open", "stale", 4.0)])
+    time.sleep(EXPIRE + 0.05)  # expired, its index entry still there: the new add moves it
+    assert store.add_peeking("stale", "new", 60, index=[("open", "stale", 5.0)], peek="pickup:none") == (True, False)
+    assert store.add("stale2", "v", EXPIRE, index=[("open", "stale2", 6.0)])
+    time.sleep(EXPIRE + 0.05)
+    assert store.add("stale2", "new", 60, index=[("open", "stale2", 7.0)])
+    assert store.index_range("open")[-2:] == [("stale", 5.0), ("stale2", 7.0)]
+
+
 # -- expiry -----------------------------------------------------------------------------------------
 def test_every_write_can_expire(store: Store) -> None:
     written = time.monotonic()

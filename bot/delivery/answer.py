@@ -32,12 +32,14 @@ class Answerer:
                  config: ReplyConfig) -> None:
         self.ledger, self.cs, self.pickup, self.late, self.config = ledger, cs, pickup, late, config
 
-    def answer(self, key: str, raw: str, record: Record, inbound: Inbound, *, path: str, tries: int) -> str | None:
+    def answer(self, key: str, raw: str, record: Record, inbound: Inbound, *, path: str, tries: int,
+               nothing_kept: bool = False) -> str | None:
         """Deliver the finished ``record`` (state done, read as ``raw``) in this try's reply. None when the
-        record moved meanwhile (the caller reads it again)."""
+        record moved meanwhile (the caller reads it again). ``nothing_kept``: the message's claim, a moment
+        ago, saw no answers kept for its user (one look at the store saved)."""
         reply_xml = record.reply or SUCCESS
         trace = record.trace or {}
-        kept = self._claim_kept(inbound, key)
+        kept = Claimed() if nothing_kept else self._claim_kept(inbound, key)
         if not kept and utf8_len(reply_xml) <= self.config.max_text_bytes and PART_SEPARATOR not in reply_xml:
             if not self.ledger.swap(key, raw, record.but(state=DELIVERED, via="passive", trace=None), closed(key)):
                 return None

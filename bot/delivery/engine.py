@@ -50,6 +50,7 @@ class Claim(NamedTuple):
     record: Record
     raw: str  # the record as written: the CAS to delivered compares with it
     token: int
+    kept: bool = True  # the user may have answers kept for pickup (False: the claim saw none)
 
 
 class Delivery:
@@ -132,7 +133,8 @@ class Delivery:
                 return None  # this try waits for it like for any background job
             if self.clock() < until:
                 done = claim.record.but(state=DONE, reply=reply_xml, trace=trace, push=None, owner=None)
-                reply = self.answerer.answer(key, claim.raw, done, inbound, path="passive", tries=1)
+                reply = self.answerer.answer(key, claim.raw, done, inbound, path="passive", tries=1,
+                                             nothing_kept=not claim.kept)
                 if reply is not None:
                     return reply
             self._finish(key, reply_xml, trace, owner)
@@ -171,11 +173,11 @@ class Delivery:
         owner, token = self._hold(created)
         record = Record(RUNNING, created, owner, openid=inbound.message.source, push=inbound.xml)
         with dropped_on_error(token):
-            raw = self.ledger.add(key, record)
+            raw, kept = self.ledger.add(key, record)
         if raw is not None and inbound.message.type != "voice":
             with self._lock:
                 self._local.add(key)
-            return 1, Claim(key, record, raw, token)
+            return 1, Claim(key, record, raw, token, kept)
         if raw is not None:
             try:
                 self._start(key, inbound.xml, owner, token)

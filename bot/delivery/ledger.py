@@ -28,12 +28,17 @@ class Ledger:
         raw = self.store.get(self.rkey(key))
         return raw, Record.load(raw)
 
-    def add(self, key: str, record: Record) -> str | None:
-        """Create the record (the first try of a message); its raw form, or None when it already exists."""
+    def add(self, key: str, record: Record) -> tuple[str | None, bool]:
+        """Create the record (the first try of a message): its raw form, or None when it already exists; and
+        whether the user may have answers kept for pickup (False: none, no need to look)."""
         raw = record.dump()
-        added = self.store.add(self.rkey(key), raw, ttl=self.config.state_ttl_s,
-                               index=[open_at(key, self.last_chance(record.created))])
-        return raw if added else None
+        index = [open_at(key, self.last_chance(record.created))]
+        if not record.openid:
+            return (raw if self.store.add(self.rkey(key), raw, ttl=self.config.state_ttl_s, index=index)
+                    else None), False
+        added, kept = self.store.add_peeking(self.rkey(key), raw, ttl=self.config.state_ttl_s, index=index,
+                                             peek=pickup_index(record.openid))
+        return (raw if added else None), kept
 
     def swap(self, key: str, raw: str, new: Record, *index: IndexOp) -> bool:
         """Replace the record read as ``raw`` with ``new`` (and apply ``index``); False if it moved meanwhile."""

@@ -82,6 +82,14 @@ class Store(ABC):
         """Set only if absent or expired; True if this call set it (the dedupe/lock primitive). The ``index``
         changes are applied in the same atomic operation, only when it set the key."""
 
+    def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
+                    peek: str) -> tuple[bool, bool]:
+        """``add``, and, when it set the key, whether index ``peek`` has any member: a delivery claims a
+        message and learns whether its user has answers waiting. A backend may do both in one round trip."""
+        if not self.add(key, value, ttl, index=index):
+            return False, False
+        return True, bool(self.index_range(peek, limit=1))
+
     @abstractmethod
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,

@@ -30,8 +30,8 @@ from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_tt
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS wvb_kv ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL, ix_name TEXT, ix_member TEXT, ix_score REAL)"
-    " WITHOUT ROWID",
+    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL, ix_name TEXT, ix_member TEXT, ix_score REAL,"
+    " peek TEXT) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS wvb_index ("
     " name TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID",
     # No index by score: each index change would write one more page. index_range reads one index's members
@@ -48,7 +48,17 @@ _APPLY_IX = (
 _TRIGGERS = tuple(
     f"CREATE TRIGGER IF NOT EXISTS wvb_kv_ix_{event.lower()} AFTER {event} ON wvb_kv"
     f" WHEN NEW.ix_name IS NOT NULL BEGIN{_APPLY_IX} END" for event in ("INSERT", "UPDATE"))
-_IX_COLUMNS = {"ix_name": "TEXT", "ix_member": "TEXT", "ix_score": "REAL"}
+_IX_COLUMNS = {"ix_name": "TEXT", "ix_member": "TEXT", "ix_score": "REAL", "peek": "TEXT"}
+# add_peeking: the index named in the new row's peek column is looked at in the same statement, by a trigger of
+# this connection's own (TEMP) that writes one row of a TEMP table when it has a member: one more change in the
+# connection's count, read without another statement.
+_PEEK = (
+    "PRAGMA temp_store=MEMORY",
+    "CREATE TEMP TABLE IF NOT EXISTS wvb_peeked (id INTEGER PRIMARY KEY)",
+    "CREATE TEMP TRIGGER IF NOT EXISTS wvb_kv_peek AFTER INSERT ON main.wvb_kv"
+    " WHEN NEW.peek IS NOT NULL AND EXISTS (SELECT 1 FROM main.wvb_index WHERE name = NEW.peek)"
+    " BEGIN INSERT OR REPLACE INTO wvb_peeked (id) VALUES (1); END",
+)
 log = logging.getLogger("bot.store")
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
@@ -127,7 +137,7 @@ class SQLiteStore(LockingStore):
                 for column, kind in _IX_COLUMNS.items():
                     if column not in columns:  # a file made by an earlier version
                         conn.execute(f"ALTER TABLE wvb_kv ADD COLUMN {column} {kind}")
-                for statement in _TRIGGERS:
+                for statement in (*_TRIGGERS, *_PEEK):
                     conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
@@ -275,16 +285,34 @@ class SQLiteStore(LockingStore):
         self._changes("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
                       (self._k(key), value, expires_at))
 
+    # Insert unless a live row has the key; an expired one is replaced. (OR REPLACE, not an upsert: a trigger's
+    # own conflict clause gives way to the outer statement's, and the index entry may exist already.)
+    _ADD = ("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at, ix_name, ix_member, ix_score, peek)"
+            f" SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = ? AND {_LIVE})")
+
     def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
         if len(index) > 1:
             return super().add(key, value, ttl, index=index)
         now, expires_at = self._timed(ttl)
-        return self._changes(
-            "INSERT INTO wvb_kv (key, value, expires_at, ix_name, ix_member, ix_score) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,"
-            " ix_name = excluded.ix_name, ix_member = excluded.ix_member, ix_score = excluded.ix_score"
-            " WHERE wvb_kv.expires_at IS NOT NULL AND wvb_kv.expires_at <= ?",
-            (self._k(key), value, expires_at, *self._one_index_op(index), now)) == 1
+        full = self._k(key)
+        return self._changes(self._ADD, (full, value, expires_at, *self._one_index_op(index), None, full, now)) == 1
+
+    def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
+                    peek: str) -> tuple[bool, bool]:
+        if len(index) > 1 or (index and index[0][2] is None):  # only an index entry put is one known change
+            return super().add_peeking(key, value, ttl, index=index, peek=peek)
+        now, expires_at = self._timed(ttl)
+
+        def op() -> tuple[bool, bool]:
+            conn = self._conn()
+            before = conn.total_changes
+            full = self._k(key)
+            added = conn.execute(self._ADD, (full, value, expires_at, *self._one_index_op(index), self._ix(peek),
+                                             full, now)).rowcount == 1
+            # the row and its index entry (a row or entry replaced counts once), and one more when the peek
+            # trigger found a member
+            return added, added and conn.total_changes - before > 1 + len(index)
+        return self._run(op)
 
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
@@ -296,7 +324,7 @@ class SQLiteStore(LockingStore):
             return super().compare_and_set(key, expected, value, ttl, index=index)
         now, expires_at = self._timed(ttl)
         return self._changes(
-            "UPDATE wvb_kv SET value = ?, expires_at = ?, ix_name = ?, ix_member = ?, ix_score = ?"
+            "UPDATE wvb_kv SET value = ?, expires_at = ?, ix_name = ?, ix_member = ?, ix_score = ?, peek = NULL"
             f" WHERE key = ? AND value = ? AND {_LIVE}",
             (value, expires_at, *self._one_index_op(index), self._k(key), expected, now)) == 1
 
