@@ -9,8 +9,9 @@ releases it around every statement: a transaction of ``BEGIN; SELECT; INSERT; IN
 five times and had to win it back each time *while holding the database's write lock*, so every writer of
 every worker process waited for other threads' Python code. ``add``, ``compare_and_set``, ``set``,
 ``compare_and_delete`` and ``get`` are one statement each (SQLite commits it on its own, without the GIL): the
-condition is in the statement (``ON CONFLICT … WHERE``, ``UPDATE … WHERE value = ?``), and the index changes
-of ``add``/``compare_and_set`` ride in the row's ``ix`` column, applied by triggers in the same statement.
+condition is in the statement (``INSERT OR REPLACE … WHERE NOT EXISTS`` a live row, ``UPDATE … WHERE value =
+?``), the one index change of ``add``/``compare_and_set`` rides in the row's ``ix_*`` columns and a trigger
+applies it, and ``add_peeking``'s look at an index is a TEMP trigger of the connection, in the same statement.
 The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
 ``LockingStore``'s, and ``tests/test_store.py`` runs the same cases against every backend.
 """
@@ -293,25 +294,27 @@ class SQLiteStore(LockingStore):
     def add(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = ()) -> bool:
         if len(index) > 1:
             return super().add(key, value, ttl, index=index)
-        now, expires_at = self._timed(ttl)
-        full = self._k(key)
-        return self._changes(self._ADD, (full, value, expires_at, *self._one_index_op(index), None, full, now)) == 1
+        return self._add(key, value, ttl, index, None)[0]
 
     def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
                     peek: str) -> tuple[bool, bool]:
         if len(index) > 1 or (index and index[0][2] is None):  # only an index entry put is one known change
             return super().add_peeking(key, value, ttl, index=index, peek=peek)
+        return self._add(key, value, ttl, index, self._ix(peek))
+
+    def _add(self, key: str, value: str, ttl: float | None, index: Sequence[IndexOp],
+             peek: str | None) -> tuple[bool, bool]:
         now, expires_at = self._timed(ttl)
+        full = self._k(key)
 
         def op() -> tuple[bool, bool]:
             conn = self._conn()
-            before = conn.total_changes
-            full = self._k(key)
-            added = conn.execute(self._ADD, (full, value, expires_at, *self._one_index_op(index), self._ix(peek),
-                                             full, now)).rowcount == 1
-            # the row and its index entry (a row or entry replaced counts once), and one more when the peek
-            # trigger found a member
-            return added, added and conn.total_changes - before > 1 + len(index)
+            before = conn.total_changes if peek else 0
+            added = conn.execute(self._ADD, (full, value, expires_at, *self._one_index_op(index), peek, full,
+                                             now)).rowcount == 1
+            # the row and its index entry (a row or entry replaced counts once); one more: the peek trigger
+            # found a member
+            return added, bool(added and peek and conn.total_changes - before > 1 + len(index))
         return self._run(op)
 
     def compare_and_set(
