@@ -182,9 +182,9 @@ class SQLiteStore(LockingStore):
                 if self._closed:
                     self._opened_lock.notify_all()
 
-    def _changes(self, sql: str, params: tuple[object, ...]) -> int:
-        """Run one statement (its own transaction); how many rows it changed."""
-        return self._run(lambda: self._conn().execute(sql, params).rowcount)
+    def _statement_write(self, sql: str, params: Callable[[float], tuple[object, ...]]) -> int:
+        """A write that is one statement (its own transaction) with ``params(now)``: how many rows it changed."""
+        return self._run(lambda: self._conn().execute(sql, params(self._statement_time())).rowcount)
 
     def _row(self, sql: str, params: tuple[object, ...]) -> tuple | None:
         return self._run(lambda: self._conn().execute(sql, params).fetchone())
@@ -239,16 +239,13 @@ class SQLiteStore(LockingStore):
         return [(m, s) for m, s in rows]
 
     # -- the hot operations, one statement each ----------------------------------------------------
-    def _timed(self, ttl: float | None) -> tuple[float, float | None]:
-        """The write's time (a purge now and then) and the row's expiry."""
-        ttl = check_ttl(ttl)
-        now = self._now()
-        self._writes += 1
-        if self._writes % self.purge_every == 0:
-            self._changes("DELETE FROM wvb_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+    def _statement_time(self) -> float:
+        """``_writing()`` (the write's time, a purge now and then) for a one-statement write, and now and then a
+        checkpoint: before the statement, so never inside a transaction of this connection."""
+        now = self._writing()
         if self._writes % self.checkpoint_every == 0 and not self._memory:
             self._checkpoint()
-        return now, (None if ttl is None else now + ttl)
+        return now
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database and let it start over. SQLite's automatic checkpoints (off: see
@@ -282,9 +279,9 @@ class SQLiteStore(LockingStore):
         return None if row is None else row[0]
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        _now, expires_at = self._timed(ttl)
-        self._changes("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
-                      (self._k(key), value, expires_at))
+        ttl, full = check_ttl(ttl), self._k(key)
+        self._statement_write("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",
+                              lambda now: (full, value, self._deadline(now, ttl)))
 
     # Insert unless a live row has the key; an expired one is replaced. (OR REPLACE, not an upsert: a trigger's
     # own conflict clause gives way to the outer statement's, and the index entry may exist already.)
@@ -304,14 +301,14 @@ class SQLiteStore(LockingStore):
 
     def _add(self, key: str, value: str, ttl: float | None, index: Sequence[IndexOp],
              peek: str | None) -> tuple[bool, bool]:
-        now, expires_at = self._timed(ttl)
-        full = self._k(key)
+        ttl, full = check_ttl(ttl), self._k(key)
 
         def op() -> tuple[bool, bool]:
+            now = self._statement_time()
             conn = self._conn()
             before = conn.total_changes if peek else 0
-            added = conn.execute(self._ADD, (full, value, expires_at, *self._one_index_op(index), peek, full,
-                                             now)).rowcount == 1
+            added = conn.execute(self._ADD, (full, value, self._deadline(now, ttl), *self._one_index_op(index),
+                                             peek, full, now)).rowcount == 1
             # the row and its index entry (a row or entry replaced counts once); one more: the peek trigger
             # found a member
             return added, bool(added and peek and conn.total_changes - before > 1 + len(index))
@@ -325,20 +322,20 @@ class SQLiteStore(LockingStore):
             return self.add(key, value, ttl, index=index)
         if len(index) > 1:
             return super().compare_and_set(key, expected, value, ttl, index=index)
-        now, expires_at = self._timed(ttl)
-        return self._changes(
+        ttl, full = check_ttl(ttl), self._k(key)
+        return self._statement_write(
             "UPDATE wvb_kv SET value = ?, expires_at = ?, ix_name = ?, ix_member = ?, ix_score = ?, peek = NULL"
             f" WHERE key = ? AND value = ? AND {_LIVE}",
-            (value, expires_at, *self._one_index_op(index), self._k(key), expected, now)) == 1
+            lambda now: (value, self._deadline(now, ttl), *self._one_index_op(index), full, expected, now)) == 1
 
     def compare_and_delete(self, key: str, expected: str) -> bool:
-        now, _ = self._timed(None)
-        return self._changes(f"DELETE FROM wvb_kv WHERE key = ? AND value = ? AND {_LIVE}",
-                             (self._k(key), expected, now)) == 1
+        full = self._k(key)
+        return self._statement_write(f"DELETE FROM wvb_kv WHERE key = ? AND value = ? AND {_LIVE}",
+                                     lambda now: (full, expected, now)) == 1
 
     def delete(self, key: str) -> None:
-        self._timed(None)
-        self._changes("DELETE FROM wvb_kv WHERE key = ?", (self._k(key),))
+        full = self._k(key)
+        self._statement_write("DELETE FROM wvb_kv WHERE key = ?", lambda now: (full,))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def ping(self) -> None:
