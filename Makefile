@@ -25,7 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(BIN)/python benchmarks/webhook.py
+	$(BIN)/python benchmarks/webhook.py --breakdown
 	$(BIN)/python benchmarks/webhook_instructions.py
 	$(BIN)/python benchmarks/voice.py
 	$(BIN)/python benchmarks/voice_reply.py

@@ -51,7 +51,13 @@ VARIANTS = {
     "memory": ('\n[storage]\nurl = "memory://"\n\n[logging]\nlevel = "WARNING"\n',
                'memory:// + [logging] level = "WARNING" (not a deployable configuration with 2 workers: a memory '
                "store does not deduplicate across workers; for comparison with earlier numbers)"),
+    # --breakdown: each of the two defaults alone, to see what each costs
+    "sqlwarn": ('\n[logging]\nlevel = "WARNING"\n',
+                'diagnostic (--breakdown): the default SQLite store, [logging] level = "WARNING" (no per-message line)'),
+    "meminfo": ('\n[storage]\nurl = "memory://"\n',
+                "diagnostic (--breakdown): memory:// (not deployable with 2 workers), [logging] level default (INFO)"),
 }
+QUIET_VARIANTS = {"memory", "sqlwarn"}  # no per-message INFO line to count
 
 
 def our_config_toml(secrets_: dict[str, str], dead_port: int, variant: str = "default") -> str:

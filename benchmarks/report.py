@@ -27,7 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PACKAGES = ("wechat-voicebot", "flask", "werkzeug", "gunicorn", "wechatpy", "cryptography", "xmltodict", "av",
             "requests", "redis", "rq", "matplotlib")
 COMMANDS = {  # what ``make bench`` runs, in order
-    "webhook": "python benchmarks/webhook.py",
+    "webhook": "python benchmarks/webhook.py --breakdown",
     "webhook_instructions": "python benchmarks/webhook_instructions.py",
     "voice": "python benchmarks/voice.py",
     "delivery": "python benchmarks/delivery.py",
@@ -144,11 +144,17 @@ def webhook_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> st
 
     head = ["mode", "server", "req/s", "p50 ms", "p99 ms", "server CPU µs/req", "req/s ÷ bare", "per round",
             "CPU bare ÷ ours"]
-    lines += ["Servers: " + "; ".join(f"**{n}**: {v.get('label')}" for n, v in servers.items() if n != "memory"), "",
-              table(head, rows_for(("default", "cand", "direct")))]
+    extra = ("memory", "sqlwarn", "meminfo")  # the labelled second table and the --breakdown table
+    lines += ["Servers: " + "; ".join(f"**{n}**: {v.get('label')}" for n, v in servers.items() if n not in extra),
+              "", table(head, rows_for(("default", "cand", "direct")))]
     if any("memory" in s for s in data.get("summary", {}).values()):
         lines += ["", f"Second table — **memory**: {servers.get('memory', {}).get('label', 'memory:// + WARNING')}; "
                   "the same bare runs:", "", table(head, rows_for(("memory",)))]
+    if any("sqlwarn" in s for s in data.get("summary", {}).values()):
+        lines += ["", "Breakdown (`--breakdown`) — each default alone, the same bare runs: "
+                  + "; ".join(f"**{n}**: {servers.get(n, {}).get('label', '?')}" for n in ("sqlwarn", "meminfo"))
+                  + ". sqlwarn's gap to memory is what the SQLite store costs, meminfo's what the per-message line "
+                  "costs.", "", table(head, rows_for(("sqlwarn", "meminfo")))]
     logs = data.get("log_lines") or {}
     if logs:
         lines += ["", "Per-message INFO lines in the log: " + ", ".join(

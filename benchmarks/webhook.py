@@ -17,6 +17,8 @@ ours in the project's default configuration with the bare handler under the same
 - a second, labelled table: ours with ``memory://`` and WARNING logging under the same gunicorn settings. With two
   workers a memory store does not deduplicate across workers: not a deployable configuration, kept for
   comparison with earlier numbers.
+- with ``--breakdown``, a third table: each default alone (the SQLite store with WARNING logging, ``memory://``
+  with INFO), so the default's gap splits into what the store and what the per-message log line cost.
 
 Rounds alternate the servers (bare, default, memory, …, then the reverse) so that a noisy machine's drift hits
 all equally; the tables show medians over the rounds, the spread of the per-round ratios and server CPU per
@@ -51,8 +53,8 @@ sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
 import _load  # noqa: E402
 from _load import LoadResult, Request, Signer  # noqa: E402
-from _servers import (GUNICORN_CONF, PATH, VARIANTS, Server, bench_secrets, gunicorn_settings,  # noqa: E402
-                      write_gunicorn_conf, write_our_config)
+from _servers import (GUNICORN_CONF, PATH, QUIET_VARIANTS, VARIANTS, Server, bench_secrets,  # noqa: E402
+                      gunicorn_settings, write_gunicorn_conf, write_our_config)
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing.client import BotClient  # noqa: E402
@@ -196,6 +198,8 @@ def build_servers(args: argparse.Namespace, workdir: Path, secrets_: dict[str, s
         ours("default", "ours, " + VARIANTS["default"][1], "default"),
         ours("memory", "ours, " + VARIANTS["memory"][1], "memory"),
     ]
+    if args.breakdown:
+        servers += [ours(v, VARIANTS[v][1], v) for v in ("sqlwarn", "meminfo")]
     if args.with_direct:
         servers.append(ours("direct", "diagnostic: ours with the delivery layer bypassed (benchmarks/_ours_direct.py), "
                             "default config", "default", "_ours_direct:app", str(BENCH_DIR)))
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--py-processes", type=int, default=2, help="processes of the Python load generator")
     ap.add_argument("--initial-rps", type=float, default=4000, help="first guess that sizes the warm-up's request pool")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="diagnostic: two more servers in the rounds, each default alone (SQLite + WARNING, "
+                         "memory:// + INFO), to see what the store and the log line each cost")
     ap.add_argument("--with-direct", action="store_true",
                     help="diagnostic: one more server in the rounds, ours with the delivery layer bypassed "
                          "(benchmarks/_ours_direct.py: a webhook without delivery)")
@@ -327,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in started:
                 s.stop()
             for s in started:  # after the stop: every worker has written its lines
-                if s.bot_config and s.name != "memory":  # the servers on the default config
+                if s.bot_config and s.name not in QUIET_VARIANTS:  # the servers that log each message
                     lines, answered = s.count_in_log(LOG_LINE), bench.answered.get(s.name, 0)
                     results["log_lines"][s.name] = {"lines": lines, "answered": answered}
                     print(f"log:      {s.name}: {lines} per-message INFO lines ('{LOG_LINE.strip()}') for {answered} "
@@ -382,6 +389,11 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     table(f"second table — ours with memory:// and WARNING logging, same gunicorn settings, same bare runs: NOT a "
           f"deployable configuration (a memory store does not deduplicate across {g.get('workers')} workers); for "
           "comparison with earlier numbers", ["memory"], "")
+    if args.breakdown:
+        table("breakdown (--breakdown) — each default alone, same bare runs: sqlwarn = SQLite store + WARNING, "
+              "meminfo = memory:// + INFO (not deployable)", ["sqlwarn", "meminfo"],
+              "sqlwarn's gap to memory = what the SQLite store costs; meminfo's gap to memory = what the "
+              "per-message INFO line costs; the default pays both")
 
 
 if __name__ == "__main__":
