@@ -318,9 +318,7 @@ class SQLiteStore(LockingStore):
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
         index: Sequence[IndexOp] = (),
     ) -> bool:
-        if expected is None:
-            return self.add(key, value, ttl, index=index)
-        if len(index) > 1:
+        if expected is None or len(index) > 1:  # an add (one statement too), or several index changes
             return super().compare_and_set(key, expected, value, ttl, index=index)
         ttl, full = check_ttl(ttl), self._k(key)
         return self._statement_write(
