@@ -496,3 +496,23 @@ def test_processes_racing_on_indexed_records_move_each_once(shared_target: tuple
         assert s.get("wins") == str(keys)
         assert s.index_range("open") == []
         assert s.index_range("won") == [(f"job:{i}", float(i)) for i in range(keys)]
+
+
+def test_sqlite_checkpoint_held_off_by_a_reader_tries_again_soon(tmp_path: Path) -> None:
+    """A rewind that a reader holds off is tried again ``checkpoint_retry`` writes later, not a whole interval."""
+    db = tmp_path / "held.db"
+    store = open_store(f"sqlite:///{db}")
+    store.checkpoint_every, store.checkpoint_retry = 20, 5  # type: ignore[attr-defined]
+    store._checkpoint_at = 20  # type: ignore[attr-defined]
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM wvb_kv").fetchone()  # a snapshot: the WAL cannot start over under it
+    for i in range(20):  # the 20th write's checkpoint waits 0.1 s for the reader, then gives up
+        store.set(f"k{i}", "v" * 500)
+    reader.execute("ROLLBACK")
+    for i in range(6):  # the retry, 5 writes later, rewinds the WAL; the last write starts it over
+        store.set(f"m{i}", "v" * 500)
+    frames = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert 0 < frames < 10, f"{frames} frames in the WAL: the held-off checkpoint was not retried"
+    reader.close()
+    store.close()

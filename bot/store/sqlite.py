@@ -84,6 +84,7 @@ class SQLiteStore(LockingStore):
     """Key/value table in one SQLite file; expired rows are ignored on read and purged now and then."""
 
     checkpoint_every = 500  # this process's writes between checkpoints that rewind the WAL
+    checkpoint_retry = 100  # writes until the next try when a checkpoint could not rewind it
 
     def __init__(self, path: str, prefix: str = "wvb:", *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(prefix)
@@ -98,6 +99,7 @@ class SQLiteStore(LockingStore):
         self._shared_lock = threading.RLock() if self._memory else None
         self._closed = False
         self._checkpoint_conn: tuple[int, sqlite3.Connection] | None = None
+        self._checkpoint_at = self.checkpoint_every  # the write count at which the next checkpoint runs
         if not self._memory:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,9 @@ class SQLiteStore(LockingStore):
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")
                     conn.execute("PRAGMA wal_autocheckpoint=0")  # our own checkpoints rewind it (_checkpoint)
-                    conn.execute("PRAGMA journal_size_limit=67108864")  # a rewound WAL shrinks back to 64 MB
+                    # A rewound WAL longer than 8 MB is cut back to 8 MB (one checkpoint interval of a busy store is
+                    # ~7 MB): writes go on while a checkpoint copies, so a slow copy can leave a longer file.
+                    conn.execute(f"PRAGMA journal_size_limit={8 << 20}")
                 for statement in _SCHEMA:
                     conn.execute(statement)
                 columns = {row[1] for row in conn.execute("PRAGMA table_info(wvb_kv)")}
@@ -243,7 +247,7 @@ class SQLiteStore(LockingStore):
         """``_writing()`` (the write's time, a purge now and then) for a one-statement write, and now and then a
         checkpoint: before the statement, so never inside a transaction of this connection."""
         now = self._writing()
-        if self._writes % self.checkpoint_every == 0 and not self._memory:
+        if self._writes >= self._checkpoint_at and not self._memory:
             self._checkpoint()
         return now
 
@@ -252,11 +256,18 @@ class SQLiteStore(LockingStore):
         ``_setup``) copy what they can but never rewind the WAL while writes keep coming: under steady load it
         grew by every page written (~25 KB a message, 500 MB in a 20,000-message test), and every commit past
         1,000 pages ran another checkpoint. RESTART holds new writers back for the copy (a few ms) and waits
-        up to 0.1 s for the readers; when it cannot have them, the next one (500 writes later) tries again."""
+        up to 0.1 s for the readers; when it cannot have them (busy, or the lock not had), it tries again 100
+        writes later, not 500: each missed rewind lets the WAL grow by another interval's pages."""
+        self._checkpoint_at = self._writes + self.checkpoint_every  # first, so that other threads do not start one
         try:
-            self._run(lambda: self._checkpointer().execute("PRAGMA wal_checkpoint(RESTART)").fetchall())
+            busy = self._run(lambda: self._checkpointer().execute("PRAGMA wal_checkpoint(RESTART)").fetchone())[0]
         except StoreError as exc:
-            log.debug("sqlite store %s: checkpoint postponed: %s", self.path, exc)
+            busy, why = 1, str(exc)
+        else:
+            why = "readers or writers held on past 0.1 s"
+        if busy:
+            self._checkpoint_at = self._writes + self.checkpoint_retry
+            log.debug("sqlite store %s: checkpoint postponed: %s", self.path, why)
 
     def _checkpointer(self) -> sqlite3.Connection:
         """This process's connection for checkpoints: it waits at most 0.1 s for the readers and writers."""
