@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Empty: the commands' own rule (config.toml when present, else config.example.toml); `make run CONFIG=x.toml`.
 CONFIG ?=
 
-.PHONY: run test bench fuzz clean install dev
+.PHONY: run test lint bench fuzz clean install dev
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# ruff (lint) and mypy (types), configured in pyproject.toml; part of make test.
+lint: install
+	$(BIN)/ruff check bot handlers tests benchmarks
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'

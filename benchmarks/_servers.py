@@ -162,7 +162,7 @@ class Server:
         env = " ".join(f"{k}={'…' if k in SECRET_ENV else shlex.quote(v)}" for k, v in self.env.items())
         return f"{env} {shlex.join(self.command())}".strip()
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=clean_env(self.env), stdout=log,

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import threading
-import re
 import time
 import uuid
 from pathlib import Path

@@ -31,12 +31,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.voice.audio import transcode_to_mp3  # noqa: E402
-from bot.voice.tones import make_tone  # noqa: E402
 from bot.core.router import Router  # noqa: E402
 from bot.runtime import build_webhook  # noqa: E402
 from bot.testing import BotClient, test_config  # noqa: E402
 from bot.testing.net import free_port, wait_until_up  # noqa: E402
+from bot.voice.audio import transcode_to_mp3  # noqa: E402
+from bot.voice.tones import make_tone  # noqa: E402
 
 
 def bare_transcode(data: bytes, fmt: str = "mp3") -> bytes:

@@ -29,12 +29,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from voice import bare_transcode as bare_transcode_to  # noqa: E402  (benchmarks/voice.py)
+from voice import start_sandbox  # noqa: E402
+
 from bot.config import WeChatConfig  # noqa: E402
 from bot.store.memory import MemoryStore  # noqa: E402
 from bot.voice.speech import to_voice_media  # noqa: E402
 from bot.wechat import WeChatAPI  # noqa: E402
 from bot.wechat.media import VoiceUploader  # noqa: E402
-from voice import bare_transcode as bare_transcode_to, start_sandbox  # noqa: E402  (benchmarks/voice.py)
 
 PHRASE = "已打开客厅的灯，"  # 0.2 s per character in the sandbox, silent at the comma
 

@@ -53,8 +53,17 @@ sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
 import _load  # noqa: E402
 from _load import LoadResult, Request, Signer  # noqa: E402
-from _servers import (GUNICORN_CONF, PATH, QUIET_VARIANTS, VARIANTS, Server, bench_secrets,  # noqa: E402
-                      gunicorn_settings, write_gunicorn_conf, write_our_config)
+from _servers import (  # noqa: E402
+    GUNICORN_CONF,
+    PATH,
+    QUIET_VARIANTS,
+    VARIANTS,
+    Server,
+    bench_secrets,
+    gunicorn_settings,
+    write_gunicorn_conf,
+    write_our_config,
+)
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing.client import BotClient  # noqa: E402

@@ -47,8 +47,9 @@ WARMUP = 50
 TARGET_RATIO = 0.9
 sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
-from bot.testing.net import free_port  # noqa: E402
 from _servers import VARIANTS, bench_secrets, clean_env, write_our_config  # noqa: E402
+
+from bot.testing.net import free_port  # noqa: E402
 
 LOG_LINE = " outcome="  # in each message's bot.message line
 

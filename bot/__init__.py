@@ -5,9 +5,9 @@ Public API: :class:`Router` (write handlers), :class:`Context` (what handlers ge
 """
 from bot.config import Config, ConfigError, load_config
 from bot.core.context import Context
-from bot.web.app import VoiceBot, create_app, webhook_blueprint
 from bot.core.router import Router
 from bot.core.webhook import Response, Webhook
+from bot.web.app import VoiceBot, create_app, webhook_blueprint
 
 __all__ = ["Config", "ConfigError", "Context", "Response", "Router", "VoiceBot", "Webhook", "create_app",
            "load_config", "webhook_blueprint"]

@@ -6,7 +6,7 @@ is handed what it needs through its constructor.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.intents import check_intents

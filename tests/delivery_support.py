@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from conftest import BASE_CONFIG, REPO, Server, free_port, merge, wait_healthy
 from werkzeug.serving import make_server
 
 from bot.config import Config, config_from_dict
-from bot.web.app import create_app
 from bot.core.router import Router
 from bot.sandbox import Sandbox
-from conftest import BASE_CONFIG, REPO, Server, free_port, merge, wait_healthy
+from bot.web.app import create_app
 
 T = TypeVar("T")
 SCALE = 0.1

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from delivery_support import WAIT_S, bot_config, start_sandbox
 
 from bot.config import Config
 from bot.sandbox import Sandbox
 from bot.testing import WeChatRetryClient
-from delivery_support import WAIT_S, bot_config, start_sandbox
 
 KEY = "sk-llm-test-9f3b2c7d41e0a8"  # the service's key: must never show up anywhere
 APOLOGIES = {kind: f"[apology {kind}]" for kind in

@@ -1,15 +1,16 @@
 """``python -m bot check``, run as a user runs it (a subprocess), against the real sandbox over HTTP."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conftest import run_cli
+from delivery_support import SECRET, start_sandbox
 
 from bot.sandbox import Sandbox
 from bot.testing.net import free_port
-from conftest import run_cli
-from delivery_support import SECRET, start_sandbox
 
 
 @pytest.fixture(scope="module")

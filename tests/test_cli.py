@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import REPO, Server, free_port, run_cli
 
 from bot.cli.commands import main
-from conftest import REPO, Server, free_port, run_cli
 
 
 def passive(text: str) -> re.Pattern[str]:

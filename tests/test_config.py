@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_cli
 
 from bot.config import Config, ConfigError, config_from_dict, load_config
-from conftest import REPO, run_cli
 
 VALID_WECHAT = '[wechat]\nappid = "wxa"\nappsecret = "s3cret-value"\ntoken = "t0ken-value"\n'
 
@@ -200,7 +200,7 @@ def test_replace_makes_a_changed_copy() -> None:
     other = cfg.replace(server={"port": 9000}, handlers={"apology": "oops"})
     assert other.server.port == 9000 and other.handlers.apology == "oops"
     assert cfg.server.port == 8080 and other.server.path == cfg.server.path
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         cfg.server.port = 1  # type: ignore[misc]  # frozen
 
 

@@ -10,23 +10,36 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 import redis_support
+from delivery_support import (
+    ANSWER,
+    NOTICE,
+    SENTENCE,
+    LogRecorder,
+    bot_config,
+    local_bot,
+    openid,
+    problems,
+    recording_logs,
+    run_all,
+    start_sandbox,
+    wait_for,
+)
+from redis_support import redis_target  # noqa: F401 - fixture
+
 from bot.config import ConfigError
+from bot.core.router import Router
 from bot.delivery.customer_service import cs_payload
 from bot.delivery.engine import RUNNING, Record
-from bot.core.router import Router
 from bot.runtime import build_webhook
 from bot.testing import BotClient, Seen, WeChatRetryClient, messages
-from delivery_support import (ANSWER, NOTICE, SENTENCE, LogRecorder, bot_config, local_bot, openid, problems, recording_logs,
-                              run_all, start_sandbox, wait_for)
-from redis_support import redis_target  # noqa: F401 - fixture
 
 SCALE = 0.2
 WAIT_S = 5.0 * SCALE

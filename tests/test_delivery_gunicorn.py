@@ -15,15 +15,25 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import Server, write_config_file
+from delivery_support import (
+    ANSWER,
+    SENTENCE,
+    job_owner,
+    openid,
+    problems,
+    run_all,
+    sections,
+    start_gunicorn_conf,
+    start_sandbox,
+    wait_for,
+)
 
 from bot.config import Config, load_config
 from bot.delivery.leases import owner_pid
 from bot.sandbox import Sandbox
 from bot.store import open_store
 from bot.testing import Seen, WeChatRetryClient, messages
-from conftest import Server, write_config_file
-from delivery_support import (ANSWER, SENTENCE, job_owner, openid, problems, run_all, sections,
-                              start_gunicorn_conf, start_sandbox, wait_for)
 
 
 class Rig:
@@ -39,7 +49,7 @@ class Rig:
         self.threads = threads
         self.server: Server | None = None
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.server = start_gunicorn_conf(self.config_path, self.config_path.parent, workers=2, threads=self.threads)
         return self
 

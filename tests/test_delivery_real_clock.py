@@ -37,16 +37,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Server, write_config_file
+from delivery_support import (
+    NOTICE,
+    job_owner,
+    openid,
+    run_all,
+    start_gunicorn_conf,
+    start_rq_worker,
+    start_sandbox,
+    stop_process,
+    wait_for,
+    worker_pids,
+)
+from redis_support import drop_prefix, redis_url, require_redis, unique_prefix
 
 from bot.config import Config, load_config
 from bot.delivery.leases import owner_pid
 from bot.sandbox import Sandbox
 from bot.store import StoreError, open_store
 from bot.testing import BotClient, Seen, WeChatRetryClient, messages
-from conftest import Server, write_config_file
-from delivery_support import (NOTICE, job_owner, openid, run_all, start_gunicorn_conf, start_rq_worker,
-                              start_sandbox, stop_process, wait_for, worker_pids)
-from redis_support import drop_prefix, redis_url, require_redis, unique_prefix
 
 MARKER = "（未完，回复任意文字继续）"  # [reply] more_marker's default
 LIMIT = 2048  # [reply] max_text_bytes's default: WeChat's limit for one text message
@@ -91,7 +101,7 @@ def answer(ctx):
     if text == "long":
         return LONG
     return "回声 " + text
-''' % LONG
+''' % LONG  # noqa: UP031 - the handler module's source, with %r filled in
 
 
 def answer_to(text: str) -> str:
@@ -127,7 +137,7 @@ class Rig:
         self.worker: subprocess.Popen[bytes] | None = None
         self.store = open_store(self.store_url, prefix=self.config.storage.prefix)
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         if self.rq:
             self.worker = start_rq_worker(self.config_path, self.directory)
         self.server = start_gunicorn_conf(self.config_path, self.directory, workers=2, threads=16)
@@ -377,7 +387,7 @@ def case_unswept_worker(rig: Rig) -> None:
 
 # -- the module: every rig and case at once ---------------------------------------------------------------------
 class Outcome:
-    def __init__(self, future: "Future[None] | None", started: float, skip: str | None = None) -> None:
+    def __init__(self, future: Future[None] | None, started: float, skip: str | None = None) -> None:
         self.future, self.started, self.skip = future, started, skip
         self.elapsed: float | None = None
         if future is not None:

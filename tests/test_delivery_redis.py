@@ -16,19 +16,30 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import write_config_file
+from delivery_support import (
+    ANSWER,
+    SENTENCE,
+    job_owner,
+    openid,
+    problems,
+    sections,
+    start_gunicorn_conf,
+    start_rq_worker,
+    start_sandbox,
+    stop_process,
+    wait_for,
+)
 
 from bot.config import load_config
 from bot.delivery.leases import owner_pid
 from bot.store import open_store
 from bot.testing import Seen, WeChatRetryClient, messages
-from conftest import write_config_file
-from delivery_support import (ANSWER, SENTENCE, job_owner, openid, problems, sections, start_gunicorn_conf,
-                              start_rq_worker, start_sandbox, stop_process, wait_for)
 
 # WeChat's clock × 0.2, not × 0.1: an RQ job pays a fork and fresh connections (~0.1-0.3 s) that do not
 # scale down with the clock.
 SCALE = 0.2
-from redis_support import drop_prefix, require_redis, unique_prefix
+from redis_support import drop_prefix, require_redis, unique_prefix  # noqa: E402
 
 
 @pytest.fixture(scope="module")

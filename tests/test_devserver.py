@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from conftest import REPO, free_port, run_cli, write_config_file
 
 from bot.config import ENV_OVERRIDES
 from bot.testing.net import wait_until_up
-from conftest import REPO, free_port, run_cli, write_config_file
 
 
 @contextmanager

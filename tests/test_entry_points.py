@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, free_port, run_cli, write_config_file
 
 from bot.config import ENV_OVERRIDES
-from conftest import REPO, free_port, run_cli, write_config_file
 
 BROKEN: dict[str, tuple[dict[str, Any], str]] = {
     "rq without redis": ({"reply": {"executor": "rq"}, "storage": {"url": "sqlite:///state.db"}},

@@ -12,15 +12,16 @@ from types import SimpleNamespace
 
 import pytest
 import xmltodict
+from conftest import AES_KEY, FIXTURES
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import check_signature
 
 from bot.config import config_from_dict
-from bot.core.envelope import Envelope as ServerEnvelope, EnvelopeError, NotAMessage, sign
+from bot.core.envelope import Envelope as ServerEnvelope
+from bot.core.envelope import EnvelopeError, NotAMessage, sign
 from bot.core.router import Router
-from bot.testing import BotClient, Envelope, messages, test_config
 from bot.core.webhook import Webhook
-from conftest import AES_KEY, FIXTURES
+from bot.testing import BotClient, Envelope, messages, test_config
 
 ECHO = ["handlers.echo:router"]
 WELCOME = "欢迎关注！发一段语音或文字试试。"
@@ -410,7 +411,7 @@ def test_mutated_bodies_never_500(caplog: pytest.LogCaptureFixture) -> None:
              "<xml><MsgType>text</MsgType><Content>a</Content><Content>b</Content></xml>"]
     alphabet = b"<>/![]&;#x\x00\xff\xe4 CDATAMsgTypetextvoice"
     statuses = set()
-    for i in range(600):
+    for _ in range(600):
         data = bytearray(rng.choice(seeds).encode())
         for _ in range(rng.randint(0, 4)):
             op, pos = rng.randrange(3), rng.randrange(len(data) + 1)

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from delivery_support import local_bot
 
 from bot import Router
 from bot.config import Config
 from bot.ops.logs import setup_logging
 from bot.ops.trace import hash_openid
 from bot.testing import Envelope, messages, test_config
-from delivery_support import local_bot
 
 OPENID = "oREALUSER_abcdefghijk1234567"  # 28 characters, like WeChat's
 

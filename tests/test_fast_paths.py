@@ -15,6 +15,7 @@ import pytest
 import xmltodict
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wechat_pushes import EVENTS, MESSAGES, QR_SUBSCRIBE, push
 from wechatpy import parse_message as wechatpy_parse_message
 from wechatpy.messages import TextMessage
 from wechatpy.replies import TextReply
@@ -22,7 +23,6 @@ from wechatpy.replies import TextReply
 from bot.core.context import render_text_reply
 from bot.core.envelope import parse_message, parse_xml
 from bot.web.app import first_values
-from wechat_pushes import EVENTS, MESSAGES, QR_SUBSCRIBE, push
 
 
 def outcome(fn: Any, xml: str) -> Any:
@@ -120,8 +120,9 @@ def test_first_values_are_parse_qsl_first_values(query: str) -> None:
 
 class FixedTime:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import bot.core.context
         import wechatpy.replies
+
+        import bot.core.context
         for module in (bot.core.context, wechatpy.replies):
             monkeypatch.setattr(module.time, "time", lambda: 1700000000.75)
 

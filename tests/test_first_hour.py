@@ -6,13 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_cli, write_config_file
 from flask import Flask
 
 from bot import Router, VoiceBot
 from bot.core.webhook import Webhook
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, test_config
-from conftest import REPO, run_cli, write_config_file
 
 
 def test_a_handler_returning_an_int_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,16 +6,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from conftest import REPO
 
 from bot import ConfigError
-from bot.testing import BotClient, test_config
 from bot.core.webhook import Webhook
-from conftest import REPO
+from bot.testing import BotClient, test_config
 from handlers.forward import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 SECRET = "forward-test-secret"

@@ -30,22 +30,23 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import requests
 import xmltodict
+from conftest import BASE_CONFIG, Server, merge, start_gunicorn, write_config_file
+from delivery_support import ANSWER, SENTENCE, LocalBot, bot_config, openid, recording_logs, run_all, start_sandbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import config_from_dict
 from bot.core.envelope import sign
-from bot.web.app import create_app
 from bot.core.router import Router
 from bot.testing import Envelope, WeChatRetryClient, messages
-from conftest import BASE_CONFIG, Server, merge, start_gunicorn, write_config_file
-from delivery_support import ANSWER, SENTENCE, LocalBot, bot_config, openid, recording_logs, run_all, start_sandbox
+from bot.web.app import create_app
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0") or 0)
 PATH = "/wechat"
@@ -683,7 +684,7 @@ def test_faults_at_every_step_end_in_one_answer_or_one_undeliverable_line() -> N
 class _stack:
     """Stops what a scenario started, in reverse order, even when setting up a later one fails."""
 
-    def __enter__(self) -> "_stack":
+    def __enter__(self) -> _stack:
         self.stops: list[Any] = []
         return self
 

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from bot import ConfigError, Router, load_config
 from bot.core.loading import load_router, load_routers
-from bot.testing import BotClient, test_config
 from bot.core.webhook import Webhook
+from bot.testing import BotClient, test_config
 from handlers import echo, lights
-
 
 
 @pytest.fixture(params=["plaintext", "safe"])

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO
 
 from bot import ConfigError, Context, Router, load_config
 from bot.config import IntentConfig, config_from_dict
 from bot.core.intents import intents_router
 from bot.core.loading import load_routers
 from bot.core.router import combine
-from bot.testing import BotClient, test_config
 from bot.core.webhook import Webhook
-from conftest import REPO
+from bot.testing import BotClient, test_config
 
 
 def bot(intents: list[dict[str, Any]], routers: list[str] | None = None, **sections: Any) -> BotClient:

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delivery_support import NOTICE, local_bot, openid, run_all, wait_for
+from llm_support import APOLOGIES, KEY, MORE, chat_calls, llm_config, llm_sandbox, logs, sandbox_fixtures, user_client
+from redis_support import drop_prefix, unique_prefix
 
 from bot.config import Config
 from bot.sandbox import Sandbox
 from bot.sandbox.chat_api import MARKDOWN, STORY, essay
 from bot.testing import messages
 from bot.testing.net import free_port
-from delivery_support import NOTICE, local_bot, openid, run_all, wait_for
 from handlers.llm.markdown import to_plain_text
-from llm_support import APOLOGIES, KEY, MORE, chat_calls, llm_config, llm_sandbox, logs, sandbox_fixtures, user_client
-from redis_support import drop_prefix, unique_prefix
-
 
 sandbox, _clean = sandbox_fixtures(llm_sandbox)
 
@@ -201,7 +200,7 @@ def test_every_failure_class_has_its_log_line_and_apology(sandbox: Sandbox, name
 
 
 def test_a_service_that_echoes_the_key_does_not_get_it_logged(sandbox: Sandbox) -> None:
-    body = '{"error": {"message": "Incorrect API key provided: %s", "type": "invalid_request_error"}}' % KEY
+    body = '{"error": {"message": "Incorrect API key provided: %s", "type": "invalid_request_error"}}'.replace("%s", KEY)
     sandbox.inject_fault("chat/completions", 0, http_status=401, body=body)
     config = llm_config(sandbox)
     with local_bot(config) as bot, logs(logging.DEBUG) as lines:

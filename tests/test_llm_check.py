@@ -6,12 +6,11 @@ import io
 from typing import Any
 
 import pytest
+from llm_support import KEY, llm_config, llm_sandbox, sandbox_fixtures
 
 from bot.config import Config
 from bot.sandbox import Sandbox
 from bot.testing.net import free_port
-from llm_support import KEY, llm_config, llm_sandbox, sandbox_fixtures
-
 
 sandbox, _clean = sandbox_fixtures(llm_sandbox)
 

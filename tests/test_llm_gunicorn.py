@@ -22,16 +22,25 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import Server, write_config_file
+from delivery_support import (
+    NOTICE,
+    budget,
+    openid,
+    run_all,
+    sections,
+    start_gunicorn_conf,
+    start_sandbox,
+    wait_for,
+    worker_pids,
+)
+from llm_support import APOLOGIES, KEY, MORE, chat_calls
 
 from bot.config import Config, load_config
 from bot.ops.trace import hash_openid
 from bot.sandbox import Sandbox
 from bot.sandbox.chat_api import STORY, timed
 from bot.testing import Seen, WeChatRetryClient, messages
-from conftest import Server, write_config_file
-from delivery_support import (NOTICE, budget, openid, run_all, sections, start_gunicorn_conf, start_sandbox,
-                              wait_for, worker_pids)
-from llm_support import APOLOGIES, KEY, MORE, chat_calls
 
 SCALE = 0.2  # WeChat's clocks and the sandbox's timed answers
 LIMIT = 4  # [llm] per_user_per_minute on both servers (a story's user sends 4 messages)
@@ -64,7 +73,7 @@ class Rig:
         self._tags = itertools.count()
         self._lock = threading.Lock()
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.server = start_gunicorn_conf(self.config_path, self.directory, workers=2, threads=16, args=ACCESS)
         wait_for(lambda: len(worker_pids(self.live)) == 2, 10)
         self.workers = sorted(worker_pids(self.live))

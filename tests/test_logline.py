@@ -7,16 +7,17 @@ import json
 import logging
 import re
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from conftest import BASE_CONFIG, merge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import config_from_dict
 from bot.ops import logs, trace
 from bot.ops.logs import ANSI, EVENT_ID, OPENID_PARAM, SECRET_PARAM, RedactFilter, may_hold_secret_param, setup_logging
-from conftest import BASE_CONFIG, merge
 
 SECRETS = ["conftest-secret", "conftest-token", "s3cr"]
 

@@ -5,8 +5,8 @@ import pytest
 
 from bot import ConfigError, Context, Router
 from bot.core.normalize import chinese_to_digits, fuzzy_ratio, guess_lang, normalize
-from bot.testing import BotClient, test_config
 from bot.core.webhook import Webhook
+from bot.testing import BotClient, test_config
 
 
 @pytest.mark.parametrize("said, normalized", [

@@ -9,21 +9,22 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
+from conftest import AES_KEY, BASE_CONFIG, Server, merge
+from delivery_support import SECRET, LocalBot, local_bot, openid, sections, start_sandbox
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import Router
-from bot.ops.logs import setup_logging
 from bot.config import Config, config_from_dict, load_config
+from bot.ops.logs import setup_logging
 from bot.ops.trace import hash_openid
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, messages
-from conftest import AES_KEY, BASE_CONFIG, Server, merge
-from delivery_support import SECRET, LocalBot, local_bot, openid, sections, start_sandbox
 
 SENTENCE = "打开客厅的灯"
 FORWARD_SECRET = "fwd-secret-0a9b8c7d"
@@ -95,8 +96,8 @@ def test_one_text_line_per_voice_message_with_every_step(sandbox: Sandbox) -> No
     steps = dict(s.split(":") for s in re.search(r" steps=(\S+)", line).group(1).split(","))  # type: ignore[union-attr]
     assert {"download", "transcode", "upload", "poll", "routing"} <= set(steps), line
     assert float(steps["poll"]) >= 40  # the sandbox takes 50 ms to recognize
-    assert not [l for l in stream.getvalue().splitlines() if f"msg_id={msg_id}" in l and "INFO bot.message" not in l
-                and "INFO" in l]  # no second INFO line about the message (per-try and per-step lines are DEBUG)
+    assert not [ln for ln in stream.getvalue().splitlines() if f"msg_id={msg_id}" in ln and "INFO bot.message" not in ln
+                and "INFO" in ln]  # no second INFO line about the message (per-try and per-step lines are DEBUG)
 
 
 def test_json_format_and_openid_hashing_switched_off(sandbox: Sandbox) -> None:

@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 import pytest
-
 import redis_support
+from delivery_support import NOTICE, bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
+from redis_support import redis_target  # noqa: F401 - fixture
+
 from bot.core.router import Router
 from bot.delivery.record import RUNNING, Record
 from bot.testing import BotClient, WeChatRetryClient, messages
-from redis_support import redis_target  # noqa: F401 - fixture
-from delivery_support import (NOTICE, bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for)
 
 SCALE = 0.2
 WAIT_S = 5.0 * SCALE

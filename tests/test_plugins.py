@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,8 +19,8 @@ import pytest
 
 from bot import ConfigError
 from bot.core.loading import PLUGIN_GROUP, load_router
-from bot.testing import BotClient, test_config
 from bot.core.webhook import Webhook
+from bot.testing import BotClient, test_config
 
 PYPROJECT = """\
 [build-system]

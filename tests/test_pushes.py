@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from delivery_support import local_bot
+from wechat_pushes import EVENTS, MESSAGES, QR_SUBSCRIBE, push
 
 from bot import Context, Router
 from bot.core.webhook import Webhook
 from bot.testing import BotClient, messages, test_config
-from delivery_support import local_bot
-from wechat_pushes import EVENTS, MESSAGES, QR_SUBSCRIBE, push
 
 
 def tagged(router: Router) -> Router:

@@ -9,8 +9,8 @@ from wechatpy import replies
 
 from bot import Context, Router
 from bot.core.router import combine
-from bot.testing import BotClient, messages, test_config
 from bot.core.webhook import Webhook
+from bot.testing import BotClient, messages, test_config
 
 APOLOGY = "抱歉，出了点问题，请稍后再试。"
 

@@ -10,15 +10,16 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
+from conftest import REPO, free_port, run_cli, to_toml
 
 from bot.config import ENV_OVERRIDES
 from bot.testing.net import wait_until_up
-from conftest import REPO, free_port, run_cli, to_toml
 
 VOICE = "打开客厅的灯"
 ANSWER = "已打开客厅的灯"

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
+from voice_support import sandbox_fixtures
 
+from bot.sandbox import FREQUENCY_GRID, Sandbox, SandboxError, main
 from bot.voice.audio import decode_pcm, transcode_to_mp3
 from bot.voice.tones import encode_pcm, make_tone
-from voice_support import sandbox_fixtures
-from bot.sandbox import FREQUENCY_GRID, Sandbox, SandboxError, main
 
 APPID, SECRET = "wxtest", "test-secret"
 LATENCY, WINDOW = 0.25, 1.0

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import requests
+from delivery_support import start_sandbox
+from llm_support import sandbox_fixtures
 
 from bot.sandbox import Sandbox, SandboxError
 from bot.sandbox.chat_api import STORY, answer_for, essay, timed
-from delivery_support import start_sandbox
-from llm_support import sandbox_fixtures
 
 KEY = "sk-sandbox-chat-test"
 
@@ -89,7 +89,7 @@ def test_the_answer_is_paced_at_the_configured_rate(sandbox: Sandbox) -> None:
     assert 0.4 <= arrivals[-1] < 1.2  # "（第1轮）你说：abcdefghij" is 18 characters: 9 chunks at 20/s: 0.45 s
     started = time.monotonic()
     with post(sandbox, question("讲个故事", stream=True), stream=True) as r:
-        r.content  # 12 s × 0.05
+        _ = r.content  # 12 s × 0.05
     assert 0.5 <= time.monotonic() - started < 1.5
 
 

@@ -7,16 +7,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from redis_support import any_target, redis_target, shared_target  # noqa: F401 - fixtures are found by name
 
 from bot import Context, Router
 from bot.config import Config
-from bot.runtime import Services, build_services
 from bot.core.session import KEY, Sessions, dumps
+from bot.core.webhook import Webhook
+from bot.runtime import Services, build_services
 from bot.store import Store, open_store
 from bot.testing import BotClient, test_config
-from bot.core.webhook import Webhook
 from handlers import dialog, echo, lights
-from redis_support import any_target, redis_target, shared_target  # noqa: F401 - fixtures are found by name
 
 ALICE, BOB = "oALICE000000000000000000000", "oBOB00000000000000000000000"
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BASE_CONFIG
+from redis_support import drop_prefix, unique_prefix
 
 from bot.config import config_from_dict
 from bot.core.router import Router, combine
 from bot.core.session import Sessions
 from bot.store import StoreError, open_store
 from bot.store.base import Store
-from conftest import BASE_CONFIG
-from redis_support import drop_prefix, unique_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 

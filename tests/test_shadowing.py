@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, merge, start_gunicorn, to_toml
 
 from bot import Router
 from bot.config import config_from_dict, load_config
@@ -16,7 +17,6 @@ from bot.core import intents as intents_module
 from bot.core.intents import shadowed
 from bot.core.webhook import Webhook
 from bot.testing import BotClient, test_config
-from conftest import REPO, merge, start_gunicorn, to_toml
 
 HELP_INTENT = {"name": "help", "patterns": ["(?i)^(?:帮助|help)$"], "reply": "菜单：……"}
 

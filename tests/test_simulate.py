@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port, merge, run_cli, write_config_file
+from delivery_support import ANSWER, SENTENCE, local_bot, openid, sections, start_sandbox
 from werkzeug.serving import make_server
 
 from bot.config import Config, load_config
 from bot.sandbox import Sandbox
 from bot.web.app import create_app
-from conftest import free_port, merge, run_cli, write_config_file
-from delivery_support import ANSWER, SENTENCE, local_bot, openid, sections, start_sandbox
 
 LINE = re.compile(r"^\[ *(\d+\.\d\d)s\] (passive|customer service|WeChat shows): (.*)$")
 
@@ -170,7 +170,7 @@ def self_signed(tmp_path: Path) -> tuple[str, str]:
     from cryptography.x509.oid import NameOID
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))

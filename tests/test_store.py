@@ -16,20 +16,20 @@ from multiprocessing.pool import Pool
 from pathlib import Path
 
 import pytest
-
 import redis_support
-from bot.store import Store, StoreError, open_store
-from bot.store.base import redact_url
 from redis_support import (  # noqa: F401 - fixtures are found by name
     PROCESSES,
     any_target,
-    redis_target,
     race_threads,
+    redis_target,
     shared_target,
     spawn_pool,
     start_time,
     wait_until,
 )
+
+from bot.store import Store, StoreError, open_store
+from bot.store.base import redact_url
 
 EXPIRE = 0.2
 
@@ -173,7 +173,7 @@ def test_prefix_isolation(any_target: tuple[str, str]) -> None:
 # -- races between threads --------------------------------------------------------------------------
 def test_threads_racing_add_have_one_winner(store: Store) -> None:
     for round_ in range(5):
-        wins = race_threads(16, lambda: store.add(f"claim:{round_}", "me", ttl=30))
+        wins = race_threads(16, lambda r=round_: store.add(f"claim:{r}", "me", ttl=30))
         assert wins.count(True) == 1, wins
 
 

@@ -1,11 +1,10 @@
 """handlers.story: the built-in demo of an answer streamed as it is written (README, "Delivery")."""
 from __future__ import annotations
 
-from handlers import story
 from bot.core.stream import StreamedText
-from bot.testing import test_config
 from bot.core.webhook import Webhook
-from bot.testing import BotClient
+from bot.testing import BotClient, test_config
+from handlers import story
 
 
 def test_the_story_streams_its_sentences_in_order() -> None:

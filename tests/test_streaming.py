@@ -3,13 +3,14 @@ must answer go out then; the rest follows, exactly once and in order (scaled clo
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from delivery_support import bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
 
 from bot.core.router import Router
 from bot.testing import BotClient, WeChatRetryClient, messages
-from delivery_support import bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
 
 SCALE = 0.2
 MARKER = "（未完，回复任意文字继续）"

@@ -4,12 +4,13 @@ failures, timeouts and audio WeChat would reject."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
-
 import speech_support
+
 from bot.config import ConfigError
 from bot.ops.metrics import SYNTHESES, SYNTHESIS_SECONDS
 from bot.sandbox import FREQUENCY_GRID, Sandbox

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import pytest
 import xmltodict
+from conftest import Server
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from bot import Router
+from bot.core.webhook import Webhook
 from bot.testing import BotClient, Envelope, Reply, messages, test_config
 from bot.testing.config import TEST_AES_KEY
-from bot.core.webhook import Webhook
-from conftest import Server
 
 greeter = Router("greeter")
 greeter.intent(r"^hello (?P<name>\w+)$")(lambda ctx, name: f"hi {name}")

@@ -13,9 +13,6 @@ from collections.abc import Callable, Iterator
 from multiprocessing.pool import Pool
 
 import pytest
-
-from bot.store import Store, open_store
-from bot.wechat.token import AccessTokenManager, TokenError
 from redis_support import (  # noqa: F401 - fixtures are found by name
     any_target,
     race_threads,
@@ -25,6 +22,9 @@ from redis_support import (  # noqa: F401 - fixtures are found by name
     start_time,
     wait_until,
 )
+
+from bot.store import Store, open_store
+from bot.wechat.token import AccessTokenManager, TokenError
 
 SECRET = "s3cr3t-app-secret-0123456789abcdef"
 PROCESSES = 3

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.core.webhook import Webhook
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, test_config
-from bot.core.webhook import Webhook
 from handlers import echo, translate
 
 APPID, SECRET = "wxtranslate000001", "translate-secret"

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conftest import Server
+from voice_support import AUDIO, XML, FakeOpenAI, parse_source, source_router
 
 from bot.config import ConfigError, load_config
 from bot.core.loading import load_router
@@ -21,8 +24,6 @@ from bot.core.router import Router, combine
 from bot.runtime import build_webhook
 from bot.sandbox import Sandbox
 from bot.testing import BotClient, messages, test_config
-from conftest import Server
-from voice_support import AUDIO, XML, FakeOpenAI, parse_source, source_router
 
 APPID, SECRET = "wxvoicepipeline01", "pipeline-secret-7f3a9c"
 LATENCY, WINDOW = 0.15, 1.5

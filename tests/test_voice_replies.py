@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 import pytest
+from delivery_support import ANSWER, SENTENCE, bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
 
 from bot.core.router import Router
 from bot.testing import BotClient, WeChatRetryClient, messages
-from delivery_support import ANSWER, SENTENCE, bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
 
 SCALE = 0.2
 LONG = "，".join(["今天的天气很好我们一起去公园散步吧"] * 42) + "。"  # ~750 characters: ~150 s of sandbox speech

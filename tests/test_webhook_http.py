@@ -2,9 +2,8 @@
 an existing app (Flask's test client, which goes through the real WSGI stack)."""
 from __future__ import annotations
 
-import re
-
 import logging
+import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from conftest import FIXTURES, Server
 from flask import Flask
 
 from bot import Router, VoiceBot, create_app, load_config, webhook_blueprint
-from bot.web.app import _BodyDeadlines
-from bot.testing import BotClient, Envelope, messages, test_config
 from bot.core.webhook import Webhook
-from conftest import FIXTURES, Server
+from bot.testing import BotClient, Envelope, messages, test_config
+from bot.web.app import _BodyDeadlines
 
 WELCOME = "欢迎关注！发一段语音或文字试试。"
 

@@ -8,17 +8,25 @@ from typing import Any
 
 import pytest
 import requests
-
-from bot.voice.audio import transcode_to_mp3
-from bot.voice.tones import make_tone
-from bot.config import WeChatConfig
 from voice_support import sandbox_fixtures
+
+from bot.config import WeChatConfig
 from bot.sandbox import Sandbox
 from bot.store import open_store
+from bot.voice.audio import transcode_to_mp3
+from bot.voice.tones import make_tone
 from bot.wechat import WeChatAPI
-from bot.wechat.errors import (BusyError, DuplicateVoiceIdError, InvalidMediaError, RateLimitedError,
-                               TokenInvalidError, TokenUnavailableError, TransportError, VoiceExpiredError,
-                               WeChatAPIError)
+from bot.wechat.errors import (
+    BusyError,
+    DuplicateVoiceIdError,
+    InvalidMediaError,
+    RateLimitedError,
+    TokenInvalidError,
+    TokenUnavailableError,
+    TransportError,
+    VoiceExpiredError,
+    WeChatAPIError,
+)
 
 APPID, SECRET = "wxclienttest00001", "client-secret-91c2e"
 LATENCY, WINDOW = 0.1, 1.0
@@ -114,7 +122,7 @@ def test_voice_errors_are_typed(sandbox: Sandbox) -> None:
 
 def test_non_json_and_http_errors_are_transport_errors(sandbox: Sandbox) -> None:
     api = client(sandbox)
-    api.access_token  # fetch first, so the faults hit the voice calls
+    _ = api.access_token  # fetch first, so the faults hit the voice calls
     sandbox.inject_fault("queryrecoresultfortext", 0, http_status=502, body="<html>Bad Gateway</html>")
     with pytest.raises(TransportError, match="HTTP 502"):
         api.voice.query("vid")

@@ -3,7 +3,8 @@ temporary media, permanent material, their typed errors, and the per-account fal
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,13 @@ from bot.testing import test_config
 from bot.voice.synthesizers import build_synthesizer_chain
 from bot.voice.tones import make_tone
 from bot.wechat import WeChatAPI
-from bot.wechat.errors import (APIUnauthorizedError, InvalidMediaError, MaterialQuotaError, MediaFormatError,
-                               MediaSizeError)
+from bot.wechat.errors import (
+    APIUnauthorizedError,
+    InvalidMediaError,
+    MaterialQuotaError,
+    MediaFormatError,
+    MediaSizeError,
+)
 from bot.wechat.media import VoiceUploader
 
 APPID, SECRET = "wxmediatest", "media-secret"

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bot import Context, Router
+from bot.sandbox import FREQUENCY_GRID, Sandbox
 from bot.voice.audio import AudioError, decode_pcm
 from bot.voice.tones import detect_tone
-from bot.sandbox import FREQUENCY_GRID, Sandbox
 
 AUDIO = Path(__file__).resolve().parent / "fixtures" / "audio"
 XML = Path(__file__).resolve().parent / "fixtures"
@@ -92,7 +93,7 @@ class FakeOpenAI:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_Quiet)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from bot.config import Config, ConfigError
 
@@ -31,7 +32,7 @@ class Result:
     name: str
     detail: str
 
-    def but(self, name: str) -> "Result":
+    def but(self, name: str) -> Result:
         return Result(self.ok, name, self.detail)
 
 

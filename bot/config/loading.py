@@ -14,7 +14,6 @@ from typing import Any, Literal
 from bot.config.rules import check
 from bot.config.schema import Config, ConfigError, IntentConfig
 
-
 DEFAULT_CONFIGS = ("config.toml", "config.example.toml")  # looked for in the working directory, in this order
 # What a command's "config file not found" tells the user to do next.
 NEXT_STEP = "copy config.example.toml to config.toml and edit it, or pass --config FILE"
@@ -130,7 +129,7 @@ def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is types.UnionType:
         return _coerce(typing.get_args(tp)[0], value, where, section)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return _build(tp, value, section)

@@ -9,7 +9,6 @@ import dataclasses
 
 from bot.config.schema import BUILTIN_SYNTHESIZERS, LLM_OWN_FIELDS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

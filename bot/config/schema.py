@@ -216,12 +216,12 @@ class Config:
     intents: list[IntentConfig] = field(default_factory=list)
     base_dir: Path = Path(".")
 
-    def replace(self, **sections: Any) -> "Config":
+    def replace(self, **sections: Any) -> Config:
         """A copy with some sections or keys changed: ``cfg.replace(server={"port": 9000})``."""
         changes = {}
         for name, value in sections.items():
             current = getattr(self, name)
-            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            if isinstance(value, dict) and dataclasses.is_dataclass(current) and not isinstance(current, type):
                 value = dataclasses.replace(current, **value)
             changes[name] = value
         return dataclasses.replace(self, **changes)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, TypeAlias
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
@@ -14,6 +14,7 @@ from bot.core.envelope import wire_event, wire_type
 from bot.core.services import Services
 from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
+
 
 class cached_property:  # noqa: N801 (named after what it replaces)
     """``functools.cached_property`` without the lock Python 3.11's takes on every first access (3.12 dropped
@@ -55,7 +56,7 @@ class SpeechReply:
     text: str
 
 
-Reply = str | replies.BaseReply | StreamedText | SpeechReply | None
+Reply: TypeAlias = str | replies.BaseReply | StreamedText | SpeechReply | None
 
 
 class BadReply(TypeError):

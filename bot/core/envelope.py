@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
@@ -258,6 +259,7 @@ class Envelope:
             raise EnvelopeError(400, "encrypted request without an Encrypt element")
         self._verify(query, "msg_signature", encrypt)
         try:  # verified above, in constant time: decrypt without wechatpy's second signature check
+            assert self._prp is not None  # open() asks for it only when a key is configured
             return self._prp.decrypt(encrypt, self.appid)
         except InvalidAppIdException:
             raise EnvelopeError(403, "wrong AppID in the encrypted message") from None

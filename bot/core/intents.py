@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import re
 import string
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bot.config import Config, ConfigError, IntentConfig
 from bot.core.context import Context

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Iterable
 
 from bot.config import Config, ConfigError
 from bot.core.intents import intents_router, warn_shadowed

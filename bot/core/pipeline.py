@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from bot.config import Config
 from bot.core.context import BadReply, Context, Reply, SpeechReply

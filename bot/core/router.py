@@ -7,11 +7,13 @@ router's fallback never hides the second router's intents.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from bot.core.context import Context, Reply
 from bot.core.normalize import fuzzy_ratio
@@ -50,7 +52,7 @@ class Route:
 class HandlerError(Exception):
     """A handler raised; carries the router whose error handlers get the first say."""
 
-    def __init__(self, router: "Router", route: Route, exc: Exception) -> None:
+    def __init__(self, router: Router, route: Route, exc: Exception) -> None:
         super().__init__(f"{route.description} in router {router.name!r} raised {type(exc).__name__}: {exc}")
         self.router, self.route, self.original = router, route, exc
 
@@ -168,14 +170,14 @@ class Router:
         self.checks.append(fn)
         return fn
 
-    def include(self, *routers: "Router") -> "Router":
+    def include(self, *routers: Router) -> Router:
         for r in routers:
             if r is self or r in self.walk():
                 raise ValueError(f"router {r.name!r} is already included")
             self.children.append(r)
         return self
 
-    def walk(self) -> Iterator["Router"]:
+    def walk(self) -> Iterator[Router]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -203,7 +205,7 @@ class Router:
                 return answer
         for child in self.children:
             if child._has_routes(fallback):
-                answer = child._wrapped(lambda c, child=child: child._phase(c, fallback=fallback), ctx)
+                answer = child._wrapped(functools.partial(child._phase, fallback=fallback), ctx)
                 if answer is not None:
                     return answer
         return None

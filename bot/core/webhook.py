@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from bot.config import Config
 from bot.core.envelope import Envelope, EnvelopeError, Inbound, NotAMessage

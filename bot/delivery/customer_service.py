@@ -21,8 +21,15 @@ from bot.core.pipeline import SUCCESS
 from bot.delivery.parts import text_of
 from bot.ops.metrics import TYPING, labelled
 from bot.store import Store, StoreError
-from bot.wechat.errors import (APIUnauthorizedError, BusyError, ContentTooLongError, CustomerServiceQuotaError,
-                               CustomerServiceWindowError, TransportError, WeChatAPIError)
+from bot.wechat.errors import (
+    APIUnauthorizedError,
+    BusyError,
+    ContentTooLongError,
+    CustomerServiceQuotaError,
+    CustomerServiceWindowError,
+    TransportError,
+    WeChatAPIError,
+)
 
 log = logging.getLogger("bot.delivery")
 

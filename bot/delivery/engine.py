@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from bot.core.envelope import Inbound
 from bot.core.pipeline import SUCCESS, Pipeline
@@ -32,8 +33,8 @@ from bot.delivery.executors import Executor, Job, ThreadExecutor
 from bot.delivery.late import LateAnswers
 from bot.delivery.leases import dropped_on_error, heartbeat, is_alive
 from bot.delivery.ledger import Ledger, closed
-from bot.delivery.parts import remainder
 from bot.delivery.outcome import Outcomes
+from bot.delivery.parts import remainder
 from bot.delivery.pickup import Pickup
 from bot.delivery.record import DELIVERED, DONE, FINAL, RUNNING, Record, dedupe_key, inbound_from_xml, msg_id_of
 from bot.delivery.sweeper import OpenRecords, Sweeper

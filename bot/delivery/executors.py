@@ -10,9 +10,9 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 log = logging.getLogger("bot.executor")
 
@@ -38,7 +38,7 @@ class Executor(ABC):
     def submit(self, job: Job) -> None:
         """Start ``job`` soon; never blocks on the job itself."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most executors hold nothing to close
         """Stop accepting jobs (running ones finish)."""
 
 

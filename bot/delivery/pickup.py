@@ -13,10 +13,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from bot.core.text import utf8_len
 from bot.delivery.ledger import Ledger, closed, listed, open_at, unlisted
 from bot.delivery.parts import SEPARATOR, text_of
 from bot.delivery.record import DELIVERED, PENDING, Record, msg_id_of, pickup_index
-from bot.core.text import utf8_len
 from bot.ops.metrics import KEPT, PICKUPS, labelled
 
 log = logging.getLogger("bot.delivery")

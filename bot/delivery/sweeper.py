@@ -18,7 +18,8 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from bot.delivery.late import LateAnswers
 from bot.delivery.ledger import Ledger, closed, open_at, unlisted

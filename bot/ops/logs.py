@@ -10,7 +10,8 @@ import logging
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.ops.trace import hash_openid
 
@@ -72,7 +73,7 @@ class TextFormatter(logging.Formatter):
         if int(record.created) != second:
             text = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = (int(record.created), text)
-        return self.default_msec_format % (text, record.msecs)
+        return f"{text},{int(record.msecs):03d}"  # logging.Formatter.default_msec_format
 
 
 class RedactFilter(logging.Filter):
@@ -129,7 +130,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def config_secrets(config: "Config") -> list[str]:
+def config_secrets(config: Config) -> list[str]:
     """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
     return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
             config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token, config.llm.api_key,
@@ -151,7 +152,7 @@ def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), 
     return handler
 
 
-def setup_logging(config: "Config | str" = "INFO", stream: TextIO | None = None) -> logging.Handler:
+def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -> logging.Handler:
     """Log to stderr in ``[logging] format``, every line passed through the secret-redacting filter.
 
     Takes a Config (level, format and the secrets to redact) or just a level name."""
@@ -162,7 +163,7 @@ def setup_logging(config: "Config | str" = "INFO", stream: TextIO | None = None)
                            hash_openid=hasher)
 
 
-def announce(config: "Config | None", line: str, stream: TextIO | None = None) -> None:
+def announce(config: Config | None, line: str, stream: TextIO | None = None) -> None:
     """A command's status line (``config FILE``, ``serving URL``): ``wechat-voicebot: …`` on stderr, or with
     ``[logging] format = "json"`` (pass the config once logging is set up) a JSON record, so that whoever ships
     that stream sees JSON only."""

@@ -74,7 +74,7 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def authorized(config: "Config", header: str | None) -> bool:
+def authorized(config: Config, header: str | None) -> bool:
     """No ``[metrics] token``: open; else the exact ``Bearer <token>`` (compared in constant time)."""
     token = config.metrics.token
     return not token or hmac.compare_digest((header or "").encode(), f"Bearer {token}".encode())

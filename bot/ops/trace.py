@@ -29,12 +29,15 @@ PATHS = ("passive", "retry", "customer_service", "pickup", "undeliverable", "exp
 class Traced(Protocol):
     """What a trace starts from: an inbound message (``bot.core.envelope.Inbound``)."""
 
-    msg_id: str
-    msg_type: str  # WeChat's MsgType (wechatpy says "unknown" for types it does not know)
-    message: Any
+    @property
+    def msg_id(self) -> str: ...
+    @property
+    def msg_type(self) -> str: ...  # WeChat's MsgType (wechatpy says "unknown" for types it does not know)
+    @property
+    def message(self) -> Any: ...
 
 
-def hash_openid(config: "Config", openid: str | None) -> str | None:
+def hash_openid(config: Config, openid: str | None) -> str | None:
     """sha256(salt + openid), first 12 hex: the same user is recognizable across lines, not identifiable.
 
     The salt is ``[logging] openid_salt`` or, by default, derived from the AppID and AppSecret, so two
@@ -50,7 +53,7 @@ def _default_salt(appid: str, appsecret: str) -> str:
     return hashlib.sha256(f"wvb-openid:{appid}:{appsecret}".encode()).hexdigest()
 
 
-def message_id(config: "Config", inbound: Traced) -> str:
+def message_id(config: Config, inbound: Traced) -> str:
     """The id logs (and handlers, as ``ctx.msg_id``) show for a message: its ``MsgId``. Events have none, and
     their dedupe key is ``FromUserName:CreateTime``: the raw openid, so it is shown as
     ``<hash_openid(openid)>:<CreateTime>``, the same hash as the line's ``openid`` field."""
@@ -60,7 +63,7 @@ def message_id(config: "Config", inbound: Traced) -> str:
     return f"{hash_openid(config, str(data.get('FromUserName', '')))}:{data.get('CreateTime', '')}"
 
 
-def new_trace(config: "Config", inbound: Traced) -> Trace:
+def new_trace(config: Config, inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
     return {"msg_id": message_id(config, inbound), "openid": hash_openid(config, getattr(message, "source", None)),

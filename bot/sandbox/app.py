@@ -21,13 +21,12 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from bot.voice.audio import AudioError, decode_pcm
-from bot.voice.tones import detect_tone
 from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
 from bot.sandbox.state import VoiceUpload
-
+from bot.voice.audio import AudioError, decode_pcm
+from bot.voice.tones import detect_tone
 
 LANGS = ("zh_CN", "en_US")
 

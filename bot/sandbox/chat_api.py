@@ -73,8 +73,8 @@ def timed(seconds: float) -> str:
 
 def answer_for(messages: list[dict[str, Any]]) -> Written:
     """The deterministic answer to the last user message, given the whole conversation sent."""
-    users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    users = [u if isinstance(u, str) else json.dumps(u, ensure_ascii=False) for u in users]
+    users = [c if isinstance(c, str) else json.dumps(c, ensure_ascii=False)
+             for c in (m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user")]
     question, turn = (users[-1] if users else ""), len(users)
     lowered = question.lower()
     found = TIMED.search(question)

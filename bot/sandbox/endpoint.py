@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 from flask import Flask, Response, request
 
@@ -21,7 +22,7 @@ _ERRMSG = {-1: "system error", 40001: "invalid credential", 42001: "access_token
            "daily quota limit", 45015: "response out of time limit", 45047: "out of response count limit",
            48001: "api unauthorized"}
 
-Answer = dict[str, Any] | Response
+Answer: TypeAlias = dict[str, Any] | Response
 
 
 def json_response(payload: Any, status: int = 200, content_type: str = JSON_TYPE) -> Response:

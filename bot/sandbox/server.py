@@ -75,7 +75,7 @@ class Sandbox(SandboxAccount):
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self._server.server_port}"
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         if self._server is not None:
             return self
         handler = _RedactingHandler if self._log_requests else _QuietHandler
@@ -100,7 +100,7 @@ class Sandbox(SandboxAccount):
             thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

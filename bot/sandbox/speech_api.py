@@ -39,7 +39,7 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
         body = request.get_json(force=True, silent=True)
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
-        text, fmt = body.get("input"), body.get("response_format") or "mp3"
+        text, fmt = str(body.get("input") or ""), body.get("response_format") or "mp3"
         for key in ("model", "input", "voice"):
             if not isinstance(body.get(key), str) or not body[key]:
                 return _error(400, f"'{key}' is required (a non-empty string)")

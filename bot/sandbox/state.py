@@ -10,8 +10,9 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bot.sandbox.users import Users
 
@@ -166,10 +167,11 @@ class SandboxState:
         """The current stable token until it expires; ``force_refresh`` replaces it (the old one dies)."""
         with self.lock:
             now = self.clock()
-            current = self.tokens.get(self.stable_token or "")
+            current_id = self.stable_token or ""
+            current = self.tokens.get(current_id)
             if current and not force_refresh and current.expires_at > now and current.revoked_at is None:
                 remaining = current.expires_at - now  # WeChat answers the time left, not a fresh 7200
-                return self.stable_token, math.floor(remaining) if remaining >= 1 else round(remaining, 3)
+                return current_id, math.floor(remaining) if remaining >= 1 else round(remaining, 3)
             if current and current.revoked_at is None:
                 current.revoked_at = now
             token = secrets.token_urlsafe(32)

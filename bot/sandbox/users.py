@@ -19,8 +19,9 @@ and the quota still counts from that first call. ``assume_user_messaged = False`
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Problem = tuple[int, str] | None
 

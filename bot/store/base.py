@@ -126,7 +126,7 @@ class Store(ABC):
     def ping(self) -> None:
         """Check the backend is reachable; raise StoreError with a clear message when it is not."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: the memory store holds no connection
         """Release connections; the store must not be used afterwards."""
 
     def __enter__(self) -> Store:

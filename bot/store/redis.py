@@ -125,7 +125,7 @@ class RedisStore(Store):
             raise self._wrap(exc) from None
 
     def get(self, key: str) -> str | None:
-        return self._run(self._client.get, self._k(key))
+        return self._run(self._client.get, self._k(key))  # type: ignore[return-value]  # decode_responses
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._run(self._client.set, self._k(key), value, px=_px(ttl))
@@ -150,7 +150,7 @@ class RedisStore(Store):
         bound = "+inf" if until == math.inf else repr(float(until))
         rows = self._run(self._client.zrangebyscore, self._ix(index), "-inf", bound, start=0, num=limit,
                          withscores=True)
-        return [(m, float(s)) for m, s in rows]
+        return [(str(m), float(s)) for m, s in rows]  # type: ignore[misc,str-unpack]
 
     def index_discard(self, index: str, member: str, score: float | None = None) -> bool:
         args = [member, "" if score is None else repr(float(score))]

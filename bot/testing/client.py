@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import requests
@@ -65,7 +66,7 @@ class Envelope:
         self.crypto = WeChatCrypto(token, aes_key, appid) if aes_key else None
 
     @classmethod
-    def for_config(cls, config: Config, mode: Mode | None = None) -> "Envelope":
+    def for_config(cls, config: Config, mode: Mode | None = None) -> Envelope:
         w = config.wechat
         return cls(w.token, w.appid, w.encoding_aes_key, mode or ("safe" if w.encoding_aes_key else "plaintext"))
 
@@ -150,5 +151,5 @@ class BotClient:
         if self.webhook is not None:
             r = self.webhook.handle("GET", query, b"")
             return r.status, r.body
-        resp = self.session.get(self.url, params=query, timeout=self.timeout)
+        resp = self.session.get(self.url or "", params=query, timeout=self.timeout)
         return resp.status_code, resp.text

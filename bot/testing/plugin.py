@@ -1,7 +1,8 @@
 """pytest plugin (entry point ``pytest11``): fixtures for testing handlers without a WeChat account."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -24,7 +24,6 @@ from bot.config import Config
 from bot.testing import messages
 from bot.testing.client import Envelope, Mode, Reply
 
-
 #: What WeChat shows the user when no try got a usable answer.
 WECHAT_ERROR = "该公众号暂时无法提供服务，请稍后再试"
 
@@ -49,7 +48,7 @@ def cs_text(message: dict[str, Any]) -> str:
     """A customer-service message as the user reads it (other types than text as ``[msgtype]``)."""
     if message.get("msgtype") == "text":
         return str(message.get("text", {}).get("content", ""))
-    kind = message.get("msgtype")
+    kind = str(message.get("msgtype"))
     media_id = (message.get(kind) or {}).get("media_id") if isinstance(message.get(kind), dict) else None
     return f"[{kind} {media_id}]" if media_id else f"[{kind}]"
 

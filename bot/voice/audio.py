@@ -13,8 +13,9 @@ import io
 import logging
 import math
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
 import av
 
@@ -196,8 +197,8 @@ def encode_pcm(samples: array, sample_rate: int, *, fmt: str = "wav", channels: 
     buf = io.BytesIO()
     options = {"id3v2_version": "0"} if fmt == "mp3" else {}
     with av.open(buf, mode="w", format=container_fmt, options=options) as out:
-        stream = out.add_stream(encoder, rate=sample_rate,
-                                options={"compression_level": _LAME_FASTEST} if fast and fmt == "mp3" else {})
+        stream: Any = out.add_stream(encoder, rate=sample_rate,
+                                     options={"compression_level": _LAME_FASTEST} if fast and fmt == "mp3" else {})
         stream.layout = layout
         if bit_rate:
             stream.bit_rate = bit_rate * channels

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("bot.voice")
 

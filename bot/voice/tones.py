@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import operator
 from array import array
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from bot.voice.audio import ENCODINGS, encode_pcm
 
@@ -114,7 +114,7 @@ def tone_strengths(
     if n == 0:
         return {f: 0.0 for f in freqs}
     mean = sum(x) / n
-    x = [v - mean for v in x]  # drop DC once, outside the per-frequency loops
+    x = [v - mean for v in x]  # type: ignore[misc]  # drop DC once, outside the per-frequency loops
     energy = sum(map(operator.mul, x, x))
     if energy <= 0:
         return {f: 0.0 for f in freqs}

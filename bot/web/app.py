@@ -10,8 +10,8 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 

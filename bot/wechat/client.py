@@ -23,8 +23,7 @@ from wechatpy.exceptions import WeChatClientException
 from bot.config import WeChatConfig
 from bot.ops.logs import SECRET_PARAM
 from bot.store import Store
-from bot.wechat.errors import (TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError,
-                     error_for)
+from bot.wechat.errors import TokenInvalidError, TokenUnavailableError, TransportError, WeChatAPIError, error_for
 from bot.wechat.media import WeChatVoiceMedia
 from bot.wechat.token import AccessTokenManager, TokenError
 from bot.wechat.voice import WeChatVoice
@@ -92,13 +91,15 @@ class WeChatAPI(WeChatClient):
         force, self._force_refresh = self._force_refresh, False
         if self.token_endpoint == "stable":
             api = "stable_token"
-            call = lambda: self._http.post(f"{self.base_url}/cgi-bin/stable_token", timeout=self.timeout, json={
-                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-                "force_refresh": force})
+            def call() -> Any:
+                return self._http.post(f"{self.base_url}/cgi-bin/stable_token", timeout=self.timeout, json={
+                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+                    "force_refresh": force})
         else:
             api = "token"
-            call = lambda: self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
-                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
+            def call() -> Any:
+                return self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
+                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
         from bot.ops.metrics import TOKEN_FETCHES, labelled
         try:
             result = self._json(api, call)

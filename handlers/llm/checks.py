@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from bot.config import Config, LLMConfig
-
 from handlers.llm.service import client, failure
 
 CHECK_TIMEOUT_S = 10.0

@@ -14,7 +14,6 @@ from typing import Any
 
 from bot import Context, Router
 from bot.config import LLMConfig
-
 from handlers.llm import memory
 from handlers.llm.limits import over_limit
 from handlers.llm.markdown import MarkdownStream

@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from bot.voice.chain import ChainError
 
@@ -42,7 +43,7 @@ class VoiceClip:
     _mp3: Any = None
 
     @classmethod
-    def from_push(cls, data: dict[str, Any], msg_id: str, download: Callable[[str], bytes]) -> "VoiceClip":
+    def from_push(cls, data: dict[str, Any], msg_id: str, download: Callable[[str], bytes]) -> VoiceClip:
         return cls(msg_id=msg_id, media_id=str(data.get("MediaId") or ""),
                    media_id_16k=(data.get("MediaId16K") or None), fmt=str(data.get("Format") or ""),
                    recognition=_text(data.get("Recognition")), download=download)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bot.config import Config
 from bot.ops.metrics import RECOGNIZER_FAILURES, RECOGNIZER_SUCCESSES, labelled

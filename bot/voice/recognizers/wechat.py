@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import time
 
-from bot.wechat.client import WeChatAPI
-from bot.wechat.errors import (BusyError, DuplicateVoiceIdError, InvalidVoiceError, TransportError,
-                             VoiceExpiredError, WeChatAPIError)
 from bot.voice.recognizers.base import RecognitionError, VoiceClip, log
+from bot.wechat.client import WeChatAPI
+from bot.wechat.errors import (
+    BusyError,
+    DuplicateVoiceIdError,
+    InvalidVoiceError,
+    TransportError,
+    VoiceExpiredError,
+    WeChatAPIError,
+)
 
 
 class WeChatRecognizer:

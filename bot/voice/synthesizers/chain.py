@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from bot.config import BUILTIN_SYNTHESIZERS, Config
 from bot.ops.metrics import SYNTHESES, SYNTHESIS_SECONDS, labelled

@@ -26,7 +26,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 class _Engine:
     """libespeak-ng, loaded and initialized once per process; it has global state, so one call at a time."""
 
-    _instance: "_Engine | None" = None
+    _instance: _Engine | None = None
     _create = threading.Lock()
 
     def __init__(self) -> None:
@@ -47,7 +47,7 @@ class _Engine:
         self.voice: bytes | None = None
 
     @classmethod
-    def get(cls) -> "_Engine":
+    def get(cls) -> _Engine:
         with cls._create:
             if cls._instance is None:
                 cls._instance = cls()
