@@ -5,9 +5,6 @@ is handed what it needs through its constructor.
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from bot.config import Config
 from bot.core.intents import check_intents
 from bot.core.pipeline import Pipeline
@@ -16,6 +13,7 @@ from bot.core.services import Services
 from bot.core.webhook import Webhook
 from bot.delivery.engine import Delivery
 from bot.delivery.executors import RQExecutor
+from bot.ops.clock import SYSTEM, Clock
 from bot.store import open_store
 from bot.voice.recognizers import build_chain
 from bot.voice.recognizers.base import Transcriber
@@ -44,15 +42,19 @@ def store_url(config: Config) -> str:
     return url
 
 
-def build_delivery(pipeline: Pipeline, services: Services) -> Delivery:
-    """Delivery through the store and the executor ``[reply] executor`` names."""
+def build_delivery(pipeline: Pipeline, services: Services, *, start: bool = True) -> Delivery:
+    """Delivery through the store and the executor ``[reply] executor`` names, on the pipeline's clock; its
+    heartbeat and sweeper run in this process from now on (``start``), until ``delivery.close()``."""
     config = pipeline.config
     reply = config.reply
-    if reply.executor != "rq":  # bot.config refused "rq" without a redis:// url
-        return Delivery(pipeline, services)
-    executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
-                          job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
-    return Delivery(pipeline, services, executor=executor)
+    executor = None
+    if reply.executor == "rq":  # bot.config refused "rq" without a redis:// url
+        executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
+                              job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
+    delivery = Delivery(pipeline, services, executor=executor, clock=pipeline.clock)
+    if start:
+        delivery.start()
+    return delivery
 
 
 def bot_id(config: Config) -> str:
@@ -61,15 +63,15 @@ def bot_id(config: Config) -> str:
 
 
 def build_pipeline(config: Config, router: Router | None = None, *, services: Services,
-                   transcriber: Transcriber | None = None) -> Pipeline:
+                   transcriber: Transcriber | None = None, clock: Clock = SYSTEM) -> Pipeline:
     """``router`` (default: the configured routers and intents) behind the configured recognizer chain."""
     return Pipeline(config, router, transcriber=transcriber or build_chain(config, services.client),
-                    services=services)
+                    services=services, clock=clock)
 
 
 def build_webhook(config: Config, router: Router | None = None, *, services: Services | None = None,
-                  transcriber: Transcriber | None = None, clock: Callable[[], float] = time.time) -> Webhook:
-    """The whole bot for ``config``, delivered exactly once through the store."""
+                  transcriber: Transcriber | None = None, clock: Clock = SYSTEM) -> Webhook:
+    """The whole bot for ``config``, delivered exactly once through the store, on ``clock``."""
     services = services or build_services(config)  # one set: delivery, sessions and handlers share it
-    pipeline = build_pipeline(config, router, services=services, transcriber=transcriber)
+    pipeline = build_pipeline(config, router, services=services, transcriber=transcriber, clock=clock)
     return Webhook(config, pipeline=pipeline, delivery=build_delivery(pipeline, services), clock=clock)

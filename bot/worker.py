@@ -45,8 +45,8 @@ def run_worker(configs: list[Config], *, burst: bool = False, name: str | None =
         if (config.storage.url, config.reply.queue) != (url, queue):
             raise ConfigError("[reply] queue: every --config of one worker must use the same Redis and queue")
         services = build_services(config)
-        delivery = _worker_bots[bot_id(config)] = build_delivery(build_pipeline(config, services=services), services)
-        delivery.sweeper.ensure_running()  # answers no request will carry, and jobs whose owner died
+        # its heartbeat and sweeper start here: answers no request will carry, and jobs whose owner died
+        _worker_bots[bot_id(config)] = build_delivery(build_pipeline(config, services=services), services)
     connection = Redis.from_url(url)
     worker = Worker([Queue(queue, connection=connection)], connection=connection, name=name)
     log.info("RQ worker %s on queue %r (%d bot(s)), pid %d", worker.name, queue, len(configs), os.getpid())

@@ -37,7 +37,7 @@ from redis_support import redis_target  # noqa: F401 - fixture
 from bot.config import ConfigError
 from bot.core.router import Router
 from bot.delivery.customer_service import cs_payload
-from bot.delivery.engine import RUNNING, Record
+from bot.delivery.record import Record, State
 from bot.runtime import build_webhook
 from bot.testing import BotClient, Seen, WeChatRetryClient, messages
 
@@ -169,7 +169,7 @@ def test_a_dead_workers_job_is_taken_over() -> None:
             msg_id = messages.next_msg_id()
             store = bot.webhook.delivery.store
             dead = "thread@gone:1:dead00#run"  # no alive: key for this process: it died
-            store.add(f"dl:m:{msg_id}", Record(RUNNING, created=time.time() - 1, owner=dead).dump(), ttl=60)
+            store.add(f"dl:m:{msg_id}", Record(State.RUNNING, created=time.time() - 1, owner=dead).dump(), ttl=60)
             seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=WAIT_S, settle_s=0.2).voice(
                 sandbox.register_voice(SENTENCE)["media_id"], openid=openid(), msg_id=msg_id)
     assert seen.answers == [ANSWER] and seen.statuses == ["reply"]
@@ -266,15 +266,24 @@ def test_store_outage_answers_without_dedupe() -> None:
 
 
 def test_customer_service_payloads() -> None:
-    """Late text, image and voice go out as they are; other reply types are not guessed at."""
+    """Late text, image and voice go out as they are (whatever reply object the handler returned); other
+    reply types are not guessed at."""
     from wechatpy import parse_message
     from wechatpy.replies import ArticlesReply, ImageReply, TextReply, VoiceReply
-    message = parse_message(messages.text("x", openid="oA"))
-    assert cs_payload("success") is None and cs_payload("") is None
-    assert cs_payload(TextReply(message=message, content="好").render()) == {"msgtype": "text", "content": "好"}
-    assert cs_payload(ImageReply(message=message, media_id="M1").render()) == {"msgtype": "image", "media_id": "M1"}
-    assert cs_payload(VoiceReply(message=message, media_id="V1").render()) == {"msgtype": "voice", "media_id": "V1"}
-    assert cs_payload(ArticlesReply(message=message, articles=[]).render()) == {"msgtype": "news"}
+
+    from bot.core.context import Context
+    from bot.core.pipeline import as_answer
+    ctx = Context(message=parse_message(messages.text("x", openid="oA")))
+
+    def payload(reply: object) -> object:
+        answer = as_answer(reply, ctx)  # type: ignore[arg-type]
+        return cs_payload(answer.parts[0] if answer.parts else None)
+    assert payload(None) is None and payload("") is None and payload("  ") is None
+    assert payload(TextReply(message=ctx.message, content="好")) == {"msgtype": "text", "content": "好"}
+    assert payload(ctx.reply_text("a]]>b")) == {"msgtype": "text", "content": "a]]>b"}
+    assert payload(ImageReply(message=ctx.message, media_id="M1")) == {"msgtype": "image", "media_id": "M1"}
+    assert payload(VoiceReply(message=ctx.message, media_id="V1")) == {"msgtype": "voice", "media_id": "V1"}
+    assert payload(ArticlesReply(message=ctx.message, articles=[])) == {"msgtype": "news"}
 
 
 @pytest.mark.parametrize("reply,storage,error", [

@@ -22,6 +22,7 @@ from bot.core.envelope import EnvelopeError, NotAMessage, sign
 from bot.core.router import Router
 from bot.core.webhook import Webhook
 from bot.testing import BotClient, Envelope, messages, test_config
+from bot.testing.clock import FakeClock
 
 ECHO = ["handlers.echo:router"]
 WELCOME = "欢迎关注！发一段语音或文字试试。"
@@ -111,7 +112,7 @@ def official_webhook(official: SimpleNamespace, router: Router | None = None) ->
     cfg = config_from_dict({"wechat": {"appid": official.appid, "appsecret": "s", "token": official.token,
                                        "encoding_aes_key": official.aes_key},
                             "handlers": {"routers": ECHO}, "storage": {"url": "memory://"}})
-    return Webhook(cfg, router, clock=lambda: official.timestamp + 3.0)
+    return Webhook(cfg, router, clock=FakeClock(official.timestamp + 3.0))
 
 
 @pytest.mark.parametrize("body", ["compatible", "safe"])
@@ -173,7 +174,7 @@ def test_official_sample_is_stale_today(official: SimpleNamespace, caplog: pytes
 def test_official_sample_envelope_level(official: SimpleNamespace) -> None:
     cfg = config_from_dict({"wechat": {"appid": official.appid, "appsecret": "s", "token": official.token,
                                        "encoding_aes_key": official.aes_key}})
-    env = ServerEnvelope(cfg.wechat, cfg.server, clock=lambda: official.timestamp)
+    env = ServerEnvelope(cfg.wechat, cfg.server, clock=FakeClock(official.timestamp))
     inbound = env.open(official.query, official.compatible)
     assert inbound.encrypted and inbound.nonce == official.nonce
     assert inbound.message.content == official.content

@@ -4,7 +4,7 @@
   documented push and for generated XML of every shape (nesting, attributes, repeats, mixed text, entities,
   comments, malformed bytes), results and exceptions alike;
 - ``bot.web.app.first_values``: ``parse_qsl(keep_blank_values=True)``'s first value per name;
-- ``bot.core.context.render_text_reply``: ``wechatpy.replies.TextReply(...).render()``.
+- ``bot.core.envelope.render_text_reply``: ``wechatpy.replies.TextReply(...).render()``.
 """
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from wechatpy import parse_message as wechatpy_parse_message
 from wechatpy.messages import TextMessage
 from wechatpy.replies import TextReply
 
-from bot.core.context import render_text_reply
-from bot.core.envelope import parse_message, parse_xml
+from bot.core.envelope import parse_message, parse_xml, render_text_reply
 from bot.web.app import first_values
 
 
@@ -121,10 +120,7 @@ def test_first_values_are_parse_qsl_first_values(query: str) -> None:
 class FixedTime:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import wechatpy.replies
-
-        import bot.core.context
-        for module in (bot.core.context, wechatpy.replies):
-            monkeypatch.setattr(module.time, "time", lambda: 1700000000.75)
+        monkeypatch.setattr(wechatpy.replies.time, "time", lambda: 1700000000.75)
 
 
 @pytest.mark.parametrize("data", [
@@ -139,4 +135,4 @@ def test_text_replies_render_as_wechatpy_renders_them(monkeypatch: pytest.Monkey
                                                       content: str) -> None:
     FixedTime(monkeypatch)
     expected = TextReply(message=TextMessage(dict(data)), content=content).render()
-    assert render_text_reply(TextMessage(dict(data)), content) == expected
+    assert render_text_reply(TextMessage(dict(data)), content, 1700000000) == expected

@@ -84,12 +84,18 @@ def kept() -> Iterator[Keep]:
 
 TRACE = {"msg_id": "1796171487000496", "openid": "ce656df4d6d5", "type": "voice",
          "steps": {"download": 12.0, "poll": 310.5}, "recognizer": "wechat", "outcome": "answered"}
+
+
+def make_trace(**extra: Any) -> trace.Trace:
+    return trace.Trace(**{**TRACE, "steps": dict(TRACE["steps"]), **extra})  # type: ignore[arg-type]
+
+
 VOLATILE = {"created", "msecs", "relativeCreated", "lineno", "pathname", "filename", "module", "funcName"}
 
 
 def test_emit_makes_the_record_log_log_made(kept: Keep, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace, "message_done", lambda fields: None)
-    trace.emit(dict(TRACE), "retry", tries=2, sent=False, reason="a b")
+    trace.emit(make_trace(), "retry", tries=2, sent=False, reason="a b")
     fields = {**TRACE, "path": "retry", "tries": 2, "sent": False, "reason": "a b"}
     trace.log.log(logging.ERROR, "message %s", trace._text(fields), extra={"fields": fields, "fields_in_message": True})
     fast, plain = kept.records
@@ -114,8 +120,8 @@ def test_a_secret_in_the_line_is_redacted_and_the_line_is_otherwise_unchanged(ke
     stream = io.StringIO()
     setup_logging(config, stream=stream)
     leak = "provider said: bad key conftest-secret, see https://x/?access_token=TOKEN123&openid=oRAWOPENID1234567"
-    trace.emit({**TRACE, "synthesis_error": leak}, "passive", tries=1)
-    trace.emit(dict(TRACE), "passive", tries=1)
+    trace.emit(make_trace(synthesis_error=leak), "passive", tries=1)
+    trace.emit(make_trace(), "passive", tries=1)
     first, second = stream.getvalue().splitlines()
     for line in (first, second):
         assert "conftest-secret" not in line and "TOKEN123" not in line and "oRAWOPENID1234567" not in line

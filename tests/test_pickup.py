@@ -15,8 +15,11 @@ import redis_support
 from delivery_support import NOTICE, bot_config, local_bot, openid, recording_logs, start_sandbox, wait_for
 from redis_support import redis_target  # noqa: F401 - fixture
 
+from bot.core.answer import Answer
+from bot.core.pipeline import Answered
 from bot.core.router import Router
-from bot.delivery.record import RUNNING, Record
+from bot.delivery.record import Record, State
+from bot.ops.trace import Trace
 from bot.testing import BotClient, WeChatRetryClient, messages
 
 SCALE = 0.2
@@ -143,7 +146,7 @@ def test_a_job_whose_owner_died_after_the_last_try_is_finished_by_the_sweeper() 
             store = bot.webhook.delivery.store
             dead = "thread@gone:1:dead00#run"
             created = time.time() - 10
-            store.add(f"dl:m:{msg_id}", Record(RUNNING, created, dead, openid=user, push=push).dump(), ttl=60,
+            store.add(f"dl:m:{msg_id}", Record(State.RUNNING, created, dead, openid=user, push=push).dump(), ttl=60,
                       index=[("open", f"m:{msg_id}", created + 3.1)])
             BotClient(config, url=bot.url, openid=openid()).text("wake the sweeper")
             sent = wait_for(lambda: [m for m in sandbox.custom_messages() if m["touser"] == user], 5.0)
@@ -158,12 +161,12 @@ def test_a_displaced_job_never_delivers() -> None:
         with local_bot(config, slow_router()) as bot:
             delivery, user = bot.webhook.delivery, openid()
             key = f"m:{messages.next_msg_id()}"
-            record = Record(RUNNING, time.time(), "thread@host:1:new000#2", openid=user)
+            record = Record(State.RUNNING, time.time(), "thread@host:1:new000#2", openid=user)
             delivery.store.add(f"dl:{key}", record.dump(), ttl=60)
-            delivery._finish(key, "<xml>displaced</xml>", {"msg_id": key}, "thread@host:1:old000#1")
+            delivery.jobs.finish(key, Answered(Answer.text("displaced"), Trace(key)), "thread@host:1:old000#1")
             assert json.loads(delivery.store.get(f"dl:{key}")) == json.loads(record.dump())
-            delivery._finish(key, "<xml>owner</xml>", {"msg_id": key}, "thread@host:1:new000#2")
-            assert json.loads(delivery.store.get(f"dl:{key}"))["reply"] == "<xml>owner</xml>"
+            delivery.jobs.finish(key, Answered(Answer.text("owner"), Trace(key)), "thread@host:1:new000#2")
+            assert json.loads(delivery.store.get(f"dl:{key}"))["answer"] == [{"text": "owner"}]
 
 
 def test_typing_is_shown_once_for_a_long_job_on_a_customer_service_account() -> None:

@@ -13,6 +13,7 @@ import speech_support
 
 from bot.config import ConfigError
 from bot.ops.metrics import SYNTHESES, SYNTHESIS_SECONDS
+from bot.ops.trace import Trace
 from bot.sandbox import FREQUENCY_GRID, Sandbox
 from bot.testing import test_config
 from bot.voice.audio import decode_pcm
@@ -106,12 +107,12 @@ def test_audio_wechat_would_reject_hands_over_to_the_next(sandbox: Sandbox, answ
 
 def test_when_every_synthesizer_fails_the_speech_says_why(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
     sandbox.inject_fault("audio/speech", -1, http_status=503)
-    trace: dict[str, Any] = {"steps": {}}
+    trace = Trace("m-test")
     speech = chain(sandbox, "openai", "speech_support:silent", "speech_support:refusing",
                    "speech_support:broken").speak("你好", msg_id="m-all", trace=trace)
     assert not speech.ok and speech.parts == () and speech.source is None
     assert speech.error == "openai:unavailable,silent:bad_audio,refusing:unavailable,broken:crashed"
-    assert set(trace["steps"]) == {"synthesize", "speech_transcode"}
+    assert set(trace.steps) == {"synthesize", "speech_transcode"}
     lines = [r.getMessage() for r in caplog.records if r.name == "bot.voice" and "msg_id=m-all" in r.getMessage()]
     assert len(lines) == 4 and "synthesizer=openai msg_id=m-all failed reason=unavailable" in lines[0]
 

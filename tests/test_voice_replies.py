@@ -69,9 +69,12 @@ def test_a_handler_asks_for_speech_whatever_the_setting() -> None:
 def test_a_150_second_answer_goes_in_three_voice_parts(customer_service: bool) -> None:
     """Parts of ≤ 60 s, in order, once: by customer service after the passive first part, or — an unverified
     account, which may not even upload temporary media — as permanent material, one part per message the
-    user sends, each deleted once delivered."""
+    user sends, each deleted ``material_grace_s`` after it was delivered (WeChat fetches the audio for the
+    user after it got the reply), not at once."""
+    grace_s = 3.0
     with start_sandbox(customer_service=customer_service, temporary_media=customer_service) as sandbox:
-        config = bot_config(sandbox.url, scale=SCALE, voice=speaking(sandbox, when="always"))
+        config = bot_config(sandbox.url, scale=SCALE, voice=speaking(sandbox, when="always", material_grace_s=grace_s),
+                            reply={"sweep_every_s": 0.1})
         with local_bot(config, story_router()) as bot:
             user = openid()
             seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=5.0 * SCALE, settle_s=1.0).text(
@@ -89,6 +92,9 @@ def test_a_150_second_answer_goes_in_three_voice_parts(customer_service: bool) -
                     if reply.is_success:  # all parts shown: nothing more (no router answers 继续)
                         break
                     media.append(reply.media_id)
+                delivered = [heard(sandbox, m) for m in media[:3]]
+                assert not any(i["deleted"] for i in delivered), delivered  # not at the moment of the reply
+                assert wait_for(lambda: all(heard(sandbox, m)["deleted"] for m in media[:3]), grace_s + 5)
             time.sleep(0.5)
     assert len(media) == 3, media
     infos = [heard(sandbox, m) for m in media[:3]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -109,11 +108,11 @@ def test_an_account_without_temporary_media_gets_48001(sandbox: Sandbox, client:
 def test_the_uploader_uses_temporary_media_where_the_account_may(sandbox: Sandbox, client: WeChatAPI,
                                                                   store: MemoryStore) -> None:
     uploader = VoiceUploader(client, store)
-    trace: Trace = {"steps": {}}
+    trace = Trace("m-test")
     media_id, permanent = uploader.upload(clip(sandbox, "好的"), "amr", trace=trace)
     assert not permanent and sandbox.media_info(media_id)["kind"] == "temporary"
     assert media_calls(sandbox) == ["media/upload"] and store.get(f"voice_media:{APPID}") is None
-    assert trace["steps"]["speech_upload"] > 0
+    assert trace.steps["speech_upload"] > 0
 
 
 def test_permission_fallback_to_permanent_material_remembered_and_deleted(sandbox: Sandbox, client: WeChatAPI,
@@ -163,7 +162,7 @@ def test_a_150_second_answer_is_synthesized_uploaded_as_three_parts_and_released
                                                                                   store: MemoryStore) -> None:
     sandbox.configure(temporary_media=False)
     text = "打开客厅的灯好的吗，" * 75
-    trace: dict[str, Any] = {"steps": {}}
+    trace = Trace("m-test")
     cfg = test_config(voice={"reply": {"openai": {"url": sandbox.url}}})
     speech = build_synthesizer_chain(cfg).speak(text, trace=trace)
     uploader = VoiceUploader(client, store)
@@ -172,6 +171,6 @@ def test_a_150_second_answer_is_synthesized_uploaded_as_three_parts_and_released
     heard = [sandbox.media_info(media_id) for media_id, _ in uploaded]
     assert [h["says"] for h in heard] == [text] * 3 and all(h["duration_s"] <= 60 for h in heard)
     assert sum(h["duration_s"] for h in heard) == pytest.approx(150, abs=0.2)
-    assert set(trace["steps"]) == {"synthesize", "speech_transcode", "speech_upload"}
+    assert set(trace.steps) == {"synthesize", "speech_transcode", "speech_upload"}
     assert all(uploader.release(media_id) for media_id, _ in uploaded)
     assert all(sandbox.media_info(media_id)["deleted"] for media_id, _ in uploaded)

@@ -60,6 +60,9 @@ def _check_voice_reply(cfg: Config) -> None:
                           f"voice answer must expire before its media (3 days), got {cfg.reply.pickup_ttl_s:g}")
     if reply.when != "never" and not reply.synthesizers:
         raise ConfigError(f"[voice.reply] synthesizers: empty, but when = {reply.when!r} needs at least one")
+    if reply.material_grace_s <= 0:
+        raise ConfigError(f"[voice.reply] material_grace_s: expected a positive number of seconds, got "
+                          f"{reply.material_grace_s:g}")
     openai = reply.openai
     if openai.timeout_s <= 0:
         raise ConfigError(f"[voice.reply.openai] timeout_s: expected a positive number of seconds, got {openai.timeout_s:g}")

@@ -68,6 +68,8 @@ class VoiceReplyConfig:
     with_text: bool = False  # also deliver the text of a voice answer
     synthesizers: list[str] = field(default_factory=lambda: ["openai"])  # tried in order; "module:attr" too
     format: Literal["amr", "mp3"] = "amr"  # the voice media uploaded to WeChat (AMR-NB 8 kHz, or mp3 16 kHz)
+    # permanent material (accounts without temporary media) is deleted this long after its answer went
+    material_grace_s: float = 86400.0
     openai: OpenAISpeechConfig = field(default_factory=OpenAISpeechConfig)
 
 

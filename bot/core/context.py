@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -14,6 +13,7 @@ from bot.core.envelope import wire_event, wire_type
 from bot.core.services import Services
 from bot.core.stream import StreamedText
 from bot.core.text import cdata, clean_text
+from bot.ops.clock import SYSTEM, Clock
 
 
 class cached_property:  # noqa: N801 (named after what it replaces)
@@ -31,22 +31,6 @@ class cached_property:  # noqa: N801 (named after what it replaces)
             return self
         value = instance.__dict__[self.name] = self.fn(instance)
         return value
-
-
-_TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[{}]]></Content>\n"
-               "<FromUserName><![CDATA[{}]]></FromUserName>\n<ToUserName><![CDATA[{}]]></ToUserName>\n"
-               "<CreateTime>{}</CreateTime>\n</xml>")
-
-
-def render_text_reply(message: BaseMessage, content: str) -> str:
-    """``replies.TextReply(message=message, content=content).render()``, formatted at once when the message has
-    both user names (as every push has): wechatpy's reply object reads each field through a descriptor."""
-    data = getattr(message, "_data", None)
-    if isinstance(message, BaseMessage) and isinstance(data, dict) and not hasattr(message, "agent"):
-        ours, theirs = data.get("ToUserName"), data.get("FromUserName")
-        if ours and theirs and isinstance(ours, str) and isinstance(theirs, str) and isinstance(content, str):
-            return _TEXT_REPLY.format(content, ours, theirs, int(time.time()))
-    return replies.TextReply(message=message, content=content).render()
 
 
 @dataclass(frozen=True)
@@ -84,7 +68,8 @@ class Context:
     original_text: str | None = None
     config: Any = None  # the bot's Config, set by the webhook
     services: Services | None = None  # the store and WeChat client, when the bot was built by bot.runtime
-    deadline: float | None = None  # time.monotonic() by which the answer should be ready
+    deadline: float | None = None  # clock.monotonic() by which the answer should be ready
+    clock: Clock = field(default=SYSTEM, repr=False)
     answered_by: str = field(default="", repr=False)  # the route whose answer this is (set by the router)
     # How to redo this message's change on a session another message of the user saved meanwhile (it changes
     # the dict it is given); without it that other change wins and this one is dropped (bot/core/session.py).
@@ -113,7 +98,7 @@ class Context:
 
     def time_left(self) -> float:
         """Seconds left of the reply budget, never negative (infinite when no deadline was set)."""
-        return math.inf if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        return math.inf if self.deadline is None else max(0.0, self.deadline - self.clock.monotonic())
 
     @property
     def openid(self) -> str:
@@ -152,17 +137,3 @@ class Context:
 
     def reply_articles(self, articles: list[dict[str, str]]) -> replies.ArticlesReply:
         return replies.ArticlesReply(message=self.message, articles=articles)
-
-    def render(self, reply: Reply) -> str | None:
-        """Turn a handler's answer into reply XML (``None`` means nothing to say)."""
-        if reply is None:
-            return None
-        if isinstance(reply, str):
-            content = clean_text(reply)
-            if not content.strip():  # nothing visible left: say nothing rather than send an empty text
-                return None
-            return render_text_reply(self.message, cdata(content))  # what self.reply_text(reply) renders
-        if not isinstance(reply, replies.BaseReply):
-            raise BadReply(f"{self.answered_by or 'a handler'} returned {type(reply).__name__} {repr(reply)[:40]}; "
-                           "expected str, a wechatpy reply or None")
-        return reply.render()

@@ -9,20 +9,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
 import xmltodict
+from wechatpy import replies
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 
 from bot.config import ServerConfig, WeChatConfig
+from bot.core.answer import Image, Part, Text, Voice
+from bot.core.text import cdata
+from bot.ops.clock import SYSTEM, Clock
 
 log = logging.getLogger("bot.envelope")
 
@@ -179,10 +182,27 @@ def parse_message(xml: str) -> BaseMessage | None:
     return EVENT_TYPES.get(event_type, UnknownMessage)(message)
 
 
+_TEXT_REPLY = ("<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[{}]]></Content>\n"
+               "<FromUserName><![CDATA[{}]]></FromUserName>\n<ToUserName><![CDATA[{}]]></ToUserName>\n"
+               "<CreateTime>{}</CreateTime>\n</xml>")
+
+
+def render_text_reply(message: BaseMessage, content: str, now: int) -> str:
+    """``replies.TextReply(message=message, content=content, time=now).render()``, formatted at once when the
+    message has both user names (as every push has): wechatpy's reply object reads each field through a
+    descriptor."""
+    data = getattr(message, "_data", None)
+    if isinstance(message, BaseMessage) and isinstance(data, dict) and not hasattr(message, "agent"):
+        ours, theirs = data.get("ToUserName"), data.get("FromUserName")
+        if ours and theirs and isinstance(ours, str) and isinstance(theirs, str) and isinstance(content, str):
+            return _TEXT_REPLY.format(content, ours, theirs, now)
+    return replies.TextReply(message=message, content=content, time=now).render()
+
+
 class Envelope:
     """Opens and seals WeChat callbacks for one account."""
 
-    def __init__(self, wechat: WeChatConfig, server: ServerConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, wechat: WeChatConfig, server: ServerConfig, *, clock: Clock = SYSTEM) -> None:
         self.token = wechat.token
         self.appid = wechat.appid
         self.replay_window_s = server.replay_window_s
@@ -228,7 +248,18 @@ class Envelope:
         """Encrypt a reply for an encrypted request; plaintext requests get it as it is."""
         if not inbound.encrypted or self.crypto is None:
             return reply_xml
-        return self.crypto.encrypt_message(reply_xml, inbound.nonce or "wvb", str(int(self.clock())))
+        return self.crypto.encrypt_message(reply_xml, inbound.nonce or "wvb", str(int(self.clock.time())))
+
+    def render(self, inbound: Inbound, part: Part) -> str:
+        """One part of an answer as the passive reply XML to ``inbound`` (the only place replies become XML)."""
+        message = inbound.message
+        if isinstance(part, Text):
+            return render_text_reply(message, cdata(part.content), int(self.clock.time()))
+        if isinstance(part, Voice):
+            return replies.VoiceReply(message=message, media_id=part.media_id).render()
+        if isinstance(part, Image):
+            return replies.ImageReply(message=message, media_id=part.media_id).render()
+        return part.xml
 
     def _verify(self, query: Mapping[str, str], name: str, *extra: str) -> None:
         signature, timestamp, nonce = query.get(name), query.get("timestamp"), query.get("nonce")
@@ -239,7 +270,7 @@ class Envelope:
             raise EnvelopeError(403, "bad signature", name)
         if self.replay_window_s > 0:
             try:
-                age = abs(self.clock() - int(timestamp))
+                age = abs(self.clock.time() - int(timestamp))
             except ValueError:
                 raise EnvelopeError(400, "bad timestamp", "not an integer") from None
             if age > self.replay_window_s:

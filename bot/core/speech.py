@@ -1,4 +1,4 @@
-"""Answering with voice: a text answer becomes speech, WeChat voice media, and voice reply XMLs.
+"""Answering with voice: a text answer becomes speech, WeChat voice media, and voice parts of the answer.
 
 ``[voice.reply] when`` says which answers are spoken ("voice": answers to voice messages; "always"), and a
 handler can ask for it whatever the setting (``return ctx.reply_speech(text)``). Synthesis (bot/voice/
@@ -12,28 +12,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wechatpy import replies
-
 from bot.config import Config
+from bot.core.answer import Part, Text, Voice
 from bot.core.context import Context, SpeechReply
+from bot.core.text import clean_text
+from bot.ops.clock import SYSTEM, Clock
 from bot.ops.trace import Trace
 from bot.voice.synthesizers.chain import SynthesizerChain, build_synthesizer_chain
 from bot.wechat.errors import WeChatAPIError
+from bot.wechat.materials import MaterialReleases
 from bot.wechat.media import VoiceUploader
 
 log = logging.getLogger("bot.voice")
 
-# Between the reply XMLs of an answer in several messages (voice parts). U+001E cannot occur in XML 1.0, so
-# it never appears inside a reply; delivery splits on it (bot/delivery/parts.py).
-PART_SEPARATOR = "\x1e"
-
 
 class Speaker:
-    """Turns a text answer into voice reply XMLs for one bot (the chain and the uploader built on first use)."""
+    """Turns a text answer into voice parts for one bot (the chain and the uploader built on first use)."""
 
-    def __init__(self, config: Config, client: Any, store: Any) -> None:
+    def __init__(self, config: Config, client: Any, store: Any, clock: Clock = SYSTEM) -> None:
         self.config, self.client, self.store = config, client, store
         self._chain: SynthesizerChain | None = None
+        self.releases = None if client is None or store is None else MaterialReleases(
+            client, store, clock, appid=config.wechat.appid, grace_s=config.voice.reply.material_grace_s)
 
     def wanted(self, ctx: Context, reply: object) -> bool:
         when = self.config.voice.reply.when
@@ -41,44 +41,45 @@ class Speaker:
             return True
         return isinstance(reply, str) and (when == "always" or (when == "voice" and ctx.type == "voice"))
 
+    def spoken_only(self, ctx: Context) -> bool:
+        """A text answer to this message is heard, not read (its streamed sentences are not shown as text)."""
+        return self.wanted(ctx, "") and not self.config.voice.reply.with_text
+
     @property
     def chain(self) -> SynthesizerChain:
         if self._chain is None:
             self._chain = build_synthesizer_chain(self.config)
         return self._chain
 
-    def speak(self, ctx: Context, text: str, trace: Trace) -> str | None:
-        """The answer as voice: reply XMLs joined by :data:`PART_SEPARATOR` (the text first with ``with_text``);
-        None when speech failed (the caller answers with the text)."""
+    def speak(self, ctx: Context, text: str, trace: Trace) -> tuple[Part, ...] | None:
+        """The answer as voice parts (the text first with ``with_text``); None when speech failed (the caller
+        answers with the text)."""
         if self.client is None or self.store is None:
             log.warning("voice reply msg_id=%s: no WeChat API client to upload speech; answering with text",
                         ctx.msg_id)
             return None
         speech = self.chain.speak(text, msg_id=str(ctx.msg_id), trace=trace)
-        trace["synthesizer"] = speech.source
+        trace.synthesizer = speech.source
         if not speech.ok:
             log.warning("voice reply msg_id=%s failed (%s); answering with text", ctx.msg_id, speech.error)
-            trace["synthesis_error"] = speech.error
+            trace.synthesis_error = speech.error
             return None
-        uploader = VoiceUploader(self.client, self.store, appid=self.config.wechat.appid)
-        xmls, materials = [], []
+        uploader = VoiceUploader(self.client, self.store, appid=self.config.wechat.appid, releases=self.releases)
+        parts: list[Part] = []
         try:
-            for part in speech.parts:
-                media_id, permanent = uploader.upload(part.data, part.fmt, trace=trace)
-                if permanent:
-                    materials.append(media_id)
-                xmls.append(replies.VoiceReply(message=ctx.message, media_id=media_id).render())
+            for piece in speech.parts:
+                media_id, permanent = uploader.upload(piece.data, piece.fmt, trace=trace)
+                parts.append(Voice(media_id, permanent))
         except WeChatAPIError as exc:
             log.warning("voice reply msg_id=%s: upload failed (%s); answering with text", ctx.msg_id, exc)
-            trace["synthesis_error"] = f"upload:{exc.errcode}"
-            for media_id in materials:
-                uploader.release(media_id)
+            trace.synthesis_error = f"upload:{exc.errcode}"
+            for part in parts:
+                if isinstance(part, Voice) and part.permanent:
+                    uploader.release(part.media_id)
             return None
-        trace["speech_s"] = round(speech.duration_s, 1)
-        if len(xmls) > 1:
-            trace["speech_parts"] = len(xmls)
-        if materials:
-            trace["materials"] = materials  # deleted once delivered (bot/delivery/)
-        if self.config.voice.reply.with_text:
-            xmls.insert(0, ctx.render(text) or "")
-        return PART_SEPARATOR.join(x for x in xmls if x)
+        trace.speech_s = round(speech.duration_s, 1)
+        if len(parts) > 1:
+            trace.speech_parts = len(parts)
+        if self.config.voice.reply.with_text and text.strip():
+            parts.insert(0, Text(clean_text(text)))
+        return tuple(parts)

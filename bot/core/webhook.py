@@ -8,17 +8,18 @@ without one it answers each message in the request (:meth:`Pipeline.answer`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot.config import Config
+from bot.core.answer import Part
 from bot.core.envelope import Envelope, EnvelopeError, Inbound, NotAMessage
 from bot.core.pipeline import SUCCESS, Pipeline
 from bot.core.router import Router
 from bot.core.services import Services
 from bot.core.session import Sessions
+from bot.ops.clock import SYSTEM, Clock
 from bot.ops.metrics import REQUESTS, labelled
 from bot.voice.recognizers.base import Transcriber
 
@@ -37,8 +38,8 @@ class Response:
 class Delivery(Protocol):
     """What decides how each try of a message is answered (``bot.delivery.engine.Delivery``)."""
 
-    def deliver(self, inbound: Inbound) -> str:
-        """The reply XML for this try, or ``success``."""
+    def deliver(self, inbound: Inbound) -> Part | None:
+        """The part of the answer this try carries as its passive reply, or None (``success``)."""
 
 
 class Webhook:
@@ -46,12 +47,17 @@ class Webhook:
 
     def __init__(self, config: Config, router: Router | None = None, *, transcriber: Transcriber | None = None,
                  services: Services | None = None, pipeline: Pipeline | None = None,
-                 delivery: Delivery | None = None, clock: Callable[[], float] = time.time) -> None:
+                 delivery: Delivery | None = None, clock: Clock = SYSTEM) -> None:
         self.config = config
-        self.pipeline = pipeline or Pipeline(config, router, transcriber=transcriber, services=services)
+        self.pipeline = pipeline or Pipeline(config, router, transcriber=transcriber, services=services, clock=clock)
         self.envelope = Envelope(config.wechat, config.server, clock=clock)
         self.delivery = delivery
-        self.deliver: Callable[[Inbound], str] = delivery.deliver if delivery else self.pipeline.answer
+        self.deliver: Callable[[Inbound], Part | None] = delivery.deliver if delivery else self._answer_here
+
+    def _answer_here(self, inbound: Inbound) -> Part | None:
+        """Without delivery: the answer in this request (its first part: there is no way for more)."""
+        answer = self.pipeline.answer(inbound)
+        return answer.parts[0] if answer.parts else None
 
     # what handlers and tests reach through the webhook: the pipeline's parts
     @property
@@ -84,9 +90,10 @@ class Webhook:
             labelled(REQUESTS, "ignored", "").inc()
             return Response(200, SUCCESS)
         labelled(REQUESTS, "accepted", "").inc()
-        reply_xml = self.deliver(inbound)
-        if reply_xml == SUCCESS or not reply_xml:
+        part = self.deliver(inbound)
+        if part is None:
             return Response(200, SUCCESS)
+        reply_xml = self.envelope.render(inbound, part)
         return Response(200, self.envelope.seal(inbound, reply_xml), "application/xml; charset=utf-8")
 
     def reject(self, exc: EnvelopeError) -> Response:

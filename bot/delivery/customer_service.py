@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from typing import Any
 
-import xmltodict
-
 from bot.config import ReplyConfig
-from bot.core.pipeline import SUCCESS
-from bot.delivery.parts import text_of
+from bot.core.answer import Image, Part, Text, Voice
+from bot.ops.clock import Clock
 from bot.ops.metrics import TYPING, labelled
 from bot.store import Store, StoreError
 from bot.wechat.errors import (
@@ -46,28 +43,26 @@ class Sent(enum.Enum):
     REFUSED = "refused"  # not this way: keep it for pickup (account, window, quota, type, or the API failing)
 
 
-def cs_payload(reply_xml: str) -> dict[str, Any] | None:
-    """The customer-service form of a reply: text, image and voice map one to one; None when there is no
-    reply. Other types (news, music, video) keep only their ``msgtype`` and cannot go this way: their
-    passive and customer-service formats differ, so this bot does not guess (they wait for pickup)."""
-    if not reply_xml or reply_xml == SUCCESS:
+def cs_payload(part: Part | None) -> dict[str, Any] | None:
+    """The customer-service form of one part of an answer: text, image and voice map one to one; None when
+    there is nothing to send. Other types (news, music, video) keep only their ``msgtype`` and cannot go
+    this way: their passive and customer-service formats differ, so this bot does not guess (they wait for
+    pickup)."""
+    if part is None:
         return None
-    text = text_of(reply_xml)
-    if text is not None:
-        return {"msgtype": "text", "content": text}
-    fields = xmltodict.parse(reply_xml)["xml"]
-    kind = fields.get("MsgType")
-    if kind in ("image", "voice"):
-        return {"msgtype": kind, "media_id": (fields.get(kind.capitalize()) or {}).get("MediaId")}
-    return {"msgtype": kind}
+    if isinstance(part, Text):
+        return {"msgtype": "text", "content": part.content} if part.content.strip() else None
+    if isinstance(part, (Image, Voice)):
+        return {"msgtype": "image" if isinstance(part, Image) else "voice", "media_id": part.media_id}
+    return {"msgtype": part.kind}
 
 
 class CustomerService:
     """Whether this account may use the API, and sending through it."""
 
-    def __init__(self, store: Store, client: Any, config: ReplyConfig, account: str, *, retries: int = 2,
-                 backoff_s: float = 0.5) -> None:
-        self.store, self.client, self.config = store, client, config
+    def __init__(self, store: Store, client: Any, config: ReplyConfig, account: str, clock: Clock, *,
+                 retries: int = 2, backoff_s: float = 0.5) -> None:
+        self.store, self.client, self.config, self.clock = store, client, config, clock
         self.key = f"cap:customer_service:{account}"
         self.retries, self.backoff_s = retries, backoff_s
 
@@ -122,9 +117,9 @@ class CustomerService:
             log.warning("customer-service API unavailable for this account (errcode %s: %s): %s",
                         exc.errcode, exc.errmsg, FIX)
 
-    def send(self, msg_id: str, openid: str, reply_xml: str | None) -> Sent:
-        """Send one reply (one part) to ``openid``."""
-        payload = cs_payload(reply_xml or "")
+    def send(self, msg_id: str, openid: str, part: Part | None) -> Sent:
+        """Send one part of an answer to ``openid``."""
+        payload = cs_payload(part)
         if payload is None:
             log.info("delivery msg_id=%s late result is empty: nothing to send", msg_id)
             return Sent.NOTHING
@@ -157,7 +152,7 @@ class CustomerService:
                               msg_id, attempt + 1, exc)
                     return Sent.REFUSED
                 log.warning("delivery msg_id=%s customer-service send failed (%s); retrying", msg_id, exc)
-                time.sleep(self.backoff_s * 2 ** attempt)
+                self.clock.sleep(self.backoff_s * 2 ** attempt)
             except WeChatAPIError as exc:
                 log.error("delivery msg_id=%s customer-service API refused (%s): kept for pickup", msg_id, exc)
                 return Sent.REFUSED

@@ -1,4 +1,5 @@
-"""Where delivery jobs run: a thread pool inside each web process, or RQ workers anywhere.
+"""Where delivery's work runs: jobs on a thread pool inside each web process or on RQ workers anywhere, and
+the rest (streams read after their try, late sends, releases) on the process's bounded pool.
 
 A job is four strings (bot id, dedupe key, push XML, lease owner), so an RQ worker on another machine
 rebuilds it from the push alone and the web tier and the recognition tier scale separately. Without Redis
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 log = logging.getLogger("bot.executor")
 
@@ -26,6 +28,46 @@ class Job:
     key: str
     push_xml: str
     owner: str
+
+
+class Tasks(Protocol):
+    """Runs a piece of work soon, on another thread (a test runs it when it chooses)."""
+
+    def spawn(self, work: Callable[[], None]) -> None: ...
+
+
+class ThreadPool:
+    """A bounded thread pool in this process, created on first use so it never crosses a fork; a crash of
+    the work is logged, never lost silently."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads, self.name = threads, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.name)
+                self._pid = os.getpid()
+            return self._pool
+
+    def spawn(self, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception:  # the pool would swallow it silently
+                log.exception("delivery work crashed")
+        self._executor().submit(run)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False)
+            self._pool = None
 
 
 class Executor(ABC):
@@ -43,48 +85,19 @@ class Executor(ABC):
 
 
 class ThreadExecutor(Executor):
-    """A bounded thread pool in this process, created on first use so it never crosses a fork."""
+    """Jobs on a bounded thread pool of this process."""
 
     local = True
 
     def __init__(self, run: Callable[[Job], None], threads: int = 32) -> None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        self.run, self.threads = run, threads
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None or self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="wvb-job")
-                self._pid = os.getpid()
-            return self._pool
+        self.run = run
+        self.pool = ThreadPool(threads, "wvb-job")
 
     def submit(self, job: Job) -> None:
-        self._executor().submit(self._run, job)
-
-    def spawn(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on the same threads (the rest of a job that began elsewhere)."""
-        def run() -> None:
-            try:
-                work()
-            except Exception:
-                log.exception("delivery work crashed")
-        self._executor().submit(run)
-
-    def _run(self, job: Job) -> None:
-        try:
-            self.run(job)
-        except Exception:  # the pool would swallow it silently
-            log.exception("job for %s crashed", job.key)
+        self.pool.spawn(lambda: self.run(job))
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
-                self._pool.shutdown(wait=False)
-            self._pool = None
+        self.pool.close()
 
 
 class RQExecutor(Executor):

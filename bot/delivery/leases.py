@@ -1,24 +1,29 @@
 """Leases: who runs a job, and whether that process is still alive.
 
-A job record names its owner, ``role@host:pid:nonce#run``. Liveness is per *process*, not per job: a process
-running (or queueing) jobs keeps one ``alive:<host:pid:nonce>`` key fresh, renewed every ``ttl / 3``. A killed
-worker stops renewing it, and the next try of any of its messages finds the owner dead and takes the job over
-with one ``compare_and_set`` on the record. One renewal per process instead of one per job keeps the store
-quiet with hundreds of jobs in flight (with SQLite every write takes the database lock).
+A job record names its owner, ``role@host:pid:nonce#run``. Liveness is per *process* (per delivery runtime),
+not per job: a process holding jobs keeps one ``alive:<host:pid:nonce>`` key fresh, renewed every ``ttl / 3``;
+its value is the wall-clock time until which the process vouches for its jobs (and the key expires then
+too). A killed worker stops renewing it, and the next try of any of its messages (or a sweeper) finds the
+owner dead and takes the job over with one move of the record. One renewal per process instead of one per
+job keeps the store quiet with hundreds of jobs in flight (with SQLite every write takes the database lock).
+
+Time comes from the injected clock, so a test can let a dead process's lease lapse without waiting; the
+renewals run on a thread the delivery runtime starts (:meth:`Heartbeat.run`), or a test calls
+:meth:`Heartbeat.beat_if_due` itself.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
+from bot.ops.clock import Clock
 from bot.store import Store, StoreError
 
 log = logging.getLogger("bot.delivery")
@@ -33,129 +38,130 @@ def alive_key(owner: str) -> str:
     return "alive:" + owner.split("@", 1)[1].split("#", 1)[0]
 
 
-def is_alive(store: Store, owner: str) -> bool:
-    """Whether the process named in ``owner`` still renews its liveness key (this process always is, even
-    when a slow store delayed its last renewal)."""
-    if alive_key(owner) == alive_key(heartbeat().owner("x")):
-        return True
-    return store.get(alive_key(owner)) is not None
-
-
-@dataclass
-class _Held:
-    store: Store
-    ttl: float
-    until: float | None  # time.monotonic() after which this hold lapses by itself
+def _vouched_until(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:  # written by an older version ("1"): the key's expiry is all there is
+        return math.inf
 
 
 class Heartbeat:
-    """This process's liveness, in every store it holds jobs for, from one daemon thread."""
+    """This process's liveness in one store: renewed while any job of the process holds it."""
 
-    def __init__(self) -> None:
-        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._held: dict[int, _Held] = {}  # hold token -> what it keeps alive
-        self._beaten: dict[int, float] = {}  # id(store) -> time.monotonic() of the last renewal
-        self._renew_at: dict[int, float] = {}  # id(store) -> when its next renewal falls due (last beat + ttl / 3)
+    def __init__(self, store: Store, ttl: float, clock: Clock, *, process: str | None = None) -> None:
+        self.store, self.ttl, self.clock = store, ttl, clock
         self._tokens = itertools.count(1)
         self._runs = itertools.count(1)
+        self._fixed = process
+        self.reset()
+
+    def reset(self) -> None:
+        """A new identity with nothing held: at creation, and in a forked child (an RQ work horse), whose
+        jobs must not pass for its parent's nor lean on a renewing thread the fork did not copy."""
+        self.pid = os.getpid()
+        self.process = self._fixed or f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:6]}"
+        self.key = f"alive:{self.process}"
+        self._holds: dict[int, float | None] = {}  # hold token -> clock.monotonic() after which it lapses
+        self._beaten = -math.inf  # clock.monotonic() of the last renewal
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._failing: set[int] = set()  # stores whose last renewal failed: warn once per outage, not per beat
-        # stores a hold found overdue for a renewal: renewed even if that hold is dropped before the thread runs
-        # (a job that finishes in a millisecond would otherwise wake the thread for nothing, once per message)
-        self._overdue: dict[int, _Held] = {}
-        # when the thread, waiting, will look next (inf: it waits for a notify): a hold whose renewal falls due
-        # before that wakes it, whatever was held and dropped before (else its key could lapse meanwhile)
-        self._wake_at = float("inf")
+        self._idle = True  # the renewing thread sleeps until notified (nothing held, nothing due)
+        self._wanted = False  # a hold woke the thread: renew once even if it was dropped before the thread ran
+        self._failing = False  # the last renewal failed: warn once per outage, not per beat
 
     def owner(self, role: str) -> str:
         """A fresh owner string for one run of one job by this process."""
         return f"{role}@{self.process}#{next(self._runs)}"  # unique: the process part carries a nonce
 
-    def hold(self, store: Store, ttl: float, *, until: float | None = None) -> int:
-        """Keep this process alive in ``store`` until :meth:`drop` (or ``until``); returns the token to drop.
+    def hold(self, *, until: float | None = None) -> int:
+        """Keep this process alive until :meth:`drop` (or ``until``, on ``clock.monotonic()``); the token to drop.
 
-        Never writes in the caller's thread: the first beat follows at once from the heartbeat thread, and a
-        record younger than ``ttl`` is never taken over (see ``Delivery._take_over``)."""
+        Never writes in the caller's thread: a record younger than ``ttl`` is never taken over, and the
+        renewing thread beats before that."""
         with self._cond:
             token = next(self._tokens)
-            self._held[token] = _Held(store, ttl, until)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="wvb-heartbeat", daemon=True)
-                self._thread.start()
-            due = self._beaten.get(id(store), float("-inf")) + ttl / 3
-            if due <= time.monotonic():
-                if id(store) not in self._overdue:
-                    self._overdue[id(store)] = self._held[token]
-                    self._cond.notify()
-            elif due < self._wake_at:  # the thread sleeps past this hold's renewal: let it plan again
+            self._holds[token] = until
+            if self._idle:  # it sleeps with nothing to renew: this hold needs its renewals
+                self._wanted = True
                 self._cond.notify()
             return token
 
     def drop(self, token: int) -> None:
         with self._cond:
-            self._held.pop(token, None)
+            self._holds.pop(token, None)
 
-    def _loop(self) -> None:
-        key = alive_key(self.owner("x"))
-        while True:
+    def is_alive(self, owner: str) -> bool:
+        """Whether the process named in ``owner`` still vouches for its jobs (this process always does, even
+        when a slow store delayed its last renewal)."""
+        key = alive_key(owner)
+        if key == self.key:
+            return True
+        value = self.store.get(key)
+        return value is not None and _vouched_until(value) > self.clock.time()
+
+    def _due(self) -> float | None:
+        """When the next renewal is due (None: nothing is held); lapsed holds are forgotten."""
+        now = self.clock.monotonic()
+        for token in [t for t, until in self._holds.items() if until is not None and until < now]:
+            del self._holds[token]
+        return self._beaten + self.ttl / 3 if self._holds else None
+
+    def beat_if_due(self) -> bool:
+        """Renew now if a hold needs it; True when it renewed."""
+        with self._cond:
+            due = self._due()
+            if due is None or self.clock.monotonic() < due:
+                return False
+        return self._beat()
+
+    def _beat(self) -> bool:
+        try:
+            self.store.set(self.key, repr(self.clock.time() + self.ttl), ttl=self.ttl)
+        except StoreError as exc:
+            log.log(logging.DEBUG if self._failing else logging.WARNING, "heartbeat: could not renew %s: %s; "
+                    "retrying", self.key, exc)
+            self._failing = True
+            return False
+        if self._failing:
+            self._failing = False
+            log.warning("heartbeat: renewing %s again", self.key)
+        with self._cond:
+            self._beaten = self.clock.monotonic()
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """The renewing thread: beats while anything is held, sleeps (until a hold comes) otherwise."""
+        while not stop.is_set():
             with self._cond:
-                now = time.monotonic()
-                for token in [t for t, h in self._held.items() if h.until is not None and h.until < now]:
-                    del self._held[token]
-                stores = {id(h.store): h for h in self._held.values()}
-                stores.update(self._overdue)
-                self._overdue.clear()
-                due = [h for i, h in stores.items() if now - self._beaten.get(i, float("-inf")) >= h.ttl / 3]
-                if not due:
-                    # Wake when a held store's renewal falls due, and also once when a store beaten recently
-                    # would fall due although nothing holds it now: a hold taken before then needs no notify.
-                    wake = min((self._beaten.get(i, now) + h.ttl / 3 for i, h in stores.items()), default=None)
-                    later = [t for t in self._renew_at.values() if t > now]
-                    if later:
-                        wake = min(later) if wake is None else min(wake, min(later))
-                    self._wake_at = float("inf") if wake is None else max(now + 0.01, wake)
-                    self._cond.wait(timeout=None if wake is None else self._wake_at - now)
-                    self._wake_at = float("-inf")  # awake: it looks at every hold before it sleeps again
+                due = self._due()
+                now = self.clock.monotonic()
+                renew_at = self._beaten + self.ttl / 3
+                if due is None and self._wanted and now >= renew_at:
+                    # a hold woke it and was dropped at once (a job of a millisecond): renew anyway, so the
+                    # next ttl / 3 of quick jobs find it awake and wake it no more (one wake per message else)
+                    due = now
+                self._wanted = False
+                if due is None or now < due:
+                    # with nothing held it still wakes when the last beat's renewal falls due: a hold taken
+                    # meanwhile (which did not notify) is renewed in time
+                    self._idle = due is None and now >= renew_at
+                    wake = None if self._idle else (due if due is not None else renew_at)
+                    self._cond.wait(None if wake is None else max(0.01, wake - now))
                     continue
-            for h in due:
-                try:
-                    h.store.set(key, "1", ttl=h.ttl)
-                except StoreError as exc:
-                    level = logging.DEBUG if id(h.store) in self._failing else logging.WARNING
-                    log.log(level, "heartbeat: could not renew %s: %s; retrying", key, exc)
-                    self._failing.add(id(h.store))
-                    time.sleep(min(1.0, h.ttl / 10))
-                    continue
-                if id(h.store) in self._failing:
-                    self._failing.discard(id(h.store))
-                    log.warning("heartbeat: renewing %s again", key)
-                with self._cond:
-                    self._beaten[id(h.store)] = beaten = time.monotonic()
-                    self._renew_at[id(h.store)] = beaten + h.ttl / 3
+                self._idle = False
+            if not self._beat():
+                stop.wait(min(1.0, self.ttl / 10))
 
-
-_heartbeat: tuple[int, Heartbeat] | None = None
-_lock = threading.Lock()
-
-
-def heartbeat() -> Heartbeat:
-    """This process's heartbeat (a forked child gets its own: threads and identity do not survive a fork)."""
-    global _heartbeat
-    current = _heartbeat
-    if current is not None and current[0] == os.getpid():
-        return current[1]
-    with _lock:
-        if _heartbeat is None or _heartbeat[0] != os.getpid():
-            _heartbeat = (os.getpid(), Heartbeat())
-        return _heartbeat[1]
+    def stop(self) -> None:
+        """Wake the renewing thread (its stop event is set by the caller)."""
+        with self._cond:
+            self._cond.notify_all()
 
 
 @contextmanager
-def dropped_on_error(token: int) -> Iterator[None]:
+def dropped_on_error(heartbeat: Heartbeat, token: int) -> Iterator[None]:
     """Drop a heartbeat hold if the block raises (a store outage must not leave a process beating forever)."""
     try:
         yield
     except BaseException:
-        heartbeat().drop(token)
+        heartbeat.drop(token)
         raise

@@ -1,61 +1,96 @@
-"""The per-message job record delivery keeps in the store, and the key it is kept under.
+"""A message's delivery record: its state, and everything a process needs to carry its answer.
 
-The record is JSON, written and compared as an exact string (every change is a compare-and-set from the
-string read), readable with ``redis-cli`` or ``sqlite3`` when you need to see where a message is.
+The record lives in the store under ``dl:<dedupe key>`` as JSON, compared as the exact string read (every
+change is a compare-and-set from the string read: :mod:`bot.delivery.states` makes them all), readable with
+``redis-cli`` or ``sqlite3`` when you need to see where a message is.
 """
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from wechatpy import parse_message
 
+from bot.core.answer import Answer
 from bot.core.envelope import Inbound
 from bot.ops.trace import Trace
 
-RUNNING, DONE, DELIVERED, UNDELIVERABLE = "running", "done", "delivered", "undeliverable"
-PENDING, EXPIRED = "pending", "expired"  # kept for pickup with the user's next message; not picked up in time
-FINAL = (DELIVERED, UNDELIVERABLE, EXPIRED)
+
+class State(enum.StrEnum):
+    """Where a message's answer is (README "Delivery" draws the moves between them)."""
+
+    RUNNING = "running"  # a job works on the answer; ``owner`` names the run
+    DONE = "done"  # the answer is ready; a try of the message may carry it
+    DELIVERED = "delivered"  # it went; ``via`` says how: passive, retry, customer_service, pickup
+    PENDING = "pending"  # kept for pickup with the user's next message (``kept`` holds the parts not shown)
+    EXPIRED = "expired"  # kept, and not picked up within ``[reply] pickup_ttl_s``
+    UNDELIVERABLE = "undeliverable"  # no way out: an answer with no user to go to (``reason`` says)
+
+
+FINAL = frozenset({State.DELIVERED, State.EXPIRED, State.UNDELIVERABLE})
 OPEN = "open"  # the index of records a process should look at without a request: member = key, score = when
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def pickup_index(openid: str) -> str:
     """The index of one user's answers kept for pickup: member = key, score = when the message came."""
     return f"pickup:{openid}"
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps(...) builds one per call
 
 
 @dataclass(frozen=True)
 class Record:
-    """The job record; it is compared as the exact string read, so always CAS from ``raw``."""
+    """The job record; it is compared as the exact string read, so always move from ``raw``."""
 
-    state: str
+    state: State
     created: float  # wall clock of the first try: every process and machine agrees on it
     owner: str | None = None  # who runs the job while it is running (see bot.delivery.leases)
-    late: bool = False  # the last chance for a passive answer passed: the job must send it itself
-    reply: str | None = None  # reply XML (plaintext; each try encrypts it for its own request)
-    via: str | None = None
-    reason: str | None = None
+    late: bool = False  # no try will carry the answer passively any more: the job sends it itself
+    answer: Answer | None = None  # done: the answer; delivered passively: what the try carried (for a retry)
+    via: str | None = None  # delivered: how
+    reason: str | None = None  # expired, undeliverable: why (for the log line and a person reading the store)
     trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/ops/trace.py)
     openid: str | None = None  # the sender: late answers go to them, pickups are listed per user
     push: str | None = None  # the push XML while running: whoever takes a dead owner's job over runs it again
-    parts: list[str] | None = None  # pending: the reply XMLs not yet shown, in order
+    kept: Answer | None = None  # pending: the parts not shown yet, in order
     total: int | None = None  # how many parts the answer has, when it was split
-    kept: float | None = None  # wall clock when it was kept for pickup
+    kept_at: float | None = None  # wall clock when it was kept for pickup
     partial: str | None = None  # a streamed answer while running: its complete sentences so far
     shown: int | None = None  # how much of a streamed answer's text a try already showed (the rest follows)
 
     def dump(self) -> str:
-        # vars(), not dataclasses.asdict: asdict deep-copies every field, which showed up in profiles
-        return _encode({k: v for k, v in vars(self).items() if v is not None and v is not False})
+        data: dict[str, Any] = {}
+        for k, v in vars(self).items():  # vars(), not dataclasses.asdict: asdict deep-copies every field
+            if v is None or v is False:
+                continue
+            if isinstance(v, Answer):
+                v = v.to_json()
+            elif isinstance(v, Trace):
+                v = v.to_json()
+            data[k] = v
+        return _encode(data)
 
     @classmethod
     def load(cls, raw: str | None) -> Record | None:
-        return None if raw is None else cls(**json.loads(raw))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        data["state"] = State(data["state"])
+        for name in ("answer", "kept"):
+            if name in data:
+                data[name] = Answer.from_json(data[name])
+        if "trace" in data:
+            data["trace"] = Trace.from_json(data["trace"])
+        return cls(**data)
 
     def but(self, **changes: Any) -> Record:
         return Record(**{**vars(self), **changes})  # dataclasses.replace validates each field: slower
+
+    @property
+    def msg_id(self) -> str | None:
+        return self.trace.msg_id if self.trace is not None else None
 
 
 def dedupe_key(inbound: Inbound) -> str:
@@ -69,7 +104,7 @@ def dedupe_key(inbound: Inbound) -> str:
 
 def msg_id_of(key: str, record: Record | None = None) -> str:
     """The message id for log lines: the trace's, else the dedupe key's (``m:<MsgId>``)."""
-    traced = (record.trace or {}).get("msg_id") if record is not None else None
+    traced = record.msg_id if record is not None else None
     return str(traced or key.partition(":")[2] or key)
 
 

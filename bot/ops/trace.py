@@ -2,18 +2,20 @@
 
 Why one line, emitted by the delivery layer: a message's steps run in the job (maybe another process, an RQ
 worker), but only the delivery layer knows how the answer left (passive, on a retry, through customer service,
-or not at all). So the job records its steps and outcome into a trace (a plain dict stored in the delivery
-record), and whoever wins the final transition of that record emits the line, once: exactly-once delivery
+or not at all). So the job records its steps and outcome into a :class:`Trace` (stored in the delivery record
+while the answer waits), and whoever wins the final transition of that record emits the line, once: exactly-once delivery
 gives exactly-one line for free.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from bot.ops.metrics import message_done
 
@@ -22,8 +24,50 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.message")
 
-Trace = dict[str, Any]
 PATHS = ("passive", "retry", "customer_service", "pickup", "undeliverable", "expired")
+
+
+@dataclass
+class Trace:
+    """One message's steps and outcome, carried from the push through the job (maybe another process: it is
+    stored in the delivery record as JSON) to the one line delivery emits. Fields in the order the line shows
+    them; the optional ones appear only when set."""
+
+    msg_id: str
+    openid: str | None = None
+    type: str = "unknown"
+    steps: dict[str, float] = field(default_factory=dict)  # step -> ms (a step that ran twice adds up)
+    recognizer: str | None = None  # which recognizer produced the transcript ("text" for typed text)
+    outcome: str = "unfinished"  # answered, not_understood, handler_error, no_answer
+    recognition_error: str | None = None  # why each recognizer that failed did: "wechat:empty_final,…"
+    synthesizer: str | None = None
+    synthesis_error: str | None = None
+    speech_s: float | None = None
+    speech_parts: int | None = None
+
+    ALWAYS: ClassVar[tuple[str, ...]] = ("msg_id", "openid", "type", "steps", "recognizer", "outcome")
+
+    def add_step(self, name: str, seconds: float) -> None:
+        """Record a step's duration in ms (a step that ran twice, e.g. two downloads, adds up)."""
+        self.steps[name] = round(self.steps.get(name, 0.0) + seconds * 1000, 1)
+
+    def fields(self) -> dict[str, Any]:
+        """The line's fields: the first six always, the others when set."""
+        values = vars(self)
+        return {k: v for k, v in values.items() if k in self.ALWAYS or v is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None and v != {}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None, msg_id: str = "?") -> Trace:
+        if not data:
+            return cls(msg_id)
+        known = {k: v for k, v in data.items() if k in _FIELDS}  # a record written by another version
+        return cls(**{"msg_id": msg_id, **known})
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Trace))
 
 
 class Traced(Protocol):
@@ -66,14 +110,7 @@ def message_id(config: Config, inbound: Traced) -> str:
 def new_trace(config: Config, inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
-    return {"msg_id": message_id(config, inbound), "openid": hash_openid(config, getattr(message, "source", None)),
-            "type": inbound.msg_type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
-
-
-def add_step(trace: Trace, name: str, seconds: float) -> None:
-    """Record a step's duration in ms (a step that ran twice, e.g. two downloads, adds up)."""
-    steps = trace.setdefault("steps", {})
-    steps[name] = round(steps.get(name, 0.0) + seconds * 1000, 1)
+    return Trace(message_id(config, inbound), hash_openid(config, getattr(message, "source", None)), inbound.msg_type)
 
 
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,
@@ -81,7 +118,8 @@ def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None
     """Log the message's one line and count it in the metrics; called once, where delivery is decided.
 
     ``parts``: how many messages a split answer took; ``waited_s``: how long a picked-up answer was kept."""
-    fields: dict[str, Any] = {**trace, "path": path}
+    fields = trace.fields()
+    fields["path"] = path
     if tries is not None:
         fields["tries"] = tries
     if sent is not None:

@@ -2,7 +2,8 @@
 
 A voice reply names a ``media_id``. Temporary media (``media/upload``, 3 days) is the way when the account may
 upload it; accounts refused it (48001-style "api unauthorized") can still add permanent material
-(``material/add_material``) — at most 1000 items per account, so each item is deleted once delivered. Which
+(``material/add_material``) — at most 1000 items per account, so each item is deleted a grace period after it
+was delivered (bot/wechat/materials.py). Which
 one an account needs is detected from WeChat's answer, not assumed, and remembered per account in the store
 (with an expiry, since an account's permissions change when it is verified).
 """
@@ -16,10 +17,17 @@ from typing import Any
 import requests
 from wechatpy.client.api.media import WeChatMedia
 
-from bot.ops.trace import Trace, add_step
+from bot.ops.trace import Trace
 from bot.store import Store
 from bot.store.base import StoreError
-from bot.wechat.errors import APIUnauthorizedError, InvalidMediaError, TransportError, WeChatAPIError
+from bot.wechat.errors import (
+    APIUnauthorizedError,
+    InvalidMediaError,
+    MaterialQuotaError,
+    TransportError,
+    WeChatAPIError,
+)
+from bot.wechat.materials import MaterialReleases
 
 log = logging.getLogger("bot.wechat")
 
@@ -89,8 +97,9 @@ class VoiceUploader:
 
     TEMPORARY, PERMANENT, NONE = "temporary", "permanent", "none"
 
-    def __init__(self, client: Any, store: Store, *, ttl_s: float = 86400.0, appid: str | None = None) -> None:
-        self.client, self.store, self.ttl_s = client, store, ttl_s
+    def __init__(self, client: Any, store: Store, *, ttl_s: float = 86400.0, appid: str | None = None,
+                 releases: MaterialReleases | None = None) -> None:
+        self.client, self.store, self.ttl_s, self.releases = client, store, ttl_s, releases
         self.key = f"voice_media:{appid or client.appid}"
 
     def capability(self) -> str:
@@ -114,7 +123,7 @@ class VoiceUploader:
             uploaded = self._upload(data, fmt)
         finally:
             if trace is not None:
-                add_step(trace, "speech_upload", time.perf_counter() - started)
+                trace.add_step("speech_upload", time.perf_counter() - started)
         return uploaded.media_id, uploaded.permanent
 
     def _upload(self, data: bytes, fmt: str) -> UploadedVoice:
@@ -131,7 +140,15 @@ class VoiceUploader:
                             "from now on (remembered %gs)", exc, self.key, self.ttl_s)
                 self._remember(self.PERMANENT)
         try:
-            return media.add_voice_material(data, fmt)
+            try:
+                return media.add_voice_material(data, fmt)
+            except MaterialQuotaError:
+                # 1000 items: release the oldest scheduled ones early and try once more
+                if self.releases is None or not self.releases.release_oldest():
+                    log.error("voice media: %s holds 1000 permanent items and none is scheduled for deletion; "
+                              "voice answers go as text until some are deleted", self.key)
+                    raise
+                return media.add_voice_material(data, fmt)
         except APIUnauthorizedError:
             log.error("voice media: %s may upload neither temporary media nor permanent material; voice "
                       "answers go as text (remembered %gs)", self.key, self.ttl_s)

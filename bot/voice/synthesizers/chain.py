@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bot.config import BUILTIN_SYNTHESIZERS, Config
 from bot.ops.metrics import SYNTHESES, SYNTHESIS_SECONDS, labelled
-from bot.ops.trace import Trace, add_step
+from bot.ops.trace import Trace
 from bot.voice.audio import AudioError
 from bot.voice.chain import first_success, load_member
 from bot.voice.speech import SpeechAudio, SpeechTooLongError, to_voice_media
@@ -63,7 +63,7 @@ class SynthesizerChain:
         result = first_success(self.synthesizers, attempt, kind="synthesizer", msg_id=msg_id, record=_count)
         if trace is not None:
             for name, seconds in steps:
-                add_step(trace, name, seconds)
+                trace.add_step(name, seconds)
         if result.value is None:
             return Speech((), None, error=result.error or "no synthesizer configured", steps=steps)
         media = result.value

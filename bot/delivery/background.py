@@ -1,0 +1,105 @@
+"""The background work of one bot's delivery in a process: its heartbeat, its sweeper, and a bounded pool.
+
+Built with the delivery (bot/runtime.py), started explicitly — by the wiring in every web worker and RQ worker,
+whether or not a message ever reaches it, and again (cheaply) per message, so a process forked after the
+build gets its own threads — and stopped explicitly: by tests, and by gunicorn's ``worker_exit`` hook
+(:func:`stop_all`). Nothing in delivery starts a thread of its own: streams read after their try, late sends
+and releases run on :attr:`DeliveryRuntime.tasks`.
+
+The sweeper holds its delivery only weakly and stops when that is gone or its store is closed; with nothing
+open it looks every ``IDLE_EVERY_S`` instead of every ``sweep_every_s``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+
+from bot.delivery.executors import ThreadPool
+from bot.delivery.leases import Heartbeat
+from bot.ops.clock import Clock
+from bot.store import StoreError
+
+log = logging.getLogger("bot.delivery")
+
+IDLE_EVERY_S = 5.0  # how often an idle sweeper still looks (another process's dead job is found that soon)
+
+_started: weakref.WeakSet[DeliveryRuntime] = weakref.WeakSet()
+
+
+class DeliveryRuntime:
+    def __init__(self, heartbeat: Heartbeat, sweep: Callable[[], bool], *, every_s: float, clock: Clock,
+                 threads: int = 8) -> None:
+        self.heartbeat, self.every_s, self.clock = heartbeat, every_s, clock
+        self._sweep = weakref.WeakMethod(sweep)  # type: ignore[arg-type]
+        self.tasks = ThreadPool(threads, "wvb-late")
+        self._pid = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._touched = clock.monotonic()  # when a message last came: an idle sweeper does not slow down at once
+        self._closed = False
+
+    def start(self, *, sweeper: bool = True) -> None:
+        """Start the heartbeat and sweeper threads in this process (again after a fork); cheap when running.
+        ``sweeper=False``: the heartbeat only (an RQ work horse, forked for one job)."""
+        self._touched = self.clock.monotonic()
+        if self._pid == os.getpid() or self._closed:
+            return
+        with self._lock:
+            if self._pid == os.getpid() or self._closed:
+                return
+            if self.heartbeat.pid != os.getpid():
+                self.heartbeat.reset()
+            self._pid, self._stop = os.getpid(), threading.Event()
+            self._threads = [threading.Thread(target=self.heartbeat.run, args=(self._stop,), name="wvb-heartbeat",
+                                              daemon=True)]
+            if sweeper:
+                self._threads.append(threading.Thread(target=self._sweeping, args=(self._stop,), name="wvb-sweeper",
+                                                      daemon=True))
+            for thread in self._threads:
+                thread.start()
+            _started.add(self)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the threads and the pool (running tasks finish on their own)."""
+        with self._lock:
+            self._closed = True
+            self._stop.set()
+            self.heartbeat.stop()
+            threads, self._threads = self._threads, []
+        self.tasks.close()
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        _started.discard(self)
+
+    def _sweeping(self, stop: threading.Event) -> None:
+        wait = self.every_s
+        while not self.clock.wait(stop, wait):
+            sweep = self._sweep()
+            if sweep is None:
+                return
+            try:
+                busy = sweep()
+            except StoreError as exc:
+                if "closed" in str(exc):
+                    return
+                log.warning("sweeper: the store failed (%s); trying again in %.1f s", exc, self.every_s)
+                busy = True
+            except Exception:  # never let the thread die silently: the next tick tries again
+                log.exception("sweeper: unexpected error")
+                busy = True
+            del sweep
+            # nothing open here and no job running: look less often (a record written by another process is
+            # found within IDLE_EVERY_S)
+            idle = not busy and self.clock.monotonic() - self._touched > self.every_s
+            wait = max(self.every_s, IDLE_EVERY_S) if idle else self.every_s
+
+
+def stop_all() -> None:
+    """Stop every delivery runtime of this process (gunicorn's ``worker_exit``, the end of a test session)."""
+    for runtime in list(_started):
+        runtime.stop()

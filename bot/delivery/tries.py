@@ -1,0 +1,205 @@
+"""One try of a message: what a request of WeChat's answers, decided on the delivery clock.
+
+A try is written as a generator (:meth:`Tries.play`) that asks its driver for what takes time — ``Wait``
+(until a moment or until the job wakes it) and ``RunInline`` (run the claimed job here) — and returns what
+the try answers (:class:`~bot.delivery.answer.Say`). The web side drives it with the real clock
+(:meth:`bot.delivery.engine.Delivery.deliver`); the schedule-exploring test drives the same code on a fake
+clock, resuming each try at moments it chooses.
+
+The rules, per try of a message (README "Delivery"):
+- the first try claims the record and starts the job (in its own request for messages without voice);
+- every try waits for the answer until its budget (``[reply] budget_s`` after it arrived); an answer ready in
+  time is its passive reply (moved to ``delivered`` first: exactly one try wins);
+- past the budget a try never carries the answer itself: in ``auto`` mode it is held until WeChat has dropped
+  it, so that WeChat retries; the try that must answer last (the last try, any try in ``customer_service``
+  mode, or one with a streamed answer's sentences to show) shows what it may — the sentences written so far,
+  the user's kept answers, the pickup notice — and leaves the answer to the job (customer service or pickup).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from bot.config import ReplyConfig
+from bot.core.answer import Answer
+from bot.core.envelope import Inbound
+from bot.core.pipeline import Processed, Streaming
+from bot.delivery.answer import SUCCESS, Answerer, Say
+from bot.delivery.customer_service import CustomerService
+from bot.delivery.jobs import Claim, Jobs
+from bot.delivery.late import LateAnswers
+from bot.delivery.leases import dropped_on_error
+from bot.delivery.record import FINAL, Record, State, dedupe_key
+from bot.delivery.states import Actor, States
+from bot.delivery.wakeups import Wakeups
+from bot.ops.clock import Clock
+from bot.ops.trace import Trace
+from bot.store import StoreError
+
+log = logging.getLogger("bot.delivery")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Resume the try at ``until`` (``clock.monotonic()``), or sooner when ``event`` is set."""
+
+    until: float
+    event: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class RunInline:
+    """Run the claimed job in this request and send back what the pipeline gave."""
+
+    claim: Claim
+
+
+Request = Wait | RunInline
+TryPlay = Generator[Request, Processed | None, Say]
+
+
+class Tries:
+    def __init__(self, states: States, jobs: Jobs, answerer: Answerer, late: LateAnswers, cs: CustomerService,
+                 wakeups: Wakeups, clock: Clock, *, hold_margin_s: float, poll_s: float) -> None:
+        self.states, self.jobs, self.answerer, self.late, self.cs = states, jobs, answerer, late, cs
+        self.wakeups, self.clock = wakeups, clock
+        self.config: ReplyConfig = states.config
+        self.hold_margin_s, self.poll_s = hold_margin_s, poll_s
+        # A job in another process or machine is polled for: every poll_s at first, backing off to at most 1/18
+        # of the budget (0.25 s), so hundreds of waiting tries do not turn into a read storm on the store.
+        self.poll_max_s = max(poll_s, min(0.25, self.config.budget_s / 18))
+
+    def play(self, inbound: Inbound, started: float) -> TryPlay:
+        """The try of ``inbound`` that arrived at ``started`` (``clock.monotonic()``)."""
+        cfg, key = self.config, dedupe_key(inbound)
+        budget = started + cfg.budget_s
+        attempt, claim = self.claim(key, inbound)
+        if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
+            processed = yield RunInline(claim)
+            say = self.after_inline(claim, inbound, processed, budget)
+            if say is not None:
+                return say
+        say = yield from self.wait(key, inbound, budget, attempt, answer=True)
+        if say is not None:
+            return say
+        if cfg.mode == "customer_service" or attempt >= cfg.tries or self.streams_to_cs(key):
+            return self.last_chance(key, inbound)
+        # hold until WeChat has dropped this try, so that it retries (any answer would end it)
+        yield from self.wait(key, inbound, started + cfg.wechat_timeout_s + self.hold_margin_s, attempt, answer=False)
+        return SUCCESS
+
+    def claim(self, key: str, inbound: Inbound) -> tuple[int, Claim | None]:
+        """The first try creates the record and starts the job; later tries join it. Returns the try number,
+        and the claim when the caller should run the job itself: messages without voice need no recognition,
+        so the request thread runs them (a thread hand-off cost more than the job)."""
+        created = self.clock.time()
+        owner, token = self.jobs.hold(created)
+        record = Record(State.RUNNING, created, owner, openid=inbound.message.source, push=inbound.xml)
+        with dropped_on_error(self.jobs.heartbeat, token):
+            raw, kept = self.states.claim(key, record)
+        if raw is not None and inbound.message.type != "voice":
+            self.wakeups.running_here(key)
+            return 1, Claim(key, record, raw, token, kept)
+        if raw is not None:
+            try:
+                self.jobs.start(key, inbound.xml, owner, token)
+            except Exception as exc:  # e.g. the RQ queue is unreachable: forget the claim, answer inline
+                self.jobs.forget(owner, token)
+                self.wakeups.wake(key)
+                self.states.unclaim(key, raw, record)
+                raise StoreError(f"cannot start the job: {type(exc).__name__}: {exc}") from exc
+            return 1, None
+        self.jobs.heartbeat.drop(token)
+        return self.states.count_retry(key), None
+
+    def after_inline(self, claim: Claim, inbound: Inbound, processed: Processed | None, budget: float) -> Say | None:
+        """The job ran in this request: in time, go straight from running to delivered with one move on the
+        record as claimed. None: too late, streamed, or the record moved (the usual path decides)."""
+        if isinstance(processed, Streaming) or processed is None:
+            return None  # read on the pool from here on: this try waits for it like for any job
+        try:
+            if self.clock.monotonic() < budget:
+                say = self.answerer.answer(claim.key, claim.raw, claim.record, processed.answer, processed.trace,
+                                           inbound, via="passive", tries=1, nothing_kept=not claim.kept)
+                if say is not None:
+                    return say
+            self.jobs.finish(claim.key, processed, claim.record.owner)
+            return None
+        finally:
+            self.jobs.ended(claim.key, claim.token)
+
+    def wait(self, key: str, inbound: Inbound, until: float, attempt: int, *, answer: bool
+             ) -> Generator[Request, Processed | None, Say | None]:
+        """Wait until ``until`` for the job. ``answer``: carry a done answer passively while ``until`` has not
+        passed (passive at the first try, retry at a later one). None at ``until``."""
+        next_owner_check, poll = -math.inf, self.poll_s
+        event: threading.Event | None = None
+        try:
+            while True:
+                event = self.wakeups.event(key)  # before the read: a wake in between is not lost
+                raw, record = self.states.read(key)
+                now = self.clock.monotonic()
+                if raw is None or record is None:  # the store lost it (flushed): start over
+                    _, claim = self.claim(key, inbound)
+                    if claim is not None:
+                        processed = yield RunInline(claim)
+                        say = self.after_inline(claim, inbound, processed, until if answer else -math.inf)
+                        if say is not None:
+                            return say
+                    continue
+                in_time = answer and now < until
+                if record.state is State.DELIVERED and record.via in ("passive", "retry") and in_time:
+                    # WeChat retries only a try whose reply it did not get: this one carries the same reply
+                    parts = record.answer.parts if record.answer else ()
+                    return Say(parts[0] if parts else None)
+                if record.state in FINAL or record.state is State.PENDING:
+                    return SUCCESS
+                if record.state is State.DONE and in_time:
+                    say = self.answerer.answer(key, raw, record, record.answer or Answer(),
+                                               record.trace or Trace(inbound.msg_id), inbound,
+                                               via="passive" if attempt == 1 else "retry", tries=attempt)
+                    if say is not None:
+                        return say
+                    continue
+                if record.state is State.RUNNING and now >= next_owner_check:
+                    self.jobs.take_over(Actor.TRY, key, raw, record, inbound.xml)
+                    next_owner_check = now + self.config.lease_s / 4
+                if now >= until:
+                    return None
+                if key in self.wakeups.local or record.state is State.DONE:  # woken by the job / nothing to poll
+                    wait = self.config.lease_s / 4
+                else:
+                    wait, poll = poll, min(poll * 1.5, self.poll_max_s)
+                yield Wait(min(until, now + wait), event)
+        finally:
+            self.wakeups.done_waiting(key, event)
+
+    def streams_to_cs(self, key: str) -> bool:
+        """A streamed answer has sentences to show and the rest can follow by customer service: this try is
+        the one that must answer (holding it would only delay what is already written)."""
+        _, record = self.states.read(key)
+        return (record is not None and record.state is State.RUNNING
+                and bool((record.partial or "")[record.shown or 0:].strip()) and self.cs.available(probe=True))
+
+    def last_chance(self, key: str, inbound: Inbound) -> Say:
+        """No later try will come, and this one's budget has passed: the answer goes late (the job sends it,
+        or this try hands it over when it is done), and this try shows what it may: a streamed answer's
+        sentences written so far, the user's kept answers, the pickup notice."""
+        while True:
+            raw, record = self.states.read(key)
+            if raw is None or record is None or record.state in FINAL or record.state is State.PENDING:
+                return SUCCESS
+            if record.state is State.DONE:  # done a moment too late for this try: it goes late right away
+                if self.late.dispatch(Actor.TRY, key, raw, record):
+                    return self.answerer.meanwhile(key, inbound)
+                continue
+            if (record.partial or "")[record.shown or 0:].strip():  # a streamed answer: show what is written
+                say = self.answerer.partial(key, raw, record, inbound)
+                if say is not None:
+                    return say
+                continue
+            if record.late or self.states.last_try_passed(key, raw, record):
+                return self.answerer.meanwhile(key, inbound)
