@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from wechatpy import replies
 from wechatpy.messages import BaseMessage
@@ -102,7 +102,7 @@ class Context:
 
     @property
     def openid(self) -> str:
-        return self.message.source
+        return cast(str, self.message.source)  # None for the rare push without a sender
 
     @cached_property
     def type(self) -> str:

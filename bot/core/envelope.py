@@ -86,7 +86,8 @@ class Inbound:
     @property
     def data(self) -> dict[str, Any]:
         """The raw fields, for what wechatpy does not expose (``MediaId16K``)."""
-        return self.message._data
+        data: dict[str, Any] = self.message._data
+        return data
 
     @property
     def msg_id(self) -> str:
@@ -196,7 +197,7 @@ def render_text_reply(message: BaseMessage, content: str, now: int) -> str:
         ours, theirs = data.get("ToUserName"), data.get("FromUserName")
         if ours and theirs and isinstance(ours, str) and isinstance(theirs, str) and isinstance(content, str):
             return _TEXT_REPLY.format(content, ours, theirs, now)
-    return replies.TextReply(message=message, content=content, time=now).render()
+    return str(replies.TextReply(message=message, content=content, time=now).render())
 
 
 class Envelope:
@@ -248,7 +249,7 @@ class Envelope:
         """Encrypt a reply for an encrypted request; plaintext requests get it as it is."""
         if not inbound.encrypted or self.crypto is None:
             return reply_xml
-        return self.crypto.encrypt_message(reply_xml, inbound.nonce or "wvb", str(int(self.clock.time())))
+        return str(self.crypto.encrypt_message(reply_xml, inbound.nonce or "wvb", str(int(self.clock.time()))))
 
     def render(self, inbound: Inbound, part: Part) -> str:
         """One part of an answer as the passive reply XML to ``inbound`` (the only place replies become XML)."""
@@ -256,9 +257,9 @@ class Envelope:
         if isinstance(part, Text):
             return render_text_reply(message, cdata(part.content), int(self.clock.time()))
         if isinstance(part, Voice):
-            return replies.VoiceReply(message=message, media_id=part.media_id).render()
+            return str(replies.VoiceReply(message=message, media_id=part.media_id).render())
         if isinstance(part, Image):
-            return replies.ImageReply(message=message, media_id=part.media_id).render()
+            return str(replies.ImageReply(message=message, media_id=part.media_id).render())
         return part.xml
 
     def _verify(self, query: Mapping[str, str], name: str, *extra: str) -> None:
@@ -291,7 +292,7 @@ class Envelope:
         self._verify(query, "msg_signature", encrypt)
         try:  # verified above, in constant time: decrypt without wechatpy's second signature check
             assert self._prp is not None  # open() asks for it only when a key is configured
-            return self._prp.decrypt(encrypt, self.appid)
+            return str(self._prp.decrypt(encrypt, self.appid))
         except InvalidAppIdException:
             raise EnvelopeError(403, "wrong AppID in the encrypted message") from None
         except Exception as exc:  # bad base64, padding or length: the ciphertext is not ours

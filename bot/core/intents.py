@@ -154,7 +154,7 @@ def _first_hit(built: list[tuple[IntentConfig, Matcher]], route: Route, config: 
         if _LITERAL.fullmatch(bare):
             words.append(bare)
     for word in words:
-        probe = Context(message=None, text=for_matching(word, config.matching), config=config)  # type: ignore[arg-type]
+        probe = Context(message=None, text=for_matching(word, config.matching), config=config)
         for intent, matcher in built:
             if matcher(probe) is not None:
                 return intent, repr(word)

@@ -115,7 +115,8 @@ class Router:
 
     def message(self, msg_type: str) -> Callable[[Handler], Handler]:
         """Any other message type: ``image``, ``location``, ``link``, ``video``…"""
-        return self._type(msg_type, None)
+        decorator: Callable[[Handler], Handler] = self._type(msg_type, None)
+        return decorator
 
     def event(self, name: str) -> Callable[[Handler], Handler]:
         """An event by name, any case: the ``Event`` WeChat sends (``subscribe``, ``CLICK``, ``SCAN``,

@@ -33,7 +33,7 @@ class DeliveryRuntime:
     def __init__(self, heartbeat: Heartbeat, sweep: Callable[[], bool], *, every_s: float, clock: Clock,
                  threads: int = 8) -> None:
         self.heartbeat, self.every_s, self.clock = heartbeat, every_s, clock
-        self._sweep = weakref.WeakMethod(sweep)  # type: ignore[arg-type]
+        self._sweep = weakref.WeakMethod(sweep)
         self.tasks = ThreadPool(threads, "wvb-late")
         self._pid = 0
         self._stop = threading.Event()
