@@ -67,10 +67,7 @@ class Answerer:
         if not rest:
             done = self.states.answer(key, raw, record, Answer((shown,) if shown else ()), via, total or None)
         elif cs and len(rest) < total:  # the first part is shown now, the rest follow by customer service
-            sending = self.states.send_late(Actor.TRY, key, raw, full, answer, total)
-            done = sending is not None
-            if sending is not None:  # not in this request: its answer must not wait for WeChat's API
-                self.late.tasks.spawn(lambda: self.late.send_parts(key, sending, parts, first=1))
+            done = self.late.send(Actor.TRY, key, raw, full, answer, parts, first=1)
         else:
             done = self.pickup.keep(Actor.TRY, key, raw, full, rest, "parts" if len(rest) < total else "behind_older")
         if not done:

@@ -63,7 +63,7 @@ class Delivery:
         self.cs = CustomerService(self.store, services.client, config, pipeline.config.wechat.appid, clock,
                                   retries=cs_retries, backoff_s=cs_backoff_s)
         self.pickup = Pickup(self.states, outcomes)
-        self.late = LateAnswers(self.states, self.cs, self.pickup, outcomes, tasks, config)
+        self.late = LateAnswers(self.states, self.cs, self.pickup, outcomes, tasks, self.heartbeat, config)
         self.answerer = Answerer(self.states, self.cs, self.pickup, self.late, outcomes, config)
         self.wakeups = Wakeups()
         self.executor = executor or ThreadExecutor(self.run, config.threads)

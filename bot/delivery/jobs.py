@@ -86,7 +86,7 @@ class Jobs:
         owner, token = self.hold(record.created)
         with dropped_on_error(self.heartbeat, token):
             won = self.states.take_over(actor, key, raw, record.but(push=push), owner)
-        if not won:
+        if won is None:
             self.heartbeat.drop(token)  # finished, or taken over by another try, meanwhile
             return False
         log.warning("delivery msg_id=%s taking the job over: its owner %s stopped renewing its heartbeat",

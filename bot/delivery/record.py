@@ -23,6 +23,7 @@ class State(enum.StrEnum):
 
     RUNNING = "running"  # a job works on the answer; ``owner`` names the run
     DONE = "done"  # the answer is ready; a try of the message may carry it
+    SENDING = "sending"  # going out by customer service: ``owner`` sends ``kept``, ``sent`` of them are through
     DELIVERED = "delivered"  # it went; ``via`` says how: passive, retry, customer_service, pickup
     PENDING = "pending"  # kept for pickup with the user's next message (``kept`` holds the parts not shown)
     EXPIRED = "expired"  # kept, and not picked up within ``[reply] pickup_ttl_s``
@@ -54,11 +55,12 @@ class Record:
     trace: Trace | None = None  # the job's steps and outcome, for the bot.message line (bot/ops/trace.py)
     openid: str | None = None  # the sender: late answers go to them, pickups are listed per user
     push: str | None = None  # the push XML while running: whoever takes a dead owner's job over runs it again
-    kept: Answer | None = None  # pending: the parts not shown yet, in order
+    kept: Answer | None = None  # pending: the parts not shown yet, in order; sending: every part to send
     total: int | None = None  # how many parts the answer has, when it was split
     kept_at: float | None = None  # wall clock when it was kept for pickup
     partial: str | None = None  # a streamed answer while running: its complete sentences so far
     shown: int | None = None  # how much of a streamed answer's text a try already showed (the rest follows)
+    sent: int | None = None  # sending: how many of ``kept`` customer service has taken (a new sender resumes there)
 
     def dump(self) -> str:
         data: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from bot.ops.clock import Clock
 from bot.store import Store
 from bot.store.base import IndexOp
 
-RUNNING, DONE, DELIVERED, PENDING = State.RUNNING, State.DONE, State.DELIVERED, State.PENDING
+RUNNING, DONE, SENDING, DELIVERED, PENDING = State.RUNNING, State.DONE, State.SENDING, State.DELIVERED, State.PENDING
 EXPIRED, UNDELIVERABLE = State.EXPIRED, State.UNDELIVERABLE
 
 
@@ -33,7 +33,7 @@ class Actor(enum.StrEnum):
     JOB = "job"  # the run that owns the record (a thread of a web process, or an RQ worker)
     SWEEPER = "sweeper"  # any process's sweeper, for records no request will come for
     PICKUP = "pickup"  # a request of another message of the same user, showing answers kept for them
-    SENDER = "sender"  # the sender of a late answer by customer service, after it marked it delivered
+    SENDER = "sender"  # the sender of a late answer by customer service (its owner while it sends)
 
 
 T, J, S, P, SD = Actor.TRY, Actor.JOB, Actor.SWEEPER, Actor.PICKUP, Actor.SENDER
@@ -47,6 +47,17 @@ class Move:
     actors: frozenset[Actor]
     why: str
 
+    @property
+    def keeps_state(self) -> bool:
+        """Moves from several states to the same set change something else (the owner, a due time)."""
+        return self.name in _KEEP_STATE
+
+    def edges(self) -> list[tuple[State | None, State | None]]:
+        return [(s, t) for s in self.sources for t in self.targets if not self.keeps_state or s == t]
+
+
+_KEEP_STATE = frozenset({"take_over", "look_later"})
+
 
 def _move(name: str, sources: set[State | None], targets: set[State | None], actors: set[Actor], why: str) -> Move:
     return Move(name, frozenset(sources), frozenset(targets), frozenset(actors), why)
@@ -59,8 +70,9 @@ MOVES: dict[str, Move] = {m.name: m for m in (
     _move("unclaim", {RUNNING}, {None}, {T},
           "the job could not be started (the queue is unreachable): the try answers in its request, undeduplicated"),
     _move("adopt", {RUNNING}, {RUNNING}, {J}, "an RQ worker takes a queued job over from the process that queued it"),
-    _move("take_over", {RUNNING}, {RUNNING}, {T, S},
-          "the owner's process stopped renewing its heartbeat: a new owner runs the job again"),
+    _move("take_over", {RUNNING, SENDING}, {RUNNING, SENDING}, {T, S},
+          "the owner's process stopped renewing its heartbeat: a new owner runs the job again, or sends what is "
+          "left"),
     _move("progress", {RUNNING}, {RUNNING}, {J}, "a streamed answer's complete sentences so far"),
     _move("show_partial", {RUNNING}, {RUNNING}, {T},
           "the try that must answer shows the sentences written so far; the job sends the rest late"),
@@ -69,17 +81,19 @@ MOVES: dict[str, Move] = {m.name: m for m in (
     _move("answer", {RUNNING, DONE}, {DELIVERED}, {T},
           "a try carries the answer passively (from running: the try ran the job itself, in its budget)"),
     _move("finish_shown", {RUNNING}, {DELIVERED}, {J}, "a streamed answer that tries showed whole"),
-    _move("send_late", {RUNNING, DONE}, {DELIVERED}, {J, T, S},
-          "the answer goes by customer service (marked before it is sent: at most once)"),
+    _move("send_late", {RUNNING, DONE}, {SENDING}, {J, T, S},
+          "the answer goes by customer service; its sender owns the record while it sends"),
+    _move("part_sent", {SENDING}, {SENDING, DELIVERED}, {SD},
+          "customer service took one more part (the last: delivered); a new sender would resume after it"),
     _move("keep", {RUNNING, DONE}, {PENDING}, {J, T, S},
           "no try or customer service can carry it: kept for the user's next message"),
-    _move("keep_refused", {DELIVERED}, {PENDING}, {SD}, "customer service refused what was left: kept for pickup"),
+    _move("keep_refused", {SENDING}, {PENDING}, {SD}, "customer service refused what was left: kept for pickup"),
     _move("pick_up", {PENDING}, {PENDING, DELIVERED}, {P},
           "a try of the user's next message shows the next kept part (the last one: delivered)"),
     _move("put_back", {PENDING, DELIVERED}, {PENDING}, {P}, "that try's reply did not go out: kept again"),
     _move("expire", {PENDING}, {EXPIRED}, {S}, "kept for pickup longer than pickup_ttl_s"),
     _move("undeliverable", {RUNNING, DONE}, {UNDELIVERABLE}, {J, T, S}, "an answer with no user to go to"),
-    _move("look_later", {RUNNING, DONE, PENDING}, {RUNNING, DONE, PENDING}, {S},
+    _move("look_later", {RUNNING, DONE, SENDING, PENDING}, {RUNNING, DONE, SENDING, PENDING}, {S},
           "not due yet (the owner is alive, the pickup still waits): look again at a later time"),
 )}
 
@@ -165,8 +179,10 @@ class States:
     def adopt(self, key: str, raw: str, record: Record, owner: str) -> bool:
         return self._swap("adopt", Actor.JOB, key, raw, record, record.but(owner=owner))
 
-    def take_over(self, actor: Actor, key: str, raw: str, record: Record, owner: str) -> bool:
-        return self._swap("take_over", actor, key, raw, record, record.but(owner=owner))
+    def take_over(self, actor: Actor, key: str, raw: str, record: Record, owner: str) -> Record | None:
+        """The record with its new owner (a job to run again, or parts to send), or None when it moved."""
+        new = record.but(owner=owner)
+        return new if self._swap("take_over", actor, key, raw, record, new) else None
 
     def progress(self, key: str, raw: str, record: Record, text: str) -> bool:
         return self._swap("progress", Actor.JOB, key, raw, record, record.but(partial=text))
@@ -192,12 +208,25 @@ class States:
         new = record.but(state=DELIVERED, via="passive", answer=None, push=None, owner=None, partial=None)
         return self._swap("finish_shown", Actor.JOB, key, raw, record, new, _closed(key))
 
-    def send_late(self, actor: Actor, key: str, raw: str, record: Record, answer: Answer, total: int) -> Record | None:
-        """Mark it delivered by customer service before sending (at most once); the record as marked, or None
-        when it moved meanwhile."""
-        new = record.but(state=DELIVERED, via="customer_service", answer=answer, total=total, push=None,
-                         owner=None, partial=None)
-        return new if self._swap("send_late", actor, key, raw, record, new, _closed(key)) else None
+    def send_late(self, actor: Actor, key: str, raw: str, record: Record, answer: Answer, parts: Answer,
+                  sender: str, first: int = 0) -> Record | None:
+        """``sender`` sends ``parts`` (from ``first``: the ones before went passively) by customer service; the
+        record as written, or None when it moved meanwhile. It is looked at again a lease later: a sender
+        that died is replaced, and what it had not sent goes out."""
+        new = record.but(state=SENDING, answer=answer, kept=parts, sent=first, total=len(parts.parts), owner=sender,
+                         push=None, partial=None, late=False)
+        if not self._swap("send_late", actor, key, raw, record, new, _open_at(key, self.clock.time() + self.config.lease_s)):
+            return None
+        return new
+
+    def part_sent(self, key: str, raw: str, record: Record) -> Record | None:
+        """One more part went; the record as written (delivered after the last), or None when it moved."""
+        sent = (record.sent or 0) + 1
+        if sent < len(record.kept.parts if record.kept else ()):
+            new = record.but(sent=sent)
+            return new if self._swap("part_sent", Actor.SENDER, key, raw, record, new) else None
+        new = record.but(state=DELIVERED, via="customer_service", sent=None, kept=None, owner=None)
+        return new if self._swap("part_sent", Actor.SENDER, key, raw, record, new, _closed(key)) else None
 
     def keep(self, actor: Actor, key: str, raw: str, record: Record, parts: Answer) -> bool:
         """Keep ``parts`` (in order) for the user's next message; ``record.openid`` must be set."""
@@ -205,7 +234,7 @@ class States:
         return self._swap("keep", actor, key, raw, record, new, *self._keep_index(key, new))
 
     def keep_refused(self, key: str, raw: str, record: Record, parts: Answer) -> bool:
-        new = self._kept(record, parts)
+        new = self._kept(record.but(sent=None), parts)
         return self._swap("keep_refused", Actor.SENDER, key, raw, record, new, *self._keep_index(key, new))
 
     def pick_up(self, key: str, raw: str, record: Record) -> Record | None:
@@ -243,10 +272,8 @@ class States:
     def _check(name: str, actor: Actor, old: Record | None, new: Record | None) -> None:
         move = MOVES[name]
         source, target = (old.state if old is not None else None), (new.state if new is not None else None)
-        if actor not in move.actors or source not in move.sources or target not in move.targets:
+        if actor not in move.actors or (source, target) not in move.edges():
             raise IllegalMove(f"{name} by {actor.value}: {source} -> {target} is not in the table")
-        if name == "look_later" and old is not None and new is not None and new.state is not old.state:
-            raise IllegalMove(f"look_later changes no state ({old.state} -> {new.state})")
 
     def _kept(self, record: Record, parts: Answer) -> Record:
         # the whole answer stays with its kept parts: its permanent voice material is released once all went

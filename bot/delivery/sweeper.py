@@ -39,6 +39,9 @@ class OpenRecords:
                     states.look_later(key, raw, record, now + states.config.lease_s / 2)
             elif record.state is State.DONE:
                 self.late.dispatch(Actor.SWEEPER, key, raw, record)
+            elif record.state is State.SENDING:
+                if not self.late.resume(Actor.SWEEPER, key, raw, record):  # its sender is alive: look later
+                    states.look_later(key, raw, record, now + states.config.lease_s / 2)
             elif record.state is State.PENDING:
                 if now >= states.expires(record):
                     self._expire(key, raw, record)

@@ -155,7 +155,7 @@ class Tries:
                     # WeChat retries only a try whose reply it did not get: this one carries the same reply
                     parts = record.answer.parts if record.answer else ()
                     return Say(parts[0] if parts else None)
-                if record.state in FINAL or record.state is State.PENDING:
+                if record.state in FINAL or record.state in (State.PENDING, State.SENDING):
                     return SUCCESS
                 if record.state is State.DONE and in_time:
                     say = self.answerer.answer(key, raw, record, record.answer or Answer(),
@@ -190,7 +190,7 @@ class Tries:
         sentences written so far, the user's kept answers, the pickup notice."""
         while True:
             raw, record = self.states.read(key)
-            if raw is None or record is None or record.state in FINAL or record.state is State.PENDING:
+            if raw is None or record is None or record.state in FINAL or record.state in (State.PENDING, State.SENDING):
                 return SUCCESS
             if record.state is State.DONE:  # done a moment too late for this try: it goes late right away
                 if self.late.dispatch(Actor.TRY, key, raw, record):
