@@ -149,6 +149,12 @@ def test_a_long_pause_further_back_beats_a_short_one_near_the_limit() -> None:
     assert 8.4 * RATE <= split_points(pcm, RATE, 9 * RATE, 10 * RATE)[1] <= 8.76 * RATE
 
 
+def test_a_pause_that_runs_past_the_limit_is_weighed_whole() -> None:
+    # a comma's 0.16 s at 5 s; a sentence's end at 8.9-9.3 s, of which only 0.1 s lies before the 9 s limit
+    pcm = LOUD * 5 + quiet(0.16) + LOUD * 3 + LOUD[:5920] + quiet(0.4) + LOUD * 3
+    assert split_points(pcm, RATE, part_samples=9 * RATE, lookback_samples=10 * RATE)[1] == 9 * RATE
+
+
 def test_a_long_silence_is_cut_just_before_the_speech_resumes() -> None:
     pcm = LOUD * 3 + quiet(4.0) + LOUD * 4  # silent 3.0-7.0 s
     cut = split_points(pcm, RATE, part_samples=9 * RATE, lookback_samples=10 * RATE)[1]

@@ -10,8 +10,9 @@ frame, so no part is padded but the last). Energy is measured per 20 ms block:
   30-40 ms of silence), as long as a comma's pause or more (espeak-ng: ~150 ms after a comma, 300-340 ms after
   a full stop; the sandbox: 200 ms per punctuation mark);
 - the longest pause of the look-back wins, as a sentence's end is the longest pause around it; pauses at least
-  3/4 as long count as as long, and the latest of them wins, for the longest part. The cut lies in the pause's
-  middle, or 200 ms before the speech resumes when the pause is longer than 400 ms;
+  3/4 as long count as as long, and the latest of them wins, for the longest part. A pause that runs past the
+  limit is weighed whole (up to 500 ms past it). The cut lies in the pause's middle, or 200 ms before the speech
+  resumes when the pause is longer than 400 ms, and at the limit when that is earlier;
 - with no pause in the look-back (10 s of unbroken sound), the cut is the middle of its quietest 40 ms.
 
 With ``max_parts``, a cut never reaches back further than the speech can afford: the parts still number at most
@@ -32,6 +33,7 @@ _FLOOR_RMS = 32768 * 10 ** (-60 / 20)  # ... and any block under -60 dBFS is
 _MIN_PAUSE_S = 0.1
 _AS_LONG = 0.75  # a pause this fraction of the longest one's length is as good: the latest of them wins
 _LEAD_S = 0.2  # the most of a long pause the next part begins with
+_AHEAD_S = 0.5  # a pause that runs past the limit is measured this far past it, to weigh it whole
 _NEAR_QUIETEST = 1.1  # no pause: windows within 10 % of the quietest count as as quiet, the latest wins
 
 
@@ -55,10 +57,11 @@ def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int
     while n - start > part_samples:
         end = start + part_samples
         reach = max(0, min(lookback_samples, spare, end - start - block))
-        first = -(-(end - reach) // block)  # the look-back's whole blocks are [first, last)
+        first = -(-(end - reach) // block)  # the look-back's whole blocks are [first, last) ...
         last = end // block
-        energies = [_energy(pcm, b * block, block) for b in range(first, last)]
-        cut = (first + _best_block(energies, block)) * block if energies else end
+        beyond = min(last + round(_AHEAD_S / BLOCK_S), n // block)  # ... and a pause is measured up to here
+        energies = [_energy(pcm, b * block, block) for b in range(first, beyond)]
+        cut = (first + _best_block(energies, last - first, block)) * block if last > first else end
         spare -= end - cut
         cuts.append(cut)
         start = cut
@@ -66,13 +69,16 @@ def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int
     return cuts
 
 
-def _best_block(energies: list[int], block: int) -> int:
-    """Index of the block boundary to cut at (0 .. len(energies)): in the best pause, else the quietest."""
-    pauses = _pauses(energies, block)
+def _best_block(energies: list[int], within: int, block: int) -> int:
+    """Index of the block boundary to cut at (0 .. ``within``): in the best pause, else the quietest window.
+
+    Blocks from ``within`` on lie past the limit: they only tell how long a pause that runs over it is."""
+    pauses = [(a, b) for a, b in _pauses(energies, block) if a < within]
     if pauses:
         longest = max(b - a for a, b in pauses)
         a, b = [p for p in pauses if p[1] - p[0] >= _AS_LONG * longest][-1]
-        return max((a + b) // 2, b - round(_LEAD_S / BLOCK_S))
+        return min(max((a + b) // 2, b - round(_LEAD_S / BLOCK_S)), within)
+    energies = energies[:within]
     if len(energies) < 2:
         return len(energies)  # a look-back shorter than a window: cut at the limit
     pairs = [energies[i] + energies[i + 1] for i in range(len(energies) - 1)]
