@@ -131,6 +131,15 @@ def test_tone_speech_is_cut_at_sentence_ends_not_at_commas_or_gaps(source: str, 
         assert detect_tone(pcm, 8000, [TONE, 675.0, 775.0], window_s=2.0) == TONE
 
 
+def test_speech_nearly_max_parts_long_still_fits_in_max_parts() -> None:
+    """179 s of speech in parts of 59.74 s leaves 0.26 s to give away: the sentence ends 6-7 s before each limit
+    are out of reach (cut there, the speech would need a fourth part)."""
+    text = SENTENCE * 13 + COMMA.join([CLAUSE] * 3) + STOP
+    speech = to_voice_media(speech_tone(text, TONE, fmt="wav", seconds_per_char=0.04), "amr", max_parts=3)
+    assert len(speech.parts) == 3, [p.duration_s for p in speech.parts]
+    check_parts(speech, "amr", len(text) * 0.04)
+
+
 RATE = 8000
 LOUD = array("h", [8000, -8000] * (RATE // 2))  # 1 s, -2 dBFS
 

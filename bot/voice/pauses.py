@@ -29,7 +29,7 @@ BLOCK_S = 0.02  # 20 ms: one AMR-NB frame
 LOOKBACK_S = 10.0  # how far before a part's limit a pause is looked for
 _QUIET_DB = 35.0  # a block this far below the speech level is quiet ...
 _SPEECH_PERCENTILE = 0.9  # ... the speech level being this percentile of the look-back's block RMS ...
-_FLOOR_RMS = 32768 * 10 ** (-60 / 20)  # ... and any block under -60 dBFS is
+_FLOOR_RMS = 32768 * 10 ** (-60 / 20)  # ... and a block under -60 dBFS is quiet whatever the speech
 _MIN_PAUSE_S = 0.1
 _AS_LONG = 0.75  # a pause this fraction of the longest one's length is as good: the latest of them wins
 _LEAD_S = 0.2  # the most of a long pause the next part begins with
@@ -51,7 +51,7 @@ def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int
     """
     block = block_samples(rate)
     n = len(pcm)
-    # what all cuts together may give away to their pauses: the last part absorbs it
+    # what all cuts together may give away to their pauses, the last part absorbing it (no bound: n is more)
     spare = max_parts * part_samples - n if max_parts is not None else n
     cuts, start = [0], 0
     while n - start > part_samples:
