@@ -131,10 +131,17 @@ class RedactFilter(logging.Filter):
 
 
 def config_secrets(config: Config) -> list[str]:
-    """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
-    return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
-            config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token, config.llm.api_key,
-            config.logging.openid_salt]
+    """Every secret the config holds, every account's (``[accounts.NAME]``) and every declared section's
+    (``repr=False`` keys: ``[forward] secret``, ``[llm] api_key``…): what :class:`RedactFilter` keeps out of the
+    logs."""
+    from bot.config.sections import secrets_of
+    found = [config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token,
+             config.logging.openid_salt]
+    for account in config.served():
+        found += [account.wechat.appsecret, account.wechat.token, account.wechat.encoding_aes_key]
+    for value in config.sections.values():
+        found += secrets_of(value)
+    return found
 
 
 def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
