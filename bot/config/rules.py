@@ -82,9 +82,10 @@ def _check_aes_key(key: str, where: str = "[wechat]") -> None:
     except binascii.Error:
         decoded = b""
     if len(decoded) != 32:  # the key is a secret: say what is wrong with it, never what it is
+        settings = "mp.weixin.qq.com → 设置与开发 → 基本配置" if where == "[wechat]" else \
+            "the account's callback settings (a WeCom app: 应用管理 → the app → 接收消息 → 设置API接收)"
         raise ConfigError(f"{where} encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
-                          "WeChat generates it; copy it again from mp.weixin.qq.com → 设置与开发 → 基本配置 "
-                          "(a WeCom app: the app's 接收消息 → 设置API接收 page)")
+                          f"WeChat generates it; copy it again from {settings}")
 
 
 def _check_reply(cfg: Config) -> None:
