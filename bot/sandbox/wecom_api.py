@@ -112,7 +112,8 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
         invalid = [u for u in users if visible and u not in visible]
         if not users or len(invalid) == len(users):
             return err(81013, "user & party & tag all invalid")
-        content = body.get(kind) if isinstance(body.get(kind), dict) else {}
+        given = body.get(kind)
+        content: dict[str, Any] = given if isinstance(given, dict) else {}
         record = {**body, kind: dict(content)}
         if kind == "text":
             text = content.get("content")
