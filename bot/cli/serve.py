@@ -134,8 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if address:
         from bot.sandbox import Sandbox
         unverified = bool(getattr(args, "unverified", False))
-        sandbox = Sandbox(**sandbox_accounts(config), host=address[0], port=address[1],
-                          **({"customer_service": False, "temporary_media": False} if unverified else {})).start()
+        played = sandbox_accounts(config)
+        if unverified:
+            played.update(customer_service=False, temporary_media=False)
+        sandbox = Sandbox(**played, host=address[0], port=address[1]).start()
         kind = "an unverified account: no customer-service API" if unverified else "a verified account"
         announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:
