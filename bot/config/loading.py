@@ -109,10 +109,10 @@ def _config(raw: dict[str, Any], sections: dict[str, Section], base_dir: Path) -
               for name, section in sections.items()}
     cfg = build(Config, raw, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir, intents=intents, sections=values)
+    check(cfg)  # with [accounts], its [wechat] is a placeholder here: each account's is checked below
     if accounts is not None:
         served = expand_accounts(cfg, accounts, own_raw)
         cfg = dataclasses.replace(cfg, wechat=served[0].wechat, accounts=served)
-    check(cfg)
     for account in cfg.served():
         try:
             if account is not cfg:
