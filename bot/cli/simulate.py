@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -46,7 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``simulate``'s options (the parser lives in bot/cli/commands.py)."""
     p.add_argument("kind", choices=["text", "voice", "event"], help="what to send")
     p.add_argument("content", help="the text; for voice, the sentence the clip says; for event, its name")
-    p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
+    p.add_argument("--url", help="the webhook URL (default: from the config's [server], or the account's path)")
+    p.add_argument("--account", metavar="NAME",
+                   help="the account to write to, for a config with [accounts.NAME] tables (a WeCom app's pushes "
+                        "are signed and encrypted as WeCom does; its late answers come by message/send)")
     p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
                    help="crypto mode (default: safe when encoding_aes_key is set)")
     p.add_argument("--openid", default="oSIMULATEDUSER00000000000000",
@@ -84,19 +88,26 @@ class SandboxError(Exception):
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
     from bot.testing import messages
+    from bot.testing.client import account_config, sender_fields
     config, which = load(args.config)
     announce(None, which)
+    try:
+        config = account_config(config, args.account)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     url = args.url or webhook_url(config)
+    sender = {"openid": args.openid, **sender_fields(config)}
     session = _Unverified() if args.insecure else requests.Session()
     if args.insecure:
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     try:
         if args.kind == "text":
-            xml = messages.text(args.content, openid=args.openid)
+            xml = messages.text(args.content, **sender)
         elif args.kind == "event":
-            xml = messages.event(args.content, openid=args.openid)
+            xml = messages.event(args.content, **sender)
         else:
-            xml = voice_push(config, args)
+            xml = voice_push(config, args, sender)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -162,21 +173,27 @@ def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, 
     return 1 if seen.refused is not None or seen.error_shown else 0
 
 
+def sandbox_root(config: Config) -> str:
+    """The server of the API base URL (a WeCom app's sandbox API is that server's ``/wecom``)."""
+    parts = urlsplit(config.wechat.api_base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def sandbox_url(config: Config) -> str | None:
-    """The API base URL when it is a sandbox (it answers ``GET /sandbox/messages``), else None."""
-    base = config.wechat.api_base_url.rstrip("/")
+    """The API base URL's server when it is a sandbox (it answers ``GET /sandbox/messages``), else None."""
+    base = sandbox_root(config)
     try:
         return base if requests.get(f"{base}/sandbox/messages", timeout=2).status_code == 200 else None
     except requests.RequestException:
         return None
 
 
-def voice_push(config: Config, args: argparse.Namespace) -> str:
+def voice_push(config: Config, args: argparse.Namespace, sender: dict[str, Any]) -> str:
     """Register a real clip for the sentence in the sandbox and build the push that names it."""
     from bot.testing import messages
     if args.recognition is not None:
-        return messages.voice(recognition=args.recognition, openid=args.openid)
-    base = config.wechat.api_base_url.rstrip("/")
+        return messages.voice(recognition=args.recognition, **sender)
+    base = sandbox_root(config)
     body: dict[str, Any] = {"text": args.content, "format": args.format, "duration_s": args.duration,
                             "with_16k": args.with_16k}
     try:
@@ -188,5 +205,4 @@ def voice_push(config: Config, args: argparse.Namespace) -> str:
     if r.status_code != 200:
         raise SandboxError(f"the WeChat API sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
     clip = r.json()
-    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
-                          openid=args.openid)
+    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format, **sender)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 
-from bot.config.schema import BUILTIN_SYNTHESIZERS, LLM_OWN_FIELDS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
+from bot.config.schema import BUILTIN_SYNTHESIZERS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -15,7 +14,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def check(cfg: Config) -> None:
     """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
     the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
-    _check_aes_key(cfg.wechat.encoding_aes_key)
+    _check_aes_key(cfg.wechat.encoding_aes_key, f"[accounts.{cfg.account.name}]" if cfg.account.name else "[wechat]")
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
     if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
@@ -33,7 +32,6 @@ def check(cfg: Config) -> None:
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
     _check_voice_reply(cfg)
-    _check_llm(cfg)
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -75,20 +73,22 @@ def _check_voice_reply(cfg: Config) -> None:
 
 
 
-def _check_aes_key(key: str) -> None:
+def _check_aes_key(key: str, where: str = "[wechat]") -> None:
     """WeChat's EncodingAESKey: 43 characters of base64 that decode to the 32-byte AES key (wechatpy appends
     the "=" and decodes it on the first encrypted message: a bad key would otherwise fail there)."""
     if not key:
         return
     if len(key) != 43:
-        raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
+        raise ConfigError(f"{where} encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
     try:
         decoded = base64.b64decode(key + "=", validate=True)
     except binascii.Error:
         decoded = b""
     if len(decoded) != 32:  # the key is a secret: say what is wrong with it, never what it is
-        raise ConfigError("[wechat] encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
-                          "WeChat generates it; copy it again from mp.weixin.qq.com → 设置与开发 → 基本配置")
+        settings = "mp.weixin.qq.com → 设置与开发 → 基本配置" if where == "[wechat]" else \
+            "the account's callback settings (a WeCom app: 应用管理 → the app → 接收消息 → 设置API接收)"
+        raise ConfigError(f"{where} encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
+                          f"WeChat generates it; copy it again from {settings}")
 
 
 def _check_reply(cfg: Config) -> None:
@@ -108,48 +108,11 @@ def _check_reply(cfg: Config) -> None:
 
 
 
-def _check_llm(cfg: Config) -> None:
-    """``[llm]``: numbers in range, texts the user reads non-empty, and a url and model once it is enabled."""
-    llm = cfg.llm
-    if llm.url and not llm.url.startswith(("http://", "https://")):
-        raise ConfigError(f"[llm] url: expected an http:// or https:// URL, got {llm.url!r}")
-    if any(spec.startswith("handlers.llm") for spec in cfg.handlers.routers):
-        for key in ("url", "model"):
-            if not getattr(llm, key).strip():
-                raise ConfigError(f"[llm] {key}: required when [handlers] routers lists \"handlers.llm:router\"")
-    limits = {"timeout_s": llm.timeout_s > 0, "temperature": 0 <= llm.temperature <= 2, "max_tokens": llm.max_tokens >= 0,
-              "max_history_turns": llm.max_history_turns >= 0, "max_history_chars": llm.max_history_chars >= 0,
-              "per_user_per_minute": llm.per_user_per_minute >= 0}
-    expected = {"timeout_s": "a positive number of seconds", "temperature": "a number from 0 to 2"}
-    for key, ok in limits.items():
-        if not ok:
-            raise ConfigError(f"[llm] {key}: expected {expected.get(key, 'a number >= 0')}, got {getattr(llm, key):g}")
-    if not all(word.strip() for word in llm.reset_words):
-        raise ConfigError("[llm] reset_words: expected non-empty words")
-    for key in ("reset_reply", "rate_limited_reply"):
-        if not getattr(llm, key).strip():
-            raise ConfigError(f"[llm] {key}: expected a non-empty text (the user reads it)")
-    for f in dataclasses.fields(llm.apologies):
-        if not getattr(llm.apologies, f.name).strip():
-            raise ConfigError(f"[llm.apologies] {f.name}: expected a non-empty text (the user reads it)")
-    for key in llm.extra:
-        if key in LLM_OWN_FIELDS:
-            raise ConfigError(f"[llm] extra: {key!r} is set by handlers.llm itself; leave it out")
-
-
 def _check_matching(cfg: Config) -> None:
-    """Matching, sessions and forwarding: checked here so a mistake stops start-up, not a reply. The types of
+    """Matching and sessions: checked here so a mistake stops start-up, not a reply. The types of
     ``[[intents]]`` are checked here too; their patterns and templates where the intents are built
     (``bot.core.intents.intents_router``, when the webhook is built at start-up)."""
     if not 0 <= cfg.matching.fuzzy_threshold <= 1:
         raise ConfigError(f"[matching] fuzzy_threshold: expected a number from 0 to 1, got {cfg.matching.fuzzy_threshold:g}")
     if cfg.session.ttl_s <= 0:
         raise ConfigError(f"[session] ttl_s: expected a positive number of seconds, got {cfg.session.ttl_s:g}")
-    if cfg.forward.timeout_s <= 0:
-        raise ConfigError(f"[forward] timeout_s: expected a positive number of seconds, got {cfg.forward.timeout_s:g}")
-    if any(spec.startswith("handlers.forward") for spec in cfg.handlers.routers):
-        for key in ("url", "secret"):
-            if not getattr(cfg.forward, key):
-                raise ConfigError(f"[forward] {key}: required when [handlers] routers lists \"handlers.forward:router\"")
-        if not cfg.forward.url.startswith(("http://", "https://")):
-            raise ConfigError(f"[forward] url: expected an http:// or https:// URL, got {cfg.forward.url!r}")

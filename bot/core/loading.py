@@ -26,6 +26,8 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
             obj = getattr(module, attr)
         except AttributeError:
             raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+        except ImportError as exc:  # an attribute the module imports on first use (PEP 562)
+            raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
     else:
         found = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == spec]
         if not found:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from bot.delivery.executors import ThreadPool
 from bot.delivery.leases import Heartbeat
+from bot.ops.account import serving
 from bot.ops.clock import Clock
 from bot.store import StoreError
 
@@ -31,8 +32,8 @@ _started: weakref.WeakSet[DeliveryRuntime] = weakref.WeakSet()
 
 class DeliveryRuntime:
     def __init__(self, heartbeat: Heartbeat, sweep: Callable[[], bool], *, every_s: float, clock: Clock,
-                 threads: int = 8) -> None:
-        self.heartbeat, self.every_s, self.clock = heartbeat, every_s, clock
+                 account: str = "", threads: int = 8) -> None:
+        self.heartbeat, self.every_s, self.clock, self.account = heartbeat, every_s, clock, account
         self._sweep = weakref.WeakMethod(sweep)
         self.tasks = ThreadPool(threads, "wvb-late")
         self._pid = 0
@@ -83,7 +84,8 @@ class DeliveryRuntime:
             if sweep is None:
                 return
             try:
-                busy = sweep()
+                with serving(self.account):  # its log lines and metrics name the account
+                    busy = sweep()
             except StoreError as exc:
                 if "closed" in str(exc):
                     return

@@ -36,6 +36,7 @@ from bot.delivery.states import States
 from bot.delivery.sweeper import OpenRecords
 from bot.delivery.tries import RunInline, Tries, TryPlay
 from bot.delivery.wakeups import Wakeups
+from bot.ops.account import serving
 from bot.ops.clock import SYSTEM, Clock
 from bot.store import StoreError
 
@@ -56,7 +57,9 @@ class Delivery:
         margin = max(0.1, 0.1 * config.wechat_timeout_s) if hold_margin_s is None else hold_margin_s
         self.states = States(self.store, config, clock, margin)
         self.heartbeat = heartbeat or Heartbeat(self.store, config.lease_s, clock)
-        self.runtime = DeliveryRuntime(self.heartbeat, self.sweep, every_s=config.sweep_every_s, clock=clock)
+        self.account = pipeline.config.account.name
+        self.runtime = DeliveryRuntime(self.heartbeat, self.sweep, every_s=config.sweep_every_s, clock=clock,
+                                       account=self.account)
         tasks = tasks or self.runtime.tasks
         self.releases = pipeline.speaker.releases
         self.outcomes = outcomes = Outcomes(self.releases)
@@ -113,7 +116,8 @@ class Delivery:
     # -- the job side: in a thread of this process, or in an RQ worker ----------------------------------
     def run(self, job: Job) -> None:
         self.runtime.start(sweeper=self.executor.local)  # an RQ work horse, forked for this job: a heartbeat
-        self.jobs.run(job)
+        with serving(self.account):
+            self.jobs.run(job)
 
     # -- the sweeper's tick -------------------------------------------------------------------------------
     def sweep(self) -> bool:

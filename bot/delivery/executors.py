@@ -7,6 +7,7 @@ the thread pool needs nothing extra to run.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -56,12 +57,13 @@ class ThreadPool:
             return self._pool
 
     def spawn(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the pool, in a copy of the caller's context (the account it works for)."""
         def run() -> None:
             try:
                 work()
             except Exception:  # the pool would swallow it silently
                 log.exception("delivery work crashed")
-        self._executor().submit(run)
+        self._executor().submit(contextvars.copy_context().run, run)
 
     def close(self) -> None:
         with self._lock:

@@ -44,6 +44,7 @@ class Trace:
     synthesis_error: str | None = None
     speech_s: float | None = None
     speech_parts: int | None = None
+    account: str | None = None  # the account the message came to (shown first), with several accounts
 
     ALWAYS: ClassVar[tuple[str, ...]] = ("msg_id", "openid", "type", "steps", "recognizer", "outcome")
 
@@ -53,8 +54,9 @@ class Trace:
 
     def fields(self) -> dict[str, Any]:
         """The line's fields: the first six always, the others when set."""
-        values = vars(self)
-        return {k: v for k, v in values.items() if k in self.ALWAYS or v is not None}
+        fields = {"account": self.account} if self.account else {}
+        fields.update((k, v) for k, v in vars(self).items() if k in self.ALWAYS or v is not None and k != "account")
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None and v != {}}
@@ -110,7 +112,8 @@ def message_id(config: Config, inbound: Traced) -> str:
 def new_trace(config: Config, inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
-    return Trace(message_id(config, inbound), hash_openid(config, getattr(message, "source", None)), inbound.msg_type)
+    return Trace(message_id(config, inbound), hash_openid(config, getattr(message, "source", None)), inbound.msg_type,
+                 account=config.account.name or None)
 
 
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,

@@ -19,7 +19,7 @@ try:
 except ImportError as exc:  # the extra is not installed: say which, at start-up (the router fails to load)
     raise ImportError("handlers.llm needs the openai package: pip install 'wechat-voicebot[llm]'") from exc
 
-from bot.config import LLMConfig
+from handlers.llm.config import LLMConfig
 
 # Why an answer failed: each kind has its apology ([llm.apologies]) and is named in the log line.
 KINDS = ("auth", "not_found", "rate_limited", "server", "timeout", "connection", "other")
