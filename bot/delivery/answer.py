@@ -78,12 +78,12 @@ class Answerer:
             self.outcomes.done(trace, via, tries=tries, parts=total, answer=answer)
         return Say(shown)
 
-    def meanwhile(self, key: str, inbound: Inbound) -> Say:
-        """The reply of a last try whose own answer is not ready: the user's kept answers and, when this
-        answer will have to be picked up, the notice that says so (better than nothing)."""
+    def meanwhile(self, key: str, inbound: Inbound, *, with_kept: bool = True) -> Say:
+        """The reply of a last try whose own answer is not ready: the user's kept answers (``with_kept``) and,
+        when this answer will have to be picked up, the notice that says so (better than nothing)."""
         notice = [] if self.cs.available(probe=True) else [self.config.pickup_notice]
         room = utf8_len(self.config.pickup_notice + SEPARATOR) if notice else 0
-        kept = self._claim_kept(inbound, key, room=room)
+        kept = self._claim_kept(inbound, key, room=room) if with_kept else Claimed()
         if kept.reply:  # a kept voice or image: it is the whole reply
             self.pickup.shown(kept)
             return Say(kept.reply)

@@ -76,10 +76,10 @@ class Jobs:
 
     def take_over(self, actor: Actor, key: str, raw: str, record: Record, push: str | None = None) -> bool:
         """The job is running but its owner's process is dead: run it again, as the new owner (from the push
-        in the record, or ``push``: the try that found it). A record younger than a lease is left alone: its
-        owner's first heartbeat may not be written yet."""
+        in the record, or ``push``: the try that found it). An owner younger than a lease is left alone: its
+        first heartbeat may not be written yet."""
         push = record.push or push
-        if self.clock.time() < record.created + self.lease_s or not push:
+        if not self.states.owned_long_enough(record) or not push:
             return False
         if record.owner is not None and self.heartbeat.is_alive(record.owner):
             return False
@@ -97,9 +97,22 @@ class Jobs:
     # -- running it ---------------------------------------------------------------------------------------
     def run(self, job: Job) -> None:
         """Answer the message (recognition + routing) and record or send the result (the executors' entry)."""
+        begun = self.begin(job)
+        if begun is None:
+            return
+        owner, token = begun
+        try:
+            inbound = inbound_from_xml(job.push_xml)
+            self._started(job.key, inbound)
+            self.finish(job.key, self._read(job.key, owner, self.pipeline.process(inbound)), owner)
+        finally:
+            self.ended(job.key, token)
+
+    def begin(self, job: Job) -> tuple[str, int] | None:
+        """The run's owner and heartbeat hold, or None when the job is not this run's to do (finished, or taken
+        over, while it waited for a thread; another RQ worker took it)."""
         with self._lock:
             token = self._holds.pop(job.owner, None)
-        owner = job.owner
         if token is None:  # an RQ job: take the record over from the process that queued it
             token = self.heartbeat.hold()
             owner = self.heartbeat.owner("job")
@@ -107,20 +120,15 @@ class Jobs:
                 adopted = self._adopt(job, owner)
             if not adopted:
                 self.heartbeat.drop(token)
-                return
-        else:
-            with dropped_on_error(self.heartbeat, token):
-                _, record = self.states.read(job.key)
-            if record is None or record.state is not State.RUNNING or record.owner != job.owner:
-                self.heartbeat.drop(token)  # finished, or taken over, while it waited for a thread
-                self.wakeups.wake(job.key)
-                return
-        inbound = inbound_from_xml(job.push_xml)
-        self._started(job.key, inbound)
-        try:
-            self.finish(job.key, self._read(job.key, owner, self.pipeline.process(inbound)), owner)
-        finally:
-            self.ended(job.key, token)
+                return None
+            return owner, token
+        with dropped_on_error(self.heartbeat, token):
+            _, record = self.states.read(job.key)
+        if record is None or record.state is not State.RUNNING or record.owner != job.owner:
+            self.heartbeat.drop(token)
+            self.wakeups.wake(job.key)
+            return None
+        return job.owner, token
 
     def run_inline(self, claim: Claim, inbound: Inbound) -> Processed:
         """Run a claimed job in the request of its first try. A streamed answer is read on the pool from here

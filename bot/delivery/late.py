@@ -68,7 +68,8 @@ class LateAnswers:
     def resume(self, actor: Actor, key: str, raw: str, record: Record) -> bool:
         """A sender whose process died: send what it had not sent, as the new sender. False when it is alive
         (or the record moved)."""
-        if record.owner is not None and self.heartbeat.is_alive(record.owner):
+        if not self.states.owned_long_enough(record) or (record.owner is not None
+                                                          and self.heartbeat.is_alive(record.owner)):
             return False
         token, sender = self.heartbeat.hold(), self.heartbeat.owner("sender")
         with dropped_on_error(self.heartbeat, token):

@@ -111,12 +111,13 @@ class Heartbeat:
             due = self._due()
             if due is None or self.clock.monotonic() < due:
                 return False
-        return self._beat()
+        return self.beat()
 
-    def _beat(self) -> bool:
+    def beat(self) -> bool:
+        """Renew now (the renewing thread, or a test playing it)."""
         try:
             self.store.set(self.key, repr(self.clock.time() + self.ttl), ttl=self.ttl)
-        except StoreError as exc:
+        except Exception as exc:  # StoreError, or a client closed under it: the thread must not die
             log.log(logging.DEBUG if self._failing else logging.WARNING, "heartbeat: could not renew %s: %s; "
                     "retrying", self.key, exc)
             self._failing = True
@@ -128,27 +129,34 @@ class Heartbeat:
             self._beaten = self.clock.monotonic()
         return True
 
+    def plan(self) -> tuple[bool, float | None]:
+        """What the renewing thread does now: beat (True), or sleep until the time returned (``None``: until a
+        hold notifies it). Call with the condition held (``run``), or from a test that plays the thread."""
+        due = self._due()
+        now = self.clock.monotonic()
+        renew_at = self._beaten + self.ttl / 3
+        if due is None and self._wanted and now >= renew_at:
+            # a hold woke it and was dropped at once (a job of a millisecond): renew anyway, so the next
+            # ttl / 3 of quick jobs find it awake and wake it no more (one wake per message else)
+            due = now
+        self._wanted = False
+        if due is not None and now >= due:
+            self._idle = False
+            return True, None
+        # with nothing held it still wakes when the last beat's renewal falls due: a hold taken meanwhile
+        # (which did not notify) is renewed in time
+        self._idle = due is None and now >= renew_at
+        return False, None if self._idle else (due if due is not None else renew_at)
+
     def run(self, stop: threading.Event) -> None:
         """The renewing thread: beats while anything is held, sleeps (until a hold comes) otherwise."""
         while not stop.is_set():
             with self._cond:
-                due = self._due()
-                now = self.clock.monotonic()
-                renew_at = self._beaten + self.ttl / 3
-                if due is None and self._wanted and now >= renew_at:
-                    # a hold woke it and was dropped at once (a job of a millisecond): renew anyway, so the
-                    # next ttl / 3 of quick jobs find it awake and wake it no more (one wake per message else)
-                    due = now
-                self._wanted = False
-                if due is None or now < due:
-                    # with nothing held it still wakes when the last beat's renewal falls due: a hold taken
-                    # meanwhile (which did not notify) is renewed in time
-                    self._idle = due is None and now >= renew_at
-                    wake = None if self._idle else (due if due is not None else renew_at)
-                    self._cond.wait(None if wake is None else max(0.01, wake - now))
+                beat, wake = self.plan()
+                if not beat:
+                    self._cond.wait(None if wake is None else max(0.01, wake - self.clock.monotonic()))
                     continue
-                self._idle = False
-            if not self._beat():
+            if not self.beat():
                 stop.wait(min(1.0, self.ttl / 10))
 
     def stop(self) -> None:

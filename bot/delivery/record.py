@@ -48,6 +48,7 @@ class Record:
     state: State
     created: float  # wall clock of the first try: every process and machine agrees on it
     owner: str | None = None  # who runs the job while it is running (see bot.delivery.leases)
+    since: float | None = None  # wall clock when ``owner`` took the record (claim: ``created``)
     late: bool = False  # no try will carry the answer passively any more: the job sends it itself
     answer: Answer | None = None  # done: the answer; delivered passively: what the try carried (for a retry)
     via: str | None = None  # delivered: how

@@ -177,11 +177,16 @@ class States:
         return self.store.compare_and_delete(self.rkey(key), raw)  # the open index entry is dropped when found
 
     def adopt(self, key: str, raw: str, record: Record, owner: str) -> bool:
-        return self._swap("adopt", Actor.JOB, key, raw, record, record.but(owner=owner))
+        return self._swap("adopt", Actor.JOB, key, raw, record, record.but(owner=owner, since=self.clock.time()))
+
+    def owned_long_enough(self, record: Record) -> bool:
+        """Whether the record's owner has had a lease's time to write its first heartbeat: a younger owner is
+        never declared dead (its process may not have beaten yet)."""
+        return self.clock.time() >= (record.since or record.created) + self.config.lease_s
 
     def take_over(self, actor: Actor, key: str, raw: str, record: Record, owner: str) -> Record | None:
         """The record with its new owner (a job to run again, or parts to send), or None when it moved."""
-        new = record.but(owner=owner)
+        new = record.but(owner=owner, since=self.clock.time())
         return new if self._swap("take_over", actor, key, raw, record, new) else None
 
     def progress(self, key: str, raw: str, record: Record, text: str) -> bool:
@@ -195,17 +200,17 @@ class States:
 
     def finish(self, key: str, raw: str, record: Record, answer: Answer) -> bool:
         """``record`` (running) with the job's answer and trace set: ready for a try."""
-        done = record.but(state=DONE, answer=answer, push=None, owner=None, partial=None)
+        done = record.but(state=DONE, answer=answer, push=None, owner=None, since=None, partial=None)
         return self._swap("finish", Actor.JOB, key, raw, record, done)
 
     def answer(self, key: str, raw: str, record: Record, shown: Answer, via: str, total: int | None = None) -> bool:
         """A try carries ``shown`` passively (``via`` passive or retry); a retry of it finds it here."""
-        new = record.but(state=DELIVERED, via=via, answer=shown, trace=None, push=None, owner=None, partial=None,
-                         total=total)
+        new = record.but(state=DELIVERED, via=via, answer=shown, trace=None, push=None, owner=None, since=None,
+                         partial=None, total=total)
         return self._swap("answer", Actor.TRY, key, raw, record, new, _closed(key))
 
     def finish_shown(self, key: str, raw: str, record: Record) -> bool:
-        new = record.but(state=DELIVERED, via="passive", answer=None, push=None, owner=None, partial=None)
+        new = record.but(state=DELIVERED, via="passive", answer=None, push=None, owner=None, since=None, partial=None)
         return self._swap("finish_shown", Actor.JOB, key, raw, record, new, _closed(key))
 
     def send_late(self, actor: Actor, key: str, raw: str, record: Record, answer: Answer, parts: Answer,
@@ -214,7 +219,7 @@ class States:
         record as written, or None when it moved meanwhile. It is looked at again a lease later: a sender
         that died is replaced, and what it had not sent goes out."""
         new = record.but(state=SENDING, answer=answer, kept=parts, sent=first, total=len(parts.parts), owner=sender,
-                         push=None, partial=None, late=False)
+                         since=self.clock.time(), push=None, partial=None, late=False)
         if not self._swap("send_late", actor, key, raw, record, new, _open_at(key, self.clock.time() + self.config.lease_s)):
             return None
         return new
@@ -225,7 +230,7 @@ class States:
         if sent < len(record.kept.parts if record.kept else ()):
             new = record.but(sent=sent)
             return new if self._swap("part_sent", Actor.SENDER, key, raw, record, new) else None
-        new = record.but(state=DELIVERED, via="customer_service", sent=None, kept=None, owner=None)
+        new = record.but(state=DELIVERED, via="customer_service", sent=None, kept=None, owner=None, since=None)
         return new if self._swap("part_sent", Actor.SENDER, key, raw, record, new, _closed(key)) else None
 
     def keep(self, actor: Actor, key: str, raw: str, record: Record, parts: Answer) -> bool:
@@ -257,7 +262,7 @@ class States:
                           _unlisted(record.openid or "", key))
 
     def undeliverable(self, actor: Actor, key: str, raw: str, record: Record, reason: str) -> bool:
-        new = record.but(state=UNDELIVERABLE, reason=reason, push=None, owner=None, partial=None)
+        new = record.but(state=UNDELIVERABLE, reason=reason, push=None, owner=None, since=None, partial=None)
         return self._swap("undeliverable", actor, key, raw, record, new, _closed(key))
 
     def look_later(self, key: str, raw: str, record: Record, when: float) -> bool:
@@ -277,8 +282,8 @@ class States:
 
     def _kept(self, record: Record, parts: Answer) -> Record:
         # the whole answer stays with its kept parts: its permanent voice material is released once all went
-        return record.but(state=PENDING, kept=parts, kept_at=self.clock.time(), push=None, owner=None, late=False,
-                          partial=None, total=record.total or len(parts.parts))
+        return record.but(state=PENDING, kept=parts, kept_at=self.clock.time(), push=None, owner=None, since=None,
+                          late=False, partial=None, total=record.total or len(parts.parts))
 
     def _keep_index(self, key: str, kept: Record) -> tuple[IndexOp, IndexOp]:
         return _open_at(key, self.expires(kept)), (pickup_index(kept.openid or ""), key, kept.created)

@@ -71,6 +71,8 @@ class Tries:
         # A job in another process or machine is polled for: every poll_s at first, backing off to at most 1/18
         # of the budget (0.25 s), so hundreds of waiting tries do not turn into a read storm on the store.
         self.poll_max_s = max(poll_s, min(0.25, self.config.budget_s / 18))
+        # how long after its budget a try still counts as "at" it (a waiting try wakes a little late)
+        self.grace_s = min(0.25, (self.config.wechat_timeout_s - self.config.budget_s) / 2)
 
     def play(self, inbound: Inbound, started: float) -> TryPlay:
         """The try of ``inbound`` that arrived at ``started`` (``clock.monotonic()``)."""
@@ -86,7 +88,9 @@ class Tries:
         if say is not None:
             return say
         if cfg.mode == "customer_service" or attempt >= cfg.tries or self.streams_to_cs(key):
-            return self.last_chance(key, inbound)
+            # at its budget (the usual case: it waited until then) the try shows what it may; well past it
+            # (a handler that ran in this request returned late) WeChat may be gone: it claims nothing
+            return self.last_chance(key, inbound, in_time=self.clock.monotonic() <= budget + self.grace_s)
         # hold until WeChat has dropped this try, so that it retries (any answer would end it)
         yield from self.wait(key, inbound, started + cfg.wechat_timeout_s + self.hold_margin_s, attempt, answer=False)
         return SUCCESS
@@ -184,22 +188,23 @@ class Tries:
         return (record is not None and record.state is State.RUNNING
                 and bool((record.partial or "")[record.shown or 0:].strip()) and self.cs.available(probe=True))
 
-    def last_chance(self, key: str, inbound: Inbound) -> Say:
+    def last_chance(self, key: str, inbound: Inbound, *, in_time: bool = True) -> Say:
         """No later try will come, and this one's budget has passed: the answer goes late (the job sends it,
         or this try hands it over when it is done), and this try shows what it may: a streamed answer's
-        sentences written so far, the user's kept answers, the pickup notice."""
+        sentences written so far, the user's kept answers (``in_time`` only: at its budget, not well past
+        it), the pickup notice."""
         while True:
             raw, record = self.states.read(key)
             if raw is None or record is None or record.state in FINAL or record.state in (State.PENDING, State.SENDING):
                 return SUCCESS
             if record.state is State.DONE:  # done a moment too late for this try: it goes late right away
                 if self.late.dispatch(Actor.TRY, key, raw, record):
-                    return self.answerer.meanwhile(key, inbound)
+                    return self.answerer.meanwhile(key, inbound, with_kept=in_time)
                 continue
-            if (record.partial or "")[record.shown or 0:].strip():  # a streamed answer: show what is written
+            if in_time and (record.partial or "")[record.shown or 0:].strip():  # a stream: show what is written
                 say = self.answerer.partial(key, raw, record, inbound)
                 if say is not None:
                     return say
                 continue
             if record.late or self.states.last_try_passed(key, raw, record):
-                return self.answerer.meanwhile(key, inbound)
+                return self.answerer.meanwhile(key, inbound, with_kept=in_time)

@@ -12,21 +12,28 @@ import threading
 
 class FakeClock:
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._wall = float(start)
-        self._offset = 1_000.0 - float(start)  # monotonic time starts elsewhere, as the real one does
+        self._mono = 1_000.0  # monotonic time starts elsewhere than wall time, as the real one does
+        self._offset = float(start) - self._mono
         self._lock = threading.Lock()
 
     def time(self) -> float:
-        return self._wall
+        return self._mono + self._offset
 
     def monotonic(self) -> float:
-        return self._wall + self._offset
+        return self._mono
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"a clock does not go back ({seconds})")
         with self._lock:
-            self._wall += seconds
+            self._mono += seconds
+
+    def advance_to(self, monotonic: float) -> None:
+        """Move to exactly ``monotonic`` (adding a difference could miss it by a rounding)."""
+        with self._lock:
+            if monotonic < self._mono:
+                raise ValueError(f"a clock does not go back ({monotonic} < {self._mono})")
+            self._mono = monotonic
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
