@@ -49,7 +49,7 @@ from bot.wechat.errors import (
 BUDGET, TIMEOUT, TRIES, LEASE, LIMIT, PICKUP_TTL, SWEEP_EVERY = 4.5, 5.0, 3, 6.0, 80, 60.0, 1.0
 GRACE = 0.25  # a try that waited until its budget wakes "at" it within this (bot/delivery/tries.py grace_s)
 POOL_DELAY = 1.0  # queued work a pool has not run yet runs at the latest this long after it was queued
-TOKEN = re.compile(r"m(\d+)s(\d+)")
+TOKEN = re.compile(r"m(\d+)s(\d+)r(\d+)")  # message, sentence (or voice part), and which run of the job wrote it
 CS_MODES = ("ok", "48001", "45015", "45047", "flaky")
 
 
@@ -75,13 +75,15 @@ class Message:
     def key(self) -> str:
         return f"m:{self.n}"
 
-    def text(self, upto: int | None = None) -> str:
-        return "".join(f"m{self.n}s{i}。" for i in range(self.sentences if upto is None else upto))
+    runs: int = 0  # how many runs of its job started: each writes its own answer (as a language model would)
 
-    def answer(self) -> Answer:
+    def text(self, run: int, upto: int | None = None) -> str:
+        return "".join(f"m{self.n}s{i}r{run}。" for i in range(self.sentences if upto is None else upto))
+
+    def answer(self, run: int) -> Answer:
         if self.voice:  # a spoken answer: as many ≤ 60 s parts as it has sentences (three at most here)
-            return Answer(tuple(Voice(f"m{self.n}s{i}") for i in range(self.sentences)))
-        return Answer.text(self.text())
+            return Answer(tuple(Voice(f"m{self.n}s{i}r{run}") for i in range(self.sentences)))
+        return Answer.text(self.text(run))
 
 
 @dataclass
@@ -105,6 +107,12 @@ class JobRun:
     inline_try: TryRun | None = None
     published: int = 0
     streaming: bool = False  # an inline job whose stream is now read on the pool
+    variant: int = 0  # which run of the message's job this is (its answer's words differ)
+
+    def __post_init__(self) -> None:
+        if not self.variant:
+            self.msg.runs += 1
+            self.variant = self.msg.runs
 
 
 class ManualTasks:
@@ -218,13 +226,13 @@ class World:
         shown = part.content if isinstance(part, Text) else part.media_id if isinstance(part, Voice) else "?"
         self.seen.setdefault(openid, []).append((self.clock.monotonic(), how, shown))
 
-    def tokens(self) -> dict[int, list[int]]:
-        """Per message, the indices of its sentences (or voice parts) every user saw, in the order seen."""
-        found: dict[int, list[int]] = {}
+    def tokens(self) -> dict[int, list[tuple[int, int]]]:
+        """Per message, ``(sentence or voice part, run)`` of what every user saw of its answer, in order."""
+        found: dict[int, list[tuple[int, int]]] = {}
         for views in self.seen.values():
             for _, _, shown in views:
-                for n, i in TOKEN.findall(shown):
-                    found.setdefault(int(n), []).append(int(i))
+                for n, i, r in TOKEN.findall(shown):
+                    found.setdefault(int(n), []).append((int(i), int(r)))
         return found
 
     # -- WeChat's side ---------------------------------------------------------------------------------
@@ -293,13 +301,13 @@ class World:
         if run.inline_try is not None and not run.inline_try.done:
             t = run.inline_try
             if msg.stream:  # the handler returned a stream: the try waits, the stream is read on the pool
-                streaming = Streaming(lambda on: Answered(msg.answer(), trace), trace)
-                self.runs.append(JobRun(msg, run.proc, run.owner, run.token, streaming=True))
+                streaming = Streaming(lambda on: Answered(msg.answer(run.variant), trace), trace)
+                self.runs.append(JobRun(msg, run.proc, run.owner, run.token, streaming=True, variant=run.variant))
                 self.step_try(t, streaming)
             else:
-                self.step_try(t, Answered(msg.answer(), trace))
+                self.step_try(t, Answered(msg.answer(run.variant), trace))
             return
-        jobs.finish(msg.key, Answered(msg.answer(), trace), run.owner)
+        jobs.finish(msg.key, Answered(msg.answer(run.variant), trace), run.owner)
         jobs.ended(msg.key, run.token)
 
     def publish(self, run: JobRun) -> None:
@@ -307,7 +315,7 @@ class World:
         if not run.msg.stream or run.inline_try is not None or run.published >= run.msg.sentences - 1:
             return
         run.published += 1
-        run.proc.delivery.jobs.progress(run.msg.key, run.owner)(run.msg.text(run.published))
+        run.proc.delivery.jobs.progress(run.msg.key, run.owner)(run.msg.text(run.variant, run.published))
 
     def start_queued(self, proc: Proc) -> None:
         _, job = proc.queued.pop(0)
@@ -420,8 +428,9 @@ class World:
     def check(self) -> list[str]:
         problems = list(self.problems)
         for n, seen in self.tokens().items():
-            if seen != sorted(set(seen)):
-                problems.append(f"m{n}: parts seen {seen}: each once and in order")
+            parts = [i for i, _ in seen]
+            if parts != sorted(set(parts)) or len({r for _, r in seen}) > 1:
+                problems.append(f"m{n}: parts seen (part, run) {seen}: each once, in order, of one run's answer")
         open_keys = {k for k, _ in self.store.index_range(OPEN, limit=10_000)}
         processes = {p.heartbeat.process: p for p in self.procs}
         for msg in self.messages:
@@ -474,7 +483,7 @@ class World:
             record = self.record(msg)
             if record is None or msg.stuck:
                 continue
-            got, whole = seen.get(msg.n, []), list(range(msg.sentences))
+            got, whole = [i for i, _ in seen.get(msg.n, [])], list(range(msg.sentences))
             if record.state is State.EXPIRED:
                 if got != whole[:len(got)]:
                     problems.append(f"m{msg.n} expired after showing {got}: not a beginning of {whole}")

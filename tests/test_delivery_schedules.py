@@ -165,3 +165,79 @@ def test_every_schedule_delivers_each_answer_once(backend: str, mode: str, tmp_p
     run_state_machine_as_test(machine, settings=settings(
         max_examples=examples, stateful_step_count=40, deadline=None, derandomize=True,
         suppress_health_check=list(HealthCheck)))
+
+
+# -- three schedules written out: the old defects each one would let through ------------------------------
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def world_store(request: pytest.FixtureRequest, tmp_path: Path):
+    make = {"memory": lambda: memory_store, "sqlite": lambda: sqlite_store(tmp_path),
+            "redis": lambda: redis_store(require_redis())}[request.param]()
+    store, cleanup = make()
+    yield store
+    cleanup()
+
+
+def test_a_displaced_run_never_finishes_an_answer_its_successor_began(world_store) -> None:
+    """A job whose process stalled is taken over; the new run streams and a try shows its first sentence;
+    then the old run finishes. Only the owner may finish: the user reads one run's answer, not the old run's
+    rest after the new run's beginning (the owner-blind finish)."""
+    w = World(world_store, "auto", "ok")
+    w.new_message(0, 0, sentences=3, voice=False, stream=True, stuck=False, spoken=True)
+    msg, p0, p1 = w.messages[0], w.procs[0], w.procs[1]
+    w.start_queued(p0)
+    old = w.runs[0]
+    w.advance(0.1)
+    p0.stalled = True  # alive, still running the job, no longer renewing its lease
+    w.advance(6.5)
+    w.send_try(msg, 1)  # WeChat's second try: the owner looks dead, the job is taken over
+    assert p1.queued, w.record(msg)
+    w.start_queued(p1)
+    new = next(r for r in w.runs if r.proc is p1)
+    w.publish(new)
+    w.advance(4.6)  # the second try's budget: it shows the sentence written so far
+    assert [v for _, _, v in w.seen[msg.user]] == [f"m{msg.n}s0r2。"], w.seen
+    w.finish_run(old)
+    w.finish_run(new)
+    problems = w.settle()
+    assert not problems, problems
+    assert [v for _, how, v in w.seen[msg.user]] == [f"m{msg.n}s0r2。", f"m{msg.n}s1r2。m{msg.n}s2r2。"]
+
+
+@pytest.mark.parametrize("mode", ["customer_service", "auto"])
+def test_an_answer_ready_after_the_budget_is_never_the_passive_reply(world_store, mode: str) -> None:
+    """A handler that runs in the request returns at 4.9 s, past the 4.5 s budget, with WeChat's connection
+    still open for 0.1 s: the try answers as its mode says for a late answer (``success``; or it holds), and
+    the answer goes by customer service (or a later try) — not written to a connection WeChat is dropping."""
+    w = World(world_store, mode, "ok")
+    w.new_message(0, 0, sentences=1, voice=False, stream=False, stuck=False)
+    msg = w.messages[0]
+    w.advance(4.9)
+    w.finish_run(w.runs[0])
+    assert not w.check()
+    if mode == "auto":  # held, so WeChat retries: the second try carries it
+        w.advance(0.7)
+        w.send_try(msg, 0)
+    problems = w.settle()
+    assert not problems, problems
+    how = [h for _, h, _ in w.seen[msg.user]]
+    assert how == (["customer_service"] if mode == "customer_service" else ["passive"]), w.seen
+
+
+def test_a_job_taken_while_the_heartbeat_sleeps_keeps_its_process_alive(world_store) -> None:
+    """The heartbeat's thread sleeps without a timeout when nothing is held; a job that starts then must wake
+    it, or the process's lease lapses while it works and the job is taken over from a live process."""
+    w = World(world_store, "auto", "ok")
+    w.new_message(0, 0, sentences=1, voice=False, stream=False, stuck=False)  # a quick one: hold, drop, beat
+    w.finish_run(w.runs[0])
+    w.advance(2.5)  # a renewal period passes with nothing held: the thread sleeps until a hold wakes it
+    assert w.procs[0].hb_wake is None
+    w.new_message(0, 0, sentences=1, voice=False, stream=False, stuck=False, spoken=True)  # a long job
+    msg = w.messages[-1]
+    w.start_queued(w.procs[0])
+    w.advance(5.6)
+    w.send_try(msg, 1)  # WeChat's second try, at the other process, looks at the owner now and then
+    w.advance(6.0)
+    assert not w.check()
+    w.finish_run(next(r for r in w.runs if r.msg is msg))
+    problems = w.settle()
+    assert not problems, problems
