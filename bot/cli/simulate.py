@@ -8,6 +8,10 @@ with the second it arrived::
     [ 0.42s] passive: 已打开客厅的灯
     [16.10s] customer service: 已打开客厅的灯
 
+When it can read the bot's store (the config's SQLite file or Redis), it keeps looking as long as the bot still
+owes the user something for the message — its job still running, customer-service parts still to come — at most
+``--max-wait`` seconds, and stops at once when nothing more can come (bot/testing/owed.py).
+
 ``--once`` posts a single try and prints its answer, as WeChat never would but a quick check wants.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import requests
 from bot.cli.common import load, webhook_url
 from bot.config import Config
 from bot.ops.logs import announce
+from bot.store import Store
 
 _UNREACHABLE = "cannot reach the bot at {url}: {error}. Is it running? (make run)"
 
@@ -55,8 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true",
                    help="post one try and print its answer, instead of playing WeChat's retries (5 s per try, "
                         "three tries) and printing everything the user sees")
-    p.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
-                   help="keep reading customer-service messages this long after the first answer (default: 1)")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="keep reading customer-service messages at least this long after the first answer "
+                        "(default: as long as the bot's store says more is coming; 1 s when the store cannot "
+                        "be read, e.g. memory://)")
+    p.add_argument("--max-wait", type=float, default=120.0, metavar="SECONDS",
+                   help="stop looking this long after the first post even if the bot still owes an answer "
+                        "(default: %(default)g)")
     p.add_argument("--save", metavar="FILE",
                    help="write the audio of a voice answer to FILE (several parts: FILE-1, FILE-2, ...)")
     p.add_argument("--insecure", action="store_true",
@@ -131,10 +141,16 @@ def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, 
     """WeChat's tries, then one line per thing the user saw; exit 1 when refused or WeChat's error was shown."""
     from bot.testing import WeChatRetryClient
     sandbox = sandbox_url(config)
+    store = bot_store(config)
+    settle = args.settle if args.settle is not None else (0.0 if store is not None else 1.0)
     client = WeChatRetryClient(config, url, sandbox, wait_s=config.reply.wechat_timeout_s, tries=config.reply.tries,
-                               mode=args.mode, settle_s=args.settle, session=session, retry_refused=False,
-                               only_new=True)
-    seen = client.send(xml)
+                               mode=args.mode, settle_s=settle, session=session, retry_refused=False,
+                               only_new=True, store=store, max_wait_s=args.max_wait, poll_s=0.1)
+    try:
+        seen = client.send(xml)
+    finally:
+        if store is not None:
+            store.close()
     if seen.statuses == ["error"]:
         return _unreachable(url, seen.error or "error")
     voices = [s for s in seen.timeline if s.text.startswith("[voice ")]
@@ -158,8 +174,35 @@ def _with_retries(config: Config, args: argparse.Namespace, url: str, xml: str, 
     tries = ", ".join(seen.statuses)
     unseen = "" if sandbox else "; customer-service messages not shown: [wechat] api_base_url is not a sandbox"
     print(f"({client.envelope.mode} mode, {len(seen.statuses)} tr{'y' if len(seen.statuses) == 1 else 'ies'}: "
-          f"{tries}; {seen.elapsed:.2f}s{unseen})", file=sys.stderr)
+          f"{tries}; {seen.elapsed:.2f}s{unseen}{owing_note(seen, args.max_wait)})", file=sys.stderr)
     return 1 if seen.refused is not None or seen.error_shown else 0
+
+
+def owing_note(seen: Any, max_wait_s: float) -> str:
+    """The end of the summary: why the client stopped looking, when the bot's store told it."""
+    if seen.owing is None:
+        return ""
+    if seen.gave_up:
+        return (f"; stopped looking after {max_wait_s:g} s although the bot still owes more: {seen.owing.waiting} "
+                "(--max-wait)")
+    return f"; {seen.owing.note or 'the bot owes nothing more for this message'}"
+
+
+def bot_store(config: Config) -> Store | None:
+    """The bot's own store, to read what it still owes (None for memory://, a SQLite file that does not exist —
+    it is never created here — or a store that cannot be opened)."""
+    from bot.runtime import store_url
+    from bot.store import StoreError, open_store
+    from bot.store.sqlite import MEMORY, path_from_url
+    url = store_url(config)
+    scheme = url.partition("://")[0]
+    try:
+        if scheme == "memory" or (scheme == "sqlite" and (path_from_url(url) == MEMORY
+                                                           or not Path(path_from_url(url)).exists())):
+            return None
+        return open_store(url, prefix=config.storage.prefix)
+    except (StoreError, ValueError, OSError):
+        return None
 
 
 def sandbox_url(config: Config) -> str | None:
