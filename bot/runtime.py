@@ -21,7 +21,8 @@ from bot.voice.recognizers import build_chain
 from bot.voice.recognizers.base import Transcriber
 from bot.wechat import WeChatAPI
 
-__all__ = ["Services", "bot_id", "build_delivery", "check_config", "build_pipeline", "build_services", "build_webhook", "store_url"]
+__all__ = ["Services", "bot_id", "build_delivery", "check_config", "build_pipeline", "build_services", "build_webhook",
+           "customer_service_memory", "store_url"]
 
 
 def check_config(config: Config) -> None:
@@ -53,6 +54,22 @@ def build_delivery(pipeline: Pipeline, services: Services) -> Delivery:
     executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
                           job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
     return Delivery(pipeline, services, executor=executor)
+
+
+def customer_service_memory(config: Config, services: Services | None = None) -> str | None:
+    """The start-up line about the customer-service API: what is remembered for this account and since when,
+    asked again now (a later success forgets a refusal). None when nothing is remembered, or nothing is learned
+    (``[reply] customer_service`` true or false, passive mode). ``services``: the bot's own (else opened and
+    closed here, e.g. in gunicorn's master before it forks)."""
+    from bot.delivery.customer_service import CustomerService
+    own = services is None
+    services = services or build_services(config)
+    try:
+        line = CustomerService(services.store, services.client, config.reply, config.wechat.appid).recheck()
+    finally:
+        if own:
+            services.store.close()
+    return f"customer-service API: {line}" if line else None
 
 
 def bot_id(config: Config) -> str:

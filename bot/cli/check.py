@@ -170,22 +170,40 @@ def check_customer_service(config: Config, wechat_ok: bool) -> Result:
         return Result(True, name, "off by config: late answers are kept for pickup with the user's next message")
     if not wechat_ok:
         return Result(False, name, "not checked: needs the WeChat API token (see above)")
+    from bot.delivery.customer_service import AVAILABLE
     from bot.store.memory import MemoryStore
     from bot.wechat import WeChatAPI
     from bot.wechat.errors import APIUnauthorizedError, TransportError, WeChatAPIError
+    client = WeChatAPI(config.wechat, MemoryStore())  # its token stays out of the bot's store
     try:
-        WeChatAPI(config.wechat, MemoryStore()).message.send_text("", "probe")
+        client.message.send_text("", "probe")
     except APIUnauthorizedError as exc:
         detail = (f"unavailable (errcode {exc.errcode}): the customer-service API needs a verified account; late "
                   "answers will be picked up with the user's next message")
         if setting is True:
             return Result(False, name, detail + "; set [reply] customer_service = \"auto\" or false")
-        return Result(True, name, detail)
+        return Result(True, name, detail + remembered(config, client, str(exc.errcode)))
     except TransportError as exc:
         return Result(False, name, f"unreachable ({exc.errmsg})")
     except WeChatAPIError:
         pass
-    return Result(True, name, "available: late answers are sent as customer-service messages")
+    return Result(True, name, "available: late answers are sent as customer-service messages" +
+                  remembered(config, client, AVAILABLE))
+
+
+def remembered(config: Config, client: Any, answer: str) -> str:
+    """What the bot itself remembers about the account (in its store, when it exists), set against the answer
+    WeChat just gave: an answer that differs replaces it, as at the bot's start-up."""
+    from bot.cli.common import bot_store
+    from bot.delivery.customer_service import CustomerService
+    store = bot_store(config)
+    if store is None:
+        return ""
+    try:
+        line = CustomerService(store, client, config.reply, config.wechat.appid).recheck(answer)
+    finally:
+        store.close()
+    return f" (the bot's memory: {line})" if line else ""
 
 
 def run_checks(config: Config) -> list[Result]:

@@ -2,8 +2,11 @@
 which file it was, so that ``serve``, ``simulate`` and ``check`` never silently read different files."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.config import Config, ConfigError, config_path, load_config
-from bot.runtime import check_config
+from bot.runtime import check_config, store_url
+from bot.store import Store
 
 
 def load(path: str | None) -> tuple[Config, str]:
@@ -31,3 +34,20 @@ def webhook_url(config: Config, host: str | None = None, port: int | None = None
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     return f"http://{host}:{port or config.server.port}{config.server.path}"
+
+
+def bot_store(config: Config) -> Store | None:
+    """The bot's own store, for a command that reads what the bot keeps (``simulate``: what it still owes;
+    ``check``: what it remembers). None for memory:// (another process's memory), a SQLite file that does not
+    exist (never created here) or a store that cannot be opened."""
+    from bot.store import StoreError, open_store
+    from bot.store.sqlite import MEMORY, path_from_url
+    url = store_url(config)
+    scheme = url.partition("://")[0]
+    try:
+        if scheme == "memory" or (scheme == "sqlite" and (path_from_url(url) == MEMORY
+                                                           or not Path(path_from_url(url)).exists())):
+            return None
+        return open_store(url, prefix=config.storage.prefix)
+    except (StoreError, ValueError, OSError):
+        return None

@@ -20,6 +20,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from bot.cli.common import load, webhook_url
 from bot.config import Config
 from bot.ops.logs import announce, setup_logging
+from bot.runtime import customer_service_memory
 from bot.web.app import create_app
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -87,6 +88,10 @@ def _serve(config: Config, args: argparse.Namespace, app: Any, sock: socket.sock
     except PortError as exc:
         return fail(config, str(exc))
     server = dev_server(app, sock)
+    webhook = app.extensions.get("wechat_voicebot")
+    memory = customer_service_memory(config, webhook.services) if webhook and webhook.services else None
+    if memory:  # asked again now that the sandbox (run) is up
+        announce(config, memory)
     announce(config, f"serving {webhook_url(config, host, port)} (development server; use gunicorn in production)")
     server.serve_forever(poll_interval=0.2)  # returns (and closes the socket) on Ctrl-C
     return 0

@@ -25,10 +25,9 @@ from typing import Any
 
 import requests
 
-from bot.cli.common import load, webhook_url
+from bot.cli.common import bot_store, load, webhook_url
 from bot.config import Config
 from bot.ops.logs import announce
-from bot.store import Store
 
 _UNREACHABLE = "cannot reach the bot at {url}: {error}. Is it running? (make run)"
 
@@ -186,23 +185,6 @@ def owing_note(seen: Any, max_wait_s: float) -> str:
         return (f"; stopped looking after {max_wait_s:g} s although the bot still owes more: {seen.owing.waiting} "
                 "(--max-wait)")
     return f"; {seen.owing.note or 'the bot owes nothing more for this message'}"
-
-
-def bot_store(config: Config) -> Store | None:
-    """The bot's own store, to read what it still owes (None for memory://, a SQLite file that does not exist —
-    it is never created here — or a store that cannot be opened)."""
-    from bot.runtime import store_url
-    from bot.store import StoreError, open_store
-    from bot.store.sqlite import MEMORY, path_from_url
-    url = store_url(config)
-    scheme = url.partition("://")[0]
-    try:
-        if scheme == "memory" or (scheme == "sqlite" and (path_from_url(url) == MEMORY
-                                                           or not Path(path_from_url(url)).exists())):
-            return None
-        return open_store(url, prefix=config.storage.prefix)
-    except (StoreError, ValueError, OSError):
-        return None
 
 
 def sandbox_url(config: Config) -> str | None:

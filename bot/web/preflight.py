@@ -14,7 +14,7 @@ import sys
 from bot.config import Config, ConfigError, load_config
 from bot.core.loading import load_routers
 from bot.ops.logs import announce, setup_logging
-from bot.runtime import check_config
+from bot.runtime import check_config, customer_service_memory
 
 ENV = "WECHAT_VOICEBOT_CONFIG"
 NEXT_STEP = f"set {ENV}=FILE, or copy config.example.toml to config.toml and edit it"
@@ -44,6 +44,9 @@ def preflight() -> Config:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     announce(config, f"config {path}")
+    memory = customer_service_memory(config)
+    if memory:
+        announce(config, memory)
     return config
 
 
