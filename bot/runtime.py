@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.config import Config
+from bot.config import Config, ConfigError
 from bot.core.intents import check_intents
 from bot.core.pipeline import Pipeline
 from bot.core.router import Router
@@ -16,20 +16,33 @@ from bot.core.services import Services
 from bot.core.webhook import Webhook
 from bot.delivery.engine import Delivery
 from bot.delivery.executors import RQExecutor
-from bot.store import open_store
+from bot.store import check_url, open_store
 from bot.voice.recognizers import build_chain
 from bot.voice.recognizers.base import Transcriber
+from bot.voice.recognizers.chain import build_recognizer
+from bot.voice.synthesizers.chain import build_synthesizer_chain
 from bot.wechat import WeChatAPI
 
 __all__ = ["Services", "bot_id", "build_delivery", "check_config", "build_pipeline", "build_services", "build_webhook",
            "customer_service_memory", "store_url"]
 
 
-def check_config(config: Config) -> None:
+def check_config(config: Config, *, build: bool = True) -> None:
     """What every entry point runs on a loaded config before it serves, beyond ``bot.config``'s own rules (which
-    loading already ran): the ``[[intents]]`` patterns and templates, checked where the intents are built. Commands
-    that never build a bot (``check``, ``simulate``) refuse the same configs as those that do."""
+    loading already ran): the ``[[intents]]`` patterns and templates, checked where the intents are built, and a
+    ``[storage] url`` the stores can open. ``build``: also build the recognizers and synthesizers the way a bot
+    does, so that ``check`` refuses every config ``serve``, gunicorn and the worker refuse, with the same line
+    (``simulate``, which plays WeChat and builds no bot, passes False)."""
     check_intents(config.intents)
+    try:
+        check_url(config.storage.url)
+    except ValueError as exc:
+        raise ConfigError(f"[storage] url: {exc}") from None
+    if build:
+        for name in config.voice.recognizers:
+            build_recognizer(name, config, None)
+        if config.voice.reply.when != "never":  # else only a handler's ctx.reply_speech uses it: text on failure
+            build_synthesizer_chain(config, strict=True)
 
 
 def build_services(config: Config) -> Services:
@@ -87,6 +100,7 @@ def build_pipeline(config: Config, router: Router | None = None, *, services: Se
 def build_webhook(config: Config, router: Router | None = None, *, services: Services | None = None,
                   transcriber: Transcriber | None = None, clock: Callable[[], float] = time.time) -> Webhook:
     """The whole bot for ``config``, delivered exactly once through the store."""
+    check_config(config)  # a Config built in code or mounted (create_app, VoiceBot) is refused like a file's
     services = services or build_services(config)  # one set: delivery, sessions and handlers share it
     pipeline = build_pipeline(config, router, services=services, transcriber=transcriber)
     return Webhook(config, pipeline=pipeline, delivery=build_delivery(pipeline, services), clock=clock)

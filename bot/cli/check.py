@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.cli.check_speech import check_synthesizers
 from bot.config import Config, ConfigError
 
 # errcode → what to do about it (token endpoints; https://developers.weixin.qq.com/doc/offiaccount/en/)
@@ -210,6 +211,7 @@ def run_checks(config: Config) -> list[Result]:
     wechat = check_wechat(config)
     results = [wechat, check_store(config), check_customer_service(config, wechat.ok)]
     results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
+    results += [Result(*line) for line in check_synthesizers(config)]
     results += check_routers(config)
     results.append(check_callback(config))
     return results
@@ -224,9 +226,11 @@ def marks(stream: TextIO) -> tuple[str, str]:
     return "✓", "✗"
 
 
-def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config], list[Result]] = run_checks) -> int:
-    """Print one line per check; 0 when everything is ready, 1 otherwise. Secrets never reach the output."""
+def report(config: Config, stream: TextIO | None = None, checks: Callable[[Config], list[Result]] = run_checks) -> int:
+    """Print one line per check (on ``stream``, default stdout); 0 when everything is ready, 1 otherwise. Secrets
+    never reach the output."""
     from bot.ops.logs import RedactFilter, config_secrets
+    stream = stream or sys.stdout
     redact = RedactFilter(config_secrets(config)).redact
     ok_mark, bad_mark = marks(stream)
     results = checks(config)

@@ -10,6 +10,7 @@ from bot.cli.simulate import add_arguments as simulate_arguments
 from bot.cli.simulate import cmd_simulate
 from bot.config import ConfigError
 from bot.ops.logs import announce, setup_logging
+from bot.store import StoreError
 
 EPILOG = """\
 Every command reads --config FILE, else config.toml, else config.example.toml, and says which.
@@ -93,5 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # at start-up (serving, a command handles its own): e.g. a SQLite file it cannot create
+        print(f"error: [storage] url: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -9,15 +9,16 @@ from bot.runtime import check_config, store_url
 from bot.store import Store
 
 
-def load(path: str | None) -> tuple[Config, str]:
+def load(path: str | None, *, build: bool = True) -> tuple[Config, str]:
     """The config a command uses (``--config``, else ``config.toml``, else ``config.example.toml``) and the line
     that says which file it is, for ``bot.ops.logs.announce``.
 
-    Raises :class:`ConfigError` (one line) for anything ``serve`` would refuse."""
+    Raises :class:`ConfigError` (one line) for anything ``serve`` would refuse (``build=False``: but the
+    recognizers and synthesizers, for a command that builds no bot)."""
     chosen = config_path(path)
     try:
         config = load_config(chosen)
-        check_config(config)
+        check_config(config, build=build)
     except ConfigError as exc:
         if path is None and str(chosen) not in str(exc):  # the user did not name it: say which file it was
             raise ConfigError(f"{exc} (in {chosen})") from None

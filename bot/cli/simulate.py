@@ -93,7 +93,7 @@ class SandboxError(Exception):
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
     from bot.testing import messages
-    config, which = load(args.config)
+    config, which = load(args.config, build=False)
     announce(None, which)
     url = args.url or webhook_url(config)
     session = _Unverified() if args.insecure else requests.Session()

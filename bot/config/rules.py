@@ -7,6 +7,7 @@ import base64
 import binascii
 import dataclasses
 
+from bot.config.extras import check_extras
 from bot.config.schema import BUILTIN_SYNTHESIZERS, LLM_OWN_FIELDS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -16,6 +17,7 @@ def check(cfg: Config) -> None:
     """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
     the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
     _check_aes_key(cfg.wechat.encoding_aes_key)
+    _check_wechat(cfg)
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
     if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
@@ -34,6 +36,7 @@ def check(cfg: Config) -> None:
     _check_late_answers(cfg.reply)
     _check_voice_reply(cfg)
     _check_llm(cfg)
+    check_extras(cfg)  # last: every value is sound, only an installation is missing
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -70,6 +73,26 @@ def _check_voice_reply(cfg: Config) -> None:
                           f"and when = {reply.when!r}")
 
 
+
+
+def _check_wechat(cfg: Config) -> None:
+    """What ``check`` would only report and the bot would fail on at run time: an empty Token (every signature
+    would be computable by anyone), an API base URL requests cannot call, timeouts and limits that are not
+    positive, a recognizer endpoint that is not a URL."""
+    if not cfg.wechat.token:
+        raise ConfigError("[wechat] token: expected the Token typed on mp.weixin.qq.com (设置与开发 → 基本配置), got "
+                          "an empty string")
+    for key, url in (("[wechat] api_base_url", cfg.wechat.api_base_url), ("[voice.openai] url", cfg.voice.openai.url)):
+        if (url or key.startswith("[wechat]")) and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: expected an http:// or https:// URL, got {url!r}")
+    positive = {"[wechat] http_timeout_s": cfg.wechat.http_timeout_s, "[server] max_body_bytes": cfg.server.max_body_bytes,
+                "[voice] window_s": cfg.voice.window_s, "[voice] poll_initial_s": cfg.voice.poll_initial_s,
+                "[voice] poll_max_s": cfg.voice.poll_max_s, "[voice.openai] timeout_s": cfg.voice.openai.timeout_s}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value:g}")
+    if cfg.server.replay_window_s < 0:
+        raise ConfigError(f"[server] replay_window_s: expected 0 (off) or more seconds, got {cfg.server.replay_window_s:g}")
 
 
 def _check_aes_key(key: str) -> None:

@@ -22,6 +22,8 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
+        except Exception as exc:  # someone's module may raise anything: one line, as for an ImportError
+            raise ConfigError(f"{where}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
         try:
             obj = getattr(module, attr)
         except AttributeError:
@@ -31,9 +33,15 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
         if not found:
             raise ConfigError(f"{where}: {spec!r} is neither 'module:attribute' nor an installed plugin "
                               f"(entry point group {PLUGIN_GROUP!r})")
-        obj = found[0].load()
+        try:
+            obj = found[0].load()
+        except Exception as exc:
+            raise ConfigError(f"{where}: loading the plugin {spec!r} raised {type(exc).__name__}: {exc}") from None
     if callable(obj) and not isinstance(obj, Router):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError(f"{where}: calling {spec!r} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, Router):
         raise ConfigError(f"{where}: {spec!r} is a {type(obj).__name__}, expected a bot.Router")
     return obj
