@@ -65,7 +65,8 @@ def build_delivery(pipeline: Pipeline, services: Services) -> Delivery:
     if reply.executor != "rq":  # bot.config refused "rq" without a redis:// url
         return Delivery(pipeline, services)
     executor = RQExecutor(config.storage.url, reply.queue, bot_id(config), ttl_s=reply.state_ttl_s,
-                          job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60)
+                          job_timeout_s=reply.tries * reply.wechat_timeout_s + config.voice.window_s + 60,
+                          budget_s=reply.budget_s)
     return Delivery(pipeline, services, executor=executor)
 
 

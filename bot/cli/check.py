@@ -207,9 +207,27 @@ def remembered(config: Config, client: Any, answer: str) -> str:
     return f" (the bot's memory: {line})" if line else ""
 
 
-def run_checks(config: Config) -> list[Result]:
+def check_rq_workers(config: Config, config_file: str = "FILE") -> Result:
+    """With ``executor = "rq"`` nothing answers a voice message until a worker listens on the queue."""
+    from bot.delivery.executors import RQExecutor
+    from bot.runtime import bot_id
+    name = f"RQ workers (queue {config.reply.queue!r})"
+    try:
+        names = RQExecutor(config.storage.url, config.reply.queue, bot_id(config), job_timeout_s=1, ttl_s=1).workers()
+    except Exception as exc:  # redis' errors: the store line above says more (without the URL's password)
+        return Result(False, name, f"cannot ask Redis ({type(exc).__name__}): see the store line")
+    if not names:
+        return Result(False, name, "none is listening: voice messages would wait unanswered; start one with "
+                                   f"`python -m bot worker --config {config_file}`")
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return Result(True, name, f"{len(names)} listening ({shown})")
+
+
+def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
     wechat = check_wechat(config)
     results = [wechat, check_store(config), check_customer_service(config, wechat.ok)]
+    if config.reply.executor == "rq":
+        results.append(check_rq_workers(config, config_file))
     results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
     results += [Result(*line) for line in check_synthesizers(config)]
     results += check_routers(config)
@@ -247,7 +265,8 @@ def report(config: Config, stream: TextIO | None = None, checks: Callable[[Confi
 
 def cmd_check(args: Any) -> int:
     from bot.cli.common import load
+    from bot.config import config_path
     from bot.ops.logs import announce
     config, which = load(args.config)  # refuses (exit 2) whatever serve refuses, [[intents]] included
     announce(None, which, stream=sys.stdout)
-    return report(config)
+    return report(config, checks=lambda c: run_checks(c, str(config_path(args.config))))
