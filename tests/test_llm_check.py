@@ -110,6 +110,7 @@ def test_the_key_comes_from_the_environment_and_stays_out_of_repr_and_logs() -> 
 def test_without_the_extra_the_router_says_what_to_install() -> None:
     import subprocess
     import sys
+
     from bot.config.extras import install_hint
     code = ("import sys; sys.modules['openai'] = None\n"  # as if the llm extra were not installed
             "from bot.config import config_from_dict, ConfigError\n"
