@@ -1,5 +1,5 @@
 """One rule everywhere (issue 22, item 4): every rule that can refuse a config refuses it in every entry point —
-``check``, ``serve``, ``run``, ``worker``, ``simulate``, gunicorn's master (``gunicorn.conf.py``), a WSGI worker
+``check``, ``serve``, ``run``, ``worker``, ``simulate``, gunicorn's master (bot/web/gunicorn_conf.py), a WSGI worker
 (``bot.wsgi``) and a bot mounted into a Flask app — with the same one line.
 
 The entry points run in this process, each exactly as its command or import runs it (``main([...])``, the
@@ -207,7 +207,7 @@ def entry_points(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: py
         "run": cli("run", "--config", str(path), "--port", str(free_port())),
         # a worker refuses a config without executor = "rq" first: the routers' cases get one with it
         "worker": cli("worker", "--config", str(rq_variant(path) if kind == ROUTERS else path), "--burst"),
-        "gunicorn": imported(lambda: runpy.run_path(str(REPO / "gunicorn.conf.py"))),
+        "gunicorn": imported(lambda: runpy.run_path(str(REPO / "bot" / "web" / "gunicorn_conf.py"))),
         "wsgi": imported(lambda: runpy.run_path(str(REPO / "bot" / "web" / "wsgi.py"))),
     }
     if kind not in (BUILD, ROUTERS):

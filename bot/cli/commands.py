@@ -22,7 +22,7 @@ examples:
   python -m bot sandbox --port 8090
   python -m bot worker --config config.toml           RQ worker, when [reply] executor = "rq"
   python -m bot check --config config.toml            is the WeChat API, store, ... ready? (exit 0/1)
-production: gunicorn -c gunicorn.conf.py 'bot.wsgi:app'  (see README, "Deploying")
+production: gunicorn -c python:bot.web.gunicorn_conf   (see README, "Deploying")
 """
 
 

@@ -1,9 +1,9 @@
 """The WSGI entry's config, checked once before anything serves it.
 
 Under gunicorn each worker imports ``bot.wsgi`` by itself, so a broken config used to be a traceback per worker
-and "Worker failed to boot" (90-120 lines), and gunicorn kept trying. ``gunicorn.conf.py`` calls
-:func:`preflight` in the master, before it forks: a config error is then the same one line as ``serve``'s, and
-gunicorn exits 2 at once. The routers are loaded there too (a router that cannot be imported is a config
+and "Worker failed to boot" (90-120 lines), and gunicorn kept trying. The gunicorn settings
+(bot/web/gunicorn_conf.py) call :func:`preflight` in the master, before it forks: a config error is then the same
+one line as ``serve``'s, and gunicorn exits 2 at once. The routers are loaded there too (a router that cannot be imported is a config
 error, and the start-up warnings are written once, not once per worker).
 """
 from __future__ import annotations

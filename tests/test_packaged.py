@@ -1,0 +1,107 @@
+"""The package as a user's own project gets it (issue 22, items 6 and 9): built into a wheel from this checkout,
+installed apart from it, and deployed with the README's gunicorn command from a directory that holds nothing but
+a config — no ``gunicorn.conf.py``, no checkout on the path.
+
+The wheel is built offline (``--no-build-isolation``, this environment's setuptools) and installed without its
+dependencies into a directory of its own, which comes first on ``PYTHONPATH``: the dependencies are this
+environment's, the bot is the wheel's.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import REPO, free_port, write_config_file
+
+from bot.config import ENV_OVERRIDES
+from bot.testing import BotClient
+from bot.testing.net import wait_until_up
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("bot", "handlers"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(work / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    [wheel] = (work / "dist").glob("wechat_voicebot-*.whl")
+    site = work / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                              str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stdout + install.stderr
+    return SimpleNamespace(wheel=wheel, site=site, build_output=build.stdout + build.stderr)
+
+
+def test_the_wheel_ships_the_gunicorn_settings_and_an_spdx_license(installed: SimpleNamespace) -> None:
+    names = zipfile.ZipFile(installed.wheel).namelist()
+    assert "bot/web/gunicorn_conf.py" in names and "bot/py.typed" in names
+    metadata = zipfile.ZipFile(installed.wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "project.license" not in installed.build_output and "BuildBackendWarning" not in installed.build_output
+
+
+def readme_deploy_command() -> list[str]:
+    """The first command of the README's "Deploying" section."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Deploying"):]
+    return shlex.split(re.search(r"```sh\n(.*?)\n```", section, re.S).group(1).strip())
+
+
+@pytest.fixture
+def deployed(installed: SimpleNamespace, tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """The README's command, run in a directory of one's own with only config.toml in it."""
+    project = tmp_path / "project"
+    write_config_file(project, "config.toml")
+    words = readme_deploy_command()
+    env_words = [w for w in words if re.match(r"^[A-Z_]+=", w)]
+    program, *args = words[len(env_words):]
+    assert program == ".venv/bin/gunicorn" and args == ["-c", "python:bot.web.gunicorn_conf"], words
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES and k != "PYTHONPATH"}
+    env.update(dict(w.split("=", 1) for w in env_words))
+    env.update(WVB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1", WVB_THREADS="4", PYTHONPATH=str(installed.site),
+               PYTHONUNBUFFERED="1")
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=str(project), env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, ok=lambda status: status == 200)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}:\n{log.read_text(errors='replace')}") from None
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/wechat", log=log, project=project, env=env)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
+            proc.wait(timeout=5)
+
+
+def test_the_readmes_gunicorn_command_deploys_from_a_project_of_ones_own(deployed: SimpleNamespace) -> None:
+    from bot.config import load_config
+    config = load_config(deployed.project / "config.toml", env={})
+    assert BotClient(config, url=deployed.url).text("打开客厅的灯").content == "已打开客厅的灯"
+    log = deployed.log.read_text(errors="replace")
+    assert "Using worker: gthread" in log and "wechat-voicebot: config config.toml" in log, log
+    where = subprocess.run([sys.executable, "-c", "import bot; print(bot.__file__)"], cwd=str(deployed.project),
+                           env=deployed.env, capture_output=True, text=True, timeout=30).stdout.strip()
+    assert Path(where).is_relative_to(deployed.env["PYTHONPATH"])  # the wheel's bot served, not this checkout's
