@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,58 @@ def test_the_readmes_gunicorn_command_deploys_from_a_project_of_ones_own(deploye
     where = subprocess.run([sys.executable, "-c", "import bot; print(bot.__file__)"], cwd=str(deployed.project),
                            env=deployed.env, capture_output=True, text=True, timeout=30).stdout.strip()
     assert Path(where).is_relative_to(deployed.env["PYTHONPATH"])  # the wheel's bot served, not this checkout's
+
+
+# -- a project of one's own with files named like the framework's packages (issue 22, item 7) ---------------
+def own_project(tmp_path: Path, installed: SimpleNamespace, **files: str) -> tuple[Path, dict[str, str]]:
+    project = tmp_path / "project"
+    write_config_file(project, "config.toml", handlers={"routers": ["handlers.echo:router"], "search_paths": ["."]})
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text, encoding="utf-8")
+    # ``python -S``: no .pth files, so this checkout's editable install (whose finder would resolve any
+    # ``handlers.*`` to the checkout) is out of the way; the dependencies come from this environment's packages.
+    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES} | {
+        "PYTHONPATH": os.pathsep.join([str(installed.site), sysconfig.get_paths()["purelib"]]),
+        "PYTHONIOENCODING": "utf-8"}
+    return project, env
+
+
+def as_installed(*args: str) -> list[str]:
+    return [sys.executable, "-S", "-m", "bot", *args]
+
+
+def test_a_handlers_package_of_ones_own_is_named_with_the_fix(installed: SimpleNamespace, tmp_path: Path) -> None:
+    project, env = own_project(tmp_path, installed, **{"handlers/__init__.py": "", "handlers/mine.py": MINE})
+    shadow = (f"{project / 'handlers' / '__init__.py'} shadows the wechat-voicebot package 'handlers': the built-in "
+              "routers (handlers.echo, handlers.lights, ...) cannot be imported next to it; rename your package (e.g. "
+              "myhandlers) and update [handlers] routers")
+    hint = (f"; {project / 'handlers' / '__init__.py'} shadows the wechat-voicebot package 'handlers': rename yours "
+            "(e.g. myhandlers) and update [handlers] routers")
+    check = subprocess.run(as_installed("check"), cwd=str(project), env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert f"✗ package names: {shadow}" in check.stdout.splitlines(), check.stdout
+    assert (f"✗ router handlers.echo:router: [handlers] routers[0]: cannot import module 'handlers.echo' (No module "
+            f"named 'handlers.echo'){hint}") in check.stdout.splitlines(), check.stdout
+    serve = subprocess.run(as_installed("serve", "--port", str(free_port())), cwd=str(project), env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 2 and serve.stderr.splitlines()[-1] == (
+        "config error: [handlers] routers[0]: cannot import module 'handlers.echo' (No module named "
+        f"'handlers.echo'){hint}"), serve.stderr
+    assert f"WARNING bot.loading: {shadow}" in serve.stderr  # at start-up, before the error it explains
+
+
+def test_a_bot_py_next_to_the_config_is_named_with_the_fix(installed: SimpleNamespace, tmp_path: Path) -> None:
+    """``python -m bot`` in that directory fails inside Python before any of the framework runs (README, "Using
+    the framework in your own project"); wherever the framework does run, it says which file and what to do."""
+    project, env = own_project(tmp_path, installed, **{"bot.py": MINE})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = subprocess.run(as_installed("check", "--config", str(project / "config.toml")), cwd=str(elsewhere),
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert (f"✗ package names: {project / 'bot.py'} shadows the wechat-voicebot package 'bot': `python -m bot` and "
+            f"gunicorn started in {project} would import it instead of the framework; rename it (e.g. mybot) and "
+            "update [handlers] routers") in check.stdout.splitlines(), check.stdout
+
+
+MINE = "from bot import Router\nrouter = Router('mine')\n"

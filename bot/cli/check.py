@@ -123,9 +123,12 @@ def _check_openai(config: Config, name: str) -> Result:
 
 def check_routers(config: Config) -> list[Result]:
     """Each configured router loads; then the readiness checks its routers registered (``router.check``)."""
+    from bot.core.collisions import collisions, where_to_look
     from bot.core.loading import add_search_paths, load_router
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
-    results, seen = [], set()
+    results = [Result(False, "package names", line)
+               for line in collisions(where_to_look(config.base_dir, config.handlers.search_paths))]
+    seen = set()
     for i, spec in enumerate(config.handlers.routers):
         try:
             router = load_router(spec, f"[handlers] routers[{i}]")
