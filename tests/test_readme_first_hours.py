@@ -28,7 +28,7 @@ BUILT_IN = {f"handlers.{p.stem}" for p in (REPO / "handlers").iterdir() if p.suf
 
 
 def test_readme_and_config_example_list_the_same_secret_environment_variables() -> None:
-    config_head = (REPO / "config.example.toml").read_text(encoding="utf-8").split("[wechat]")[0]
+    config_head = (REPO / "config.example.toml").read_text(encoding="utf-8").split("\n[wechat]\n")[0]
     in_example = set(re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", config_head)) - {"TOML"}
     section = README[README.index("## Configuration"):README.index("## Writing a handler")]
     in_readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section.split("Secrets may come from the environment")[1]
