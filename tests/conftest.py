@@ -5,6 +5,7 @@ Everything runs on loopback with throwaway secrets. The WeChat API base URL poin
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -102,6 +103,18 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ENV_OVERRIDES:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("WECHAT_VOICEBOT_CONFIG", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _loggers_restored() -> Iterator[None]:
+    """A mounted VoiceBot gives the bot's own loggers their handler (and stops them propagating) and filters the
+    servers' request logs: put them back after each test, so that later tests' caplog sees ``bot.*`` again."""
+    loggers = [logging.getLogger(name) for name in ("bot", "werkzeug", "gunicorn.access")]
+    saved = [(list(lg.handlers), list(lg.filters), lg.propagate, lg.level) for lg in loggers]
+    yield
+    for lg, (handlers, filters, propagate, level) in zip(loggers, saved):
+        lg.handlers[:], lg.filters[:], lg.propagate = handlers, filters, propagate
+        lg.setLevel(level)
 
 
 # -- handlers that record ---------------------------------------------------------------------------

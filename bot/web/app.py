@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from bot.core.envelope import EnvelopeError
 from bot.core.router import Router
 from bot.core.webhook import Response as CoreResponse
 from bot.core.webhook import Webhook
+from bot.ops.logs import setup_mounted_logging
 from bot.runtime import build_webhook as build
 from bot.web.metrics import register_metrics
 
@@ -211,14 +213,19 @@ class VoiceBot:
         self.config = config
         self.router = router
         self.webhook: Webhook | None = None
+        self.log_filter: logging.Filter | None = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, config: ConfigLike | None = None) -> Webhook:
+        """Mount the bot; its ``[logging]`` applies to its own loggers only, and the openid is hidden in the
+        request lines of werkzeug and gunicorn (``self.log_filter`` for any other logger of yours that writes
+        request URLs)."""
         config = config or self.config or app.config.get("WECHAT_VOICEBOT_CONFIG")
         if config is None:
             raise RuntimeError("VoiceBot.init_app: pass config= or set app.config['WECHAT_VOICEBOT_CONFIG']")
         self.webhook = build_webhook(config, self.router)
+        self.log_filter = setup_mounted_logging(self.webhook.config)
         app.register_blueprint(webhook_blueprint(self.webhook))
         app.extensions["wechat_voicebot"] = self.webhook
         add_healthz(app)
