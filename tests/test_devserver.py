@@ -47,8 +47,8 @@ def test_run_twice_is_one_line_for_the_bot_or_the_sandbox_port(tmp_path: Path) -
     assert result.returncode == 1 and "Traceback" not in result.stderr and "serving" not in result.stderr
     assert result.stderr.splitlines()[1:] == [
         f"error: cannot start the WeChat API sandbox on 127.0.0.1:{sandbox_port}: the port is already in use, most "
-        "likely by another `make run` or `python -m bot serve` still running; stop it, or change the port in "
-        "[wechat] api_base_url"]
+        "likely by another `make run` or `python -m bot serve` still running; stop it, or pass --sandbox-port (make "
+        "run SANDBOX_PORT=…), or change the port in [wechat] api_base_url"]
     with taken_port() as bot_port:
         config = write_config_file(tmp_path, wechat={"api_base_url": f"http://127.0.0.1:{free_port()}"},
                                    server={"port": bot_port})

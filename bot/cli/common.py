@@ -2,7 +2,10 @@
 which file it was, so that ``serve``, ``simulate`` and ``check`` never silently read different files."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.config import Config, ConfigError, config_path, load_config
 from bot.runtime import check_config, store_url
@@ -52,3 +55,59 @@ def bot_store(config: Config) -> Store | None:
         return open_store(url, prefix=config.storage.prefix)
     except (StoreError, ValueError, OSError):
         return None
+
+
+# The keys that hold the URL of a service the local sandbox can play: the WeChat API, its speech and chat
+# endpoints (config.example.toml points three of them at it), and anything else a config points there.
+URL_KEYS = {"[wechat] api_base_url": ("wechat", "api_base_url"), "[voice.openai] url": ("voice", "openai", "url"),
+            "[voice.reply.openai] url": ("voice", "reply", "openai", "url"), "[llm] url": ("llm", "url"),
+            "[forward] url": ("forward", "url")}
+
+
+def sandbox_address(config: Config) -> tuple[str, int] | None:
+    """The sandbox ``run`` starts: only when the API base URL is plain http on this machine."""
+    parts = urlsplit(config.wechat.api_base_url)
+    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
+        return parts.hostname, parts.port or 80
+    return None
+
+
+def _value(config: Config, path: tuple[str, ...]) -> Any:
+    value: Any = config
+    for name in path:
+        value = getattr(value, name)
+    return value
+
+
+def keys_at(config: Config, address: tuple[str, int]) -> list[str]:
+    """Every URL key that points at ``address`` (host, port), e.g. the sandbox's."""
+    found = []
+    for key, path in URL_KEYS.items():
+        parts = urlsplit(_value(config, path) or "")
+        if parts.scheme == "http" and (parts.hostname, parts.port or 80) == address:
+            found.append(key)
+    return found
+
+
+def moved(config: Config, address: tuple[str, int], port: int) -> Config:
+    """``config`` with every URL key that points at ``address`` pointing at ``port`` instead (``run
+    --sandbox-port``, and ``simulate --sandbox-port`` to find that sandbox again)."""
+    def replaced(obj: Any, path: tuple[str, ...], value: str) -> Any:
+        if len(path) == 1:
+            return dataclasses.replace(obj, **{path[0]: value})
+        return dataclasses.replace(obj, **{path[0]: replaced(getattr(obj, path[0]), path[1:], value)})
+
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+    for key in keys_at(config, address):
+        path = URL_KEYS[key]
+        parts = urlsplit(_value(config, path))
+        config = replaced(config, path, urlunsplit(parts._replace(netloc=f"{host}:{port}")))
+    return config
+
+
+def sandbox_moved(config: Config, port: int | None) -> Config:
+    """``--sandbox-port``: the config's sandbox (and every key pointing at it) on ``port``."""
+    address = sandbox_address(config)
+    if port is None or address is None:
+        return config
+    return moved(config, address, port)

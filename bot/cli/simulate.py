@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from bot.cli.common import bot_store, load, webhook_url
+from bot.cli.common import bot_store, load, sandbox_moved, webhook_url
 from bot.config import Config
 from bot.ops.logs import announce
 
@@ -46,11 +46,18 @@ def describe_voice(session: Any, sandbox: str | None, text: str) -> str:
     return f"voice answer, {float(info.get('duration_s') or 0):.1f} s{says}"
 
 
+KINDS = ["text", "voice", "event", "image", "location", "link"]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``simulate``'s options (the parser lives in bot/cli/commands.py)."""
-    p.add_argument("kind", choices=["text", "voice", "event"], help="what to send")
-    p.add_argument("content", help="the text; for voice, the sentence the clip says; for event, its name")
+    p.add_argument("kind", choices=KINDS, help="what to send")
+    p.add_argument("content", help="the text; voice: the sentence the clip says; event: its name; image: the "
+                                   "picture's URL; location: 'LATITUDE,LONGITUDE [label]'; link: 'URL [title]'")
     p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
+    p.add_argument("--port", type=int, help="the port of a bot on this machine (`make run PORT=…`), instead of --url")
+    p.add_argument("--sandbox-port", type=int, metavar="PORT",
+                   help="the sandbox `run --sandbox-port` started (`make run SANDBOX_PORT=…`)")
     p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
                    help="crypto mode (default: safe when encoding_aes_key is set)")
     p.add_argument("--openid", default="oSIMULATEDUSER00000000000000",
@@ -92,26 +99,44 @@ class SandboxError(Exception):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
-    from bot.testing import messages
     config, which = load(args.config, build=False)
+    config = sandbox_moved(config, args.sandbox_port)
     announce(None, which)
-    url = args.url or webhook_url(config)
+    url = args.url or webhook_url(config, port=args.port)
     session = _Unverified() if args.insecure else requests.Session()
     if args.insecure:
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     try:
-        if args.kind == "text":
-            xml = messages.text(args.content, openid=args.openid)
-        elif args.kind == "event":
-            xml = messages.event(args.content, openid=args.openid)
-        else:
-            xml = voice_push(config, args)
+        xml = voice_push(config, args) if args.kind == "voice" else push(args.kind, args.content, args.openid)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {args.kind}: {exc}", file=sys.stderr)
         return 2
     if args.once:
         return _once(config, args, url, xml, session)
     return _with_retries(config, args, url, xml, session)
+
+
+def push(kind: str, content: str, openid: str) -> str:
+    """The push for every kind but voice (``ValueError`` for content that does not fit the kind)."""
+    from bot.testing import messages
+    if kind == "text":
+        return messages.text(content, openid=openid)
+    if kind == "event":
+        return messages.event(content, openid=openid)
+    if kind == "image":
+        return messages.image(content, media_id="simulated-image", openid=openid)
+    first, _, rest = content.strip().partition(" ")
+    if kind == "link":
+        return messages.link(first, rest.strip(), openid=openid)
+    try:
+        latitude, longitude = (float(x) for x in first.split(","))
+    except ValueError:
+        raise ValueError(f"expected 'LATITUDE,LONGITUDE [label]', e.g. '31.2304,121.4737 人民广场', got {content!r}") \
+            from None
+    return messages.location(latitude, longitude, rest.strip(), openid=openid)
 
 
 def _unreachable(url: str, error: str) -> int:
