@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,10 +41,24 @@ def bot_run(config: Path, bot_url: str, *args: str, cwd: Path | None = None) -> 
             raise RuntimeError(f"`python -m bot run`: {exc}:\n{run.output()}") from None
         yield run
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
-                proc.wait(timeout=5)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
+    """Ctrl-C (or ``sig``: SIGTERM for gunicorn), then SIGKILL the session we started it in."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
+            proc.wait(timeout=5)
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A port something listens on (and never answers), for as long as the block runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]

@@ -5,27 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 from conftest import REPO, free_port, run_cli, write_config_file
+from run_support import taken_port  # a port something listens on, as a first `make run` would
 
 from bot.config import ENV_OVERRIDES
 from bot.testing.net import wait_until_up
-
-
-@contextmanager
-def taken_port() -> Iterator[int]:
-    """A port something listens on (as a first ``make run`` would)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        yield sock.getsockname()[1]
 
 
 def test_serve_on_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import REPO, free_port, write_config_file
+from run_support import stop
 
 from bot.config import ENV_OVERRIDES
 from bot.testing import BotClient
@@ -89,12 +90,7 @@ def deployed(installed: SimpleNamespace, tmp_path: Path) -> Iterator[SimpleNames
             raise AssertionError(f"{exc}:\n{log.read_text(errors='replace')}") from None
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}/wechat", log=log, project=project, env=env)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
-            proc.wait(timeout=5)
+        stop(proc, signal.SIGTERM)
 
 
 def test_the_readmes_gunicorn_command_deploys_from_a_project_of_ones_own(deployed: SimpleNamespace) -> None:

@@ -5,18 +5,15 @@ tests/test_packaged.py; the install hint: tests/test_startup_checks.py.)
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import REPO, free_port, run_cli, to_toml, write_config_file
 from delivery_support import local_bot, start_sandbox
-from run_support import bot_run
+from run_support import bot_run, taken_port
 
 from bot import Router
 from bot.cli.common import keys_at, moved
@@ -32,14 +29,6 @@ def example_config(directory: Path, bot_port: int, sandbox_port: int) -> Path:
     path = directory / "config.toml"
     path.write_text(to_toml(settings), encoding="utf-8")
     return path
-
-
-@contextmanager
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        yield sock.getsockname()[1]
 
 
 def test_a_busy_sandbox_port_names_every_key_that_points_at_it(tmp_path: Path) -> None:
