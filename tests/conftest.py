@@ -109,12 +109,15 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def _loggers_restored() -> Iterator[None]:
     """A mounted VoiceBot gives the bot's own loggers their handler (and stops them propagating) and filters the
     servers' request logs: put them back after each test, so that later tests' caplog sees ``bot.*`` again."""
-    loggers = [logging.getLogger(name) for name in ("bot", "werkzeug", "gunicorn.access")]
-    saved = [(list(lg.handlers), list(lg.filters), lg.propagate, lg.level) for lg in loggers]
+    bot = logging.getLogger("bot")
+    saved = (list(bot.handlers), bot.propagate, bot.level)
+    requests = [logging.getLogger(name) for name in ("werkzeug", "gunicorn.access")]
+    filters = [list(lg.filters) for lg in requests]  # only those: werkzeug sets its own level once per process
     yield
-    for lg, (handlers, filters, propagate, level) in zip(loggers, saved):
-        lg.handlers[:], lg.filters[:], lg.propagate = handlers, filters, propagate
-        lg.setLevel(level)
+    bot.handlers[:], bot.propagate = saved[:2]
+    bot.setLevel(saved[2])
+    for lg, kept in zip(requests, filters):
+        lg.filters[:] = kept
 
 
 # -- handlers that record ---------------------------------------------------------------------------

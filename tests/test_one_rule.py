@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, free_port, to_toml, write_config_file
+from conftest import BASE_CONFIG, REPO, free_port, merge, to_toml, write_config_file
 from flask import Flask
 
 from bot import VoiceBot
@@ -29,6 +29,9 @@ from bot.core.loading import load_routers
 from bot.runtime import check_config
 
 LLM = {"url": "http://127.0.0.1:9/v1", "model": "m"}
+OA = {"kind": "official_account", "appid": "wxa", "appsecret": "s", "token": "t"}
+WECOM = {"kind": "wecom_app", "corp_id": "ww1", "agent_id": 1000002, "secret": "s", "token": "t",
+         "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
 REPLY_ON = {"when": "voice", "openai": {"url": "http://127.0.0.1:9"}}
 ROUTERS = "routers"  # a case refused where the routers are loaded: check shows it as a ✗ line (exit 1)
 BUILD = "build"  # a case refused where the bot's parts are built: simulate, which builds none, lets it pass
@@ -116,6 +119,29 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
                         ""),
     "intent placeholder": ({"intents": [{"name": "a", "patterns": ["(?P<x>b)"], "reply": "{x:>5}"}]},
                            "[[intents]][0] reply: placeholder {x:>5} must be a plain name", ""),
+    # bot/config/accounts.py and the accounts' part of bot/config/loading.py
+    "accounts array": ({"wechat": None, "accounts": [OA]}, "[accounts]: expected tables named by account", ""),
+    "accounts empty": ({"wechat": None, "accounts": {}}, "[accounts]: expected at least one", ""),
+    "account name": (to_toml(merge(BASE_CONFIG, {"wechat": None})) + '\n[accounts."bad name"]\nkind = '
+                     '"official_account"\n', "[accounts.bad name]: expected a name", ""),
+    "account not a table": ({"wechat": None, "accounts": {"shop": "x"}}, "[accounts.shop]: expected a table", ""),
+    "account kind": ({"wechat": None, "accounts": {"shop": {**OA, "kind": "mini_program"}}},
+                     "[accounts.shop] kind:", ""),
+    "account path form": ({"wechat": None, "accounts": {"shop": {**OA, "path": "shop"}}}, "[accounts.shop] path:",
+                          ""),
+    "account path twice": ({"wechat": None, "accounts": {"a": {**OA, "path": "/x"}, "b": {**OA, "path": "/x"}}},
+                           "[accounts.b] path: '/x' is already", ""),
+    "account own table": ({"wechat": None, "accounts": {"shop": {**OA, "reply": "x"}}},
+                          "[accounts.shop.reply]: expected a table", ""),
+    "account token": ({"wechat": None, "accounts": {"shop": {**OA, "token": ""}}}, "[accounts.shop] token:", ""),
+    "wecom required": ({"wechat": None, "accounts": {"staff": {**WECOM, "corp_id": ""}}},
+                       "[accounts.staff] corp_id: required", ""),
+    "wecom agent id": ({"wechat": None, "accounts": {"staff": {**WECOM, "agent_id": 0}}},
+                       "[accounts.staff] agent_id:", ""),
+    "wecom api base url": ({"wechat": None, "accounts": {"staff": {**WECOM, "api_base_url": "x"}}},
+                           "[accounts.staff] api_base_url:", ""),
+    "wechat beside accounts": ({"accounts": {"shop": OA}}, "[wechat]: a config with [accounts.NAME] tables", ""),
+    "section not a table": ({"llm": "x"}, "[llm]: expected a table", ""),
     # bot/runtime.py: the store URL, and the parts of the bot (built as serve builds them)
     "store scheme": ({"storage": {"url": "postgres://db/bot"}}, "[storage] url: unsupported store URL scheme", ""),
     "recognizer unknown": ({"voice": {"recognizers": ["nosuch"]}}, "[voice] recognizers: unknown recognizer", BUILD),
@@ -131,6 +157,8 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
     "router raising at import": ({"handlers": {"routers": ["boom_at_import:router"], "search_paths": ["."]}},
                                  "[handlers] routers[0]: importing 'boom_at_import' raised RuntimeError", ROUTERS),
     "router attribute": ({"handlers": {"routers": ["handlers.echo:nosuch"]}}, "[handlers] routers[0]: module", ROUTERS),
+    "router imported on first use": ({"handlers": {"routers": ["lazy_router:router"], "search_paths": ["."]}},
+                                     "[handlers] routers[0]: cannot import module 'lazy_router'", ROUTERS),
     "router plugin": ({"handlers": {"routers": ["noplugin"]}}, "[handlers] routers[0]: 'noplugin' is neither", ROUTERS),
     "router factory": ({"handlers": {"routers": ["test_one_rule:raising_factory"]}},
                        "[handlers] routers[0]: calling 'test_one_rule:raising_factory' raised", ROUTERS),
@@ -143,8 +171,14 @@ UNREACHABLE = {("bot/config/loading.py", "config file not found"), ("bot/config/
                ("bot/config/loading.py", "cannot read config file"), ("bot/core/loading.py", "loading the plugin"),
                ("bot/voice/synthesizers/espeak.py", "needs the espeak extra"),
                # [voice.reply.openai] url is required by the rules whenever the chain is built at start-up
-               ("bot/voice/synthesizers/openai.py", "url: empty")}
-JUDGES = ("bot/config/loading.py", "bot/config/rules.py", "bot/config/extras.py", "bot/core/intents.py",
+               ("bot/voice/synthesizers/openai.py", "url: empty"),
+               # the top level's unknown sections are refused by bot/config/loading.py before the types are built
+               ("bot/config/typed.py", "unknown section"),
+               # an installed package whose section declaration is broken
+               ("bot/config/sections.py", "cannot be loaded"), ("bot/config/sections.py", "declares")}
+JUDGES = ("bot/config/loading.py", "bot/config/typed.py", "bot/config/accounts.py", "bot/config/sections.py",
+          "handlers/llm/config.py", "handlers/forward/config.py", "bot/config/rules.py", "bot/config/extras.py",
+          "bot/core/intents.py",
           "bot/core/loading.py", "bot/runtime.py", "bot/voice/chain.py", "bot/voice/recognizers/openai.py",
           "bot/voice/synthesizers/chain.py", "bot/voice/synthesizers/openai.py", "bot/voice/synthesizers/espeak.py")
 NOT_A_ROUTER = 42
@@ -164,6 +198,8 @@ def case_environment(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 def write_case(directory: Path, name: str) -> Path:
     content = CASES[name][0]
     (directory / "boom_at_import.py").write_text("raise RuntimeError('boom')\n", encoding="utf-8")
+    (directory / "lazy_router.py").write_text("def __getattr__(name):\n    import nomodule_xyz_lazy\n",
+                                              encoding="utf-8")
     if isinstance(content, dict):
         return write_config_file(directory, "config.toml", **content)
     path = directory / "config.toml"

@@ -124,22 +124,43 @@ def as_installed(*args: str) -> list[str]:
 
 
 def test_a_handlers_package_of_ones_own_is_named_with_the_fix(installed: SimpleNamespace, tmp_path: Path) -> None:
+    """Run in the project, Python finds the user's handlers/ before the framework's (which declares the [forward]
+    and [llm] sections): the config cannot even be read, and the one line says why and what to do."""
     project, env = own_project(tmp_path, installed, **{"handlers/__init__.py": "", "handlers/mine.py": MINE})
-    shadow = (f"{project / 'handlers' / '__init__.py'} shadows the wechat-voicebot package 'handlers': the built-in "
-              "routers (handlers.echo, handlers.lights, ...) cannot be imported next to it; rename your package (e.g. "
-              "myhandlers) and update [handlers] routers")
     hint = (f"; {project / 'handlers' / '__init__.py'} shadows the wechat-voicebot package 'handlers': rename yours "
             "(e.g. myhandlers) and update [handlers] routers")
-    check = subprocess.run(as_installed("check"), cwd=str(project), env=env, capture_output=True, text=True,
-                           timeout=60)
-    assert f"✗ package names: {shadow}" in check.stdout.splitlines(), check.stdout
-    assert (f"✗ router handlers.echo:router: [handlers] routers[0]: cannot import module 'handlers.echo' (No module "
-            f"named 'handlers.echo'){hint}") in check.stdout.splitlines(), check.stdout
-    serve = subprocess.run(as_installed("serve", "--port", str(free_port())), cwd=str(project), env=env,
+    for command in (["check"], ["serve", "--port", str(free_port())]):
+        result = subprocess.run(as_installed(*command), cwd=str(project), env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert result.stderr == ("config error: [forward]: the section's declaration 'handlers.forward.config:SECTION' "
+                                 "cannot be loaded (ModuleNotFoundError: No module named 'handlers.forward')"
+                                 f"{hint} (in config.toml)\n")
+
+
+def test_a_handlers_package_next_to_the_config_is_named_with_the_fix(installed: SimpleNamespace,
+                                                                    tmp_path: Path) -> None:
+    """Run from elsewhere, the framework's handlers package is imported first (it declares [forward] and [llm]) and
+    the user's own, on the path for the routers ([handlers] search_paths), is the one that cannot be imported."""
+    project, env = own_project(tmp_path, installed, **{"handlers/__init__.py": "", "handlers/mine.py": MINE})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mine = project / "handlers" / "__init__.py"
+    shadow = (f"{mine} shadows the wechat-voicebot package 'handlers': Python finds one of the two first, and the "
+              "modules of the other cannot be imported (your own, or the built-in routers handlers.echo, "
+              "handlers.lights, ...); rename your package (e.g. myhandlers) and update [handlers] routers")
+    error = ("[handlers] routers[0]: cannot import module 'handlers.mine' (No module named 'handlers.mine'); "
+             f"{mine} is named like the wechat-voicebot package 'handlers', which was imported first: rename yours "
+             "(e.g. myhandlers) and update [handlers] routers")
+    config = write_config_file(project, "config.toml", handlers={"routers": ["handlers.mine:router"],
+                                                                 "search_paths": ["."]})
+    check = subprocess.run(as_installed("check", "--config", str(config)), cwd=str(elsewhere), env=env,
                            capture_output=True, text=True, timeout=60)
-    assert serve.returncode == 2 and serve.stderr.splitlines()[-1] == (
-        "config error: [handlers] routers[0]: cannot import module 'handlers.echo' (No module named "
-        f"'handlers.echo'){hint}"), serve.stderr
+    assert f"✗ package names: {shadow}" in check.stdout.splitlines(), check.stdout
+    assert f"✗ router handlers.mine:router: {error}" in check.stdout.splitlines(), check.stdout
+    serve = subprocess.run(as_installed("serve", "--config", str(config), "--port", str(free_port())),
+                           cwd=str(elsewhere), env=env, capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 2 and serve.stderr.splitlines()[-1] == f"config error: {error}", serve.stderr
     assert f"WARNING bot.loading: {shadow}" in serve.stderr  # at start-up, before the error it explains
 
 

@@ -27,6 +27,15 @@ TOKEN_FIXES = {
 }
 
 
+# the same for a WeCom app's gettoken (developer.work.weixin.qq.com, 全局错误码)
+WECOM_TOKEN_FIXES = {
+    40013: "wrong corp id: check [accounts.NAME] corp_id (企业微信管理后台 → 我的企业 → 企业ID)",
+    40001: "WeCom refused the secret: check [accounts.NAME] secret (应用管理 → the app → Secret)",
+    60020: "this server's IP is not trusted: add it to the app's 企业可信IP (应用管理 → the app)",
+    -1: "WeCom is busy: try again in a minute",
+}
+
+
 @dataclass
 class Result:
     ok: bool
@@ -39,17 +48,19 @@ class Result:
 
 def check_wechat(config: Config) -> Result:
     """Fetch a token from ``api_base_url`` (a throwaway memory store: the bot's shared token is untouched)."""
+    from bot.runtime import build_client
     from bot.store.memory import MemoryStore
-    from bot.wechat import WeChatAPI
     from bot.wechat.errors import TransportError, WeChatAPIError
-    name = f"WeChat API ({config.wechat.api_base_url}, {config.wechat.token_endpoint} token)"
+    wecom = config.account.kind == "wecom_app"
+    name = (f"WeCom API ({config.wechat.api_base_url}, gettoken)" if wecom else
+            f"WeChat API ({config.wechat.api_base_url}, {config.wechat.token_endpoint} token)")
     try:
-        WeChatAPI(config.wechat, MemoryStore()).fetch_access_token()
+        build_client(config, MemoryStore()).fetch_access_token()
     except TransportError as exc:
-        return Result(False, name, f"unreachable ({exc.errmsg}): check [wechat] api_base_url and outbound "
+        return Result(False, name, f"unreachable ({exc.errmsg}): check the api_base_url and outbound "
                                    "network/proxy")
     except WeChatAPIError as exc:
-        fix = TOKEN_FIXES.get(exc.errcode or 0, "see WeChat's error code list")
+        fix = (WECOM_TOKEN_FIXES if wecom else TOKEN_FIXES).get(exc.errcode or 0, "see WeChat's error code list")
         return Result(False, name, f"errcode {exc.errcode} ({exc.errmsg}): {fix}")
     return Result(True, name, "access token fetched")
 
@@ -123,7 +134,7 @@ def _check_openai(config: Config, name: str) -> Result:
 
 def check_routers(config: Config) -> list[Result]:
     """Each configured router loads; then the readiness checks its routers registered (``router.check``)."""
-    from bot.core.collisions import collisions, where_to_look
+    from bot.config.collisions import collisions, where_to_look
     from bot.core.loading import add_search_paths, load_router
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
     results = [Result(False, "package names", line)
@@ -155,8 +166,10 @@ def run_router_check(spec: str, fn: Callable[[Config], list[Any]], config: Confi
 
 
 def check_callback(config: Config) -> Result:
-    """What WeChat's 基本配置 page must match: the Token and the EncodingAESKey."""
+    """What WeChat's 基本配置 page (a WeCom app's 接收消息 page) must match: the Token and the EncodingAESKey."""
     token, key = config.wechat.token, config.wechat.encoding_aes_key
+    if config.account.kind == "wecom_app":  # both required by the config rules
+        return Result(True, "callback", f"token and EncodingAESKey set, encrypted (WeCom) at {config.server.path}")
     if not token:
         return Result(False, "callback", "[wechat] token is empty: set the Token you typed on mp.weixin.qq.com")
     modes = "plaintext, compatible and safe mode" if key else "plaintext mode only (no encoding_aes_key)"
@@ -226,9 +239,25 @@ def check_rq_workers(config: Config, config_file: str = "FILE") -> Result:
     return Result(True, name, f"{len(names)} listening ({shown})")
 
 
-def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
+def check_wecom_voice(config: Config) -> Result:
+    """A WeCom app's voice has no recognition of any kind: only the recognizers beyond WeChat's can hear it."""
+    name = "voice recognition (WeCom app)"
+    if not config.voice.recognizers:
+        return Result(False, name, "a WeCom app has no WeChat recognition (push and wechat do not apply) and [voice] "
+                                   "recognizers lists nothing else: voice messages get the not-understood reply; add "
+                                   "\"openai\" ([voice.openai] url) or your own recognizer")
+    return Result(True, name, f"push and wechat do not apply; voice goes through {', '.join(config.voice.recognizers)}")
+
+
+def account_checks(config: Config, config_file: str = "FILE") -> list[Result]:
+    """One account's checks (the whole config's for a [wechat] config)."""
     wechat = check_wechat(config)
-    results = [wechat, check_store(config), check_customer_service(config, wechat.ok)]
+    results = [wechat, check_store(config)]
+    if config.account.kind == "wecom_app":
+        results += [Result(True, "late answers", f"by message/send with agentid {config.account.agent_id} (no "
+                                                 "48-hour window; WeCom's per-app limits)"), check_wecom_voice(config)]
+    else:
+        results.append(check_customer_service(config, wechat.ok))
     if config.reply.executor == "rq":
         results.append(check_rq_workers(config, config_file))
     results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
@@ -236,6 +265,14 @@ def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
     results += check_routers(config)
     results.append(check_callback(config))
     return results
+
+
+def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
+    """Every account's checks, each line named by its account when the config has [accounts.NAME]."""
+    if not config.accounts:
+        return account_checks(config, config_file)
+    return [r.but(f"[{account.account.name}] {r.name}") for account in config.accounts
+            for r in account_checks(account, config_file)]
 
 
 def marks(stream: TextIO) -> tuple[str, str]:

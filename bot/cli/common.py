@@ -65,10 +65,12 @@ URL_KEYS = {"[wechat] api_base_url": ("wechat", "api_base_url"), "[voice.openai]
 
 
 def sandbox_address(config: Config) -> tuple[str, int] | None:
-    """The sandbox ``run`` starts: only when the API base URL is plain http on this machine."""
-    parts = urlsplit(config.wechat.api_base_url)
-    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
-        return parts.hostname, parts.port or 80
+    """The sandbox ``run`` starts: only when an account's API base URL is plain http on this machine (the first
+    such; a WeCom app's is the same server's ``/wecom``)."""
+    for account in config.served():
+        parts = urlsplit(account.wechat.api_base_url)
+        if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
+            return parts.hostname, parts.port or 80
     return None
 
 
@@ -79,29 +81,46 @@ def _value(config: Config, path: tuple[str, ...]) -> Any:
     return value
 
 
-def keys_at(config: Config, address: tuple[str, int]) -> list[str]:
-    """Every URL key that points at ``address`` (host, port), e.g. the sandbox's."""
+def _keys(config: Config, address: tuple[str, int]) -> list[str]:
     found = []
     for key, path in URL_KEYS.items():
-        parts = urlsplit(_value(config, path) or "")
+        try:
+            parts = urlsplit(_value(config, path) or "")
+        except AttributeError:  # a section no installed package declares here
+            continue
         if parts.scheme == "http" and (parts.hostname, parts.port or 80) == address:
             found.append(key)
     return found
 
 
+def keys_at(config: Config, address: tuple[str, int]) -> list[str]:
+    """Every URL key that points at ``address`` (host, port), e.g. the sandbox's (an account's as
+    ``[accounts.NAME] api_base_url``)."""
+    found = _keys(config, address)
+    for account in config.accounts:
+        found += [key.replace("[wechat]", f"[accounts.{account.account.name}]") for key in _keys(account, address)
+                  if key.startswith("[wechat]")]
+    return found
+
+
 def moved(config: Config, address: tuple[str, int], port: int) -> Config:
-    """``config`` with every URL key that points at ``address`` pointing at ``port`` instead (``run
-    --sandbox-port``, and ``simulate --sandbox-port`` to find that sandbox again)."""
+    """``config`` (and each of its accounts) with every URL key that points at ``address`` pointing at ``port``
+    instead (``run --sandbox-port``, and ``simulate --sandbox-port`` to find that sandbox again)."""
     def replaced(obj: Any, path: tuple[str, ...], value: str) -> Any:
         if len(path) == 1:
-            return dataclasses.replace(obj, **{path[0]: value})
-        return dataclasses.replace(obj, **{path[0]: replaced(getattr(obj, path[0]), path[1:], value)})
+            return obj.replace(**{path[0]: value}) if isinstance(obj, Config) else \
+                dataclasses.replace(obj, **{path[0]: value})
+        inner = replaced(getattr(obj, path[0]), path[1:], value)
+        return obj.replace(**{path[0]: inner}) if isinstance(obj, Config) else \
+            dataclasses.replace(obj, **{path[0]: inner})
 
     host = f"[{address[0]}]" if ":" in address[0] else address[0]
-    for key in keys_at(config, address):
+    for key in _keys(config, address):
         path = URL_KEYS[key]
         parts = urlsplit(_value(config, path))
         config = replaced(config, path, urlunsplit(parts._replace(netloc=f"{host}:{port}")))
+    if config.accounts:
+        config = dataclasses.replace(config, accounts=tuple(moved(a, address, port) for a in config.accounts))
     return config
 
 

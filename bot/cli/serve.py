@@ -87,13 +87,28 @@ def _serve(config: Config, args: argparse.Namespace, app: Any, sock: socket.sock
     except PortError as exc:
         return fail(config, str(exc))
     server = dev_server(app, sock)
-    webhook = app.extensions.get("wechat_voicebot")
-    memory = customer_service_memory(config, webhook.services) if webhook and webhook.services else None
-    if memory:  # asked again now that the sandbox (run) is up
-        announce(config, memory)
-    announce(config, f"serving {webhook_url(config, host, port)} (development server; use gunicorn in production)")
+    for webhook in app.extensions.get("wechat_voicebot_accounts", {}).values():
+        memory = customer_service_memory(webhook.config, webhook.services) if webhook.services else None
+        if memory:  # asked again now that the sandbox (run) is up
+            announce(config, memory)
+    for account in config.served():
+        name = f" (account {account.account.name}, {account.account.kind})" if account.account.name else ""
+        announce(config, f"serving {webhook_url(account, host, port)}{name} (development server; use gunicorn in "
+                         "production)")
     server.serve_forever(poll_interval=0.2)  # returns (and closes the socket) on Ctrl-C
     return 0
+
+
+def sandbox_accounts(config: Config) -> dict[str, Any]:
+    """The credentials the sandbox plays: the first Official Account's and the first WeCom app's."""
+    played: dict[str, Any] = {}
+    for account in reversed(config.served()):
+        if account.account.kind == "wecom_app":
+            played.update(wecom_corp_id=account.wechat.appid, wecom_secret=account.wechat.appsecret,
+                          wecom_agent_id=account.account.agent_id)
+        else:
+            played.update(appid=account.wechat.appid, appsecret=account.wechat.appsecret)
+    return played
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,9 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if address:
         from bot.sandbox import Sandbox
         unverified = bool(getattr(args, "unverified", False))
-        sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
-                          host=address[0], port=address[1],
-                          **({"customer_service": False, "temporary_media": False} if unverified else {})).start()
+        played = sandbox_accounts(config)
+        if unverified:
+            played.update(customer_service=False, temporary_media=False)
+        sandbox = Sandbox(**played, host=address[0], port=address[1]).start()
         kind = "an unverified account: no customer-service API" if unverified else "a verified account"
         announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:

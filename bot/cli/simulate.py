@@ -22,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -54,10 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=KINDS, help="what to send")
     p.add_argument("content", help="the text; voice: the sentence the clip says; event: its name; image: the "
                                    "picture's URL; location: 'LATITUDE,LONGITUDE [label]'; link: 'URL [title]'")
-    p.add_argument("--url", help="the webhook URL (default: from the config's [server])")
+    p.add_argument("--url", help="the webhook URL (default: from the config's [server], or the account's path)")
     p.add_argument("--port", type=int, help="the port of a bot on this machine (`make run PORT=…`), instead of --url")
     p.add_argument("--sandbox-port", type=int, metavar="PORT",
                    help="the sandbox `run --sandbox-port` started (`make run SANDBOX_PORT=…`)")
+    p.add_argument("--account", metavar="NAME",
+                   help="the account to write to, for a config with [accounts.NAME] tables (a WeCom app's pushes "
+                        "are signed and encrypted as WeCom does; its late answers come by message/send)")
     p.add_argument("--mode", choices=["plaintext", "compatible", "safe"],
                    help="crypto mode (default: safe when encoding_aes_key is set)")
     p.add_argument("--openid", default="oSIMULATEDUSER00000000000000",
@@ -99,15 +103,22 @@ class SandboxError(Exception):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Build the push (for voice, a clip the sandbox makes), post it as WeChat would, print what the user sees."""
+    from bot.testing.client import account_config, sender_fields
     config, which = load(args.config, build=False)
     config = sandbox_moved(config, args.sandbox_port)
     announce(None, which)
+    try:
+        config = account_config(config, args.account)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     url = args.url or webhook_url(config, port=args.port)
+    sender = {"openid": args.openid, **sender_fields(config)}
     session = _Unverified() if args.insecure else requests.Session()
     if args.insecure:
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     try:
-        xml = voice_push(config, args) if args.kind == "voice" else push(args.kind, args.content, args.openid)
+        xml = voice_push(config, args, sender) if args.kind == "voice" else push(args.kind, args.content, sender)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -119,24 +130,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return _with_retries(config, args, url, xml, session)
 
 
-def push(kind: str, content: str, openid: str) -> str:
-    """The push for every kind but voice (``ValueError`` for content that does not fit the kind)."""
+def push(kind: str, content: str, sender: dict[str, Any]) -> str:
+    """The push for every kind but voice, from ``sender`` (``ValueError`` for content that does not fit the kind)."""
     from bot.testing import messages
     if kind == "text":
-        return messages.text(content, openid=openid)
+        return messages.text(content, **sender)
     if kind == "event":
-        return messages.event(content, openid=openid)
+        return messages.event(content, **sender)
     if kind == "image":
-        return messages.image(content, media_id="simulated-image", openid=openid)
+        return messages.image(content, media_id="simulated-image", **sender)
     first, _, rest = content.strip().partition(" ")
     if kind == "link":
-        return messages.link(first, rest.strip(), openid=openid)
+        return messages.link(first, rest.strip(), **sender)
     try:
         latitude, longitude = (float(x) for x in first.split(","))
     except ValueError:
         raise ValueError(f"expected 'LATITUDE,LONGITUDE [label]', e.g. '31.2304,121.4737 人民广场', got {content!r}") \
             from None
-    return messages.location(latitude, longitude, rest.strip(), openid=openid)
+    return messages.location(latitude, longitude, rest.strip(), **sender)
 
 
 def _unreachable(url: str, error: str) -> int:
@@ -212,21 +223,27 @@ def owing_note(seen: Any, max_wait_s: float) -> str:
     return f"; {seen.owing.note or 'the bot owes nothing more for this message'}"
 
 
+def sandbox_root(config: Config) -> str:
+    """The server of the API base URL (a WeCom app's sandbox API is that server's ``/wecom``)."""
+    parts = urlsplit(config.wechat.api_base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def sandbox_url(config: Config) -> str | None:
-    """The API base URL when it is a sandbox (it answers ``GET /sandbox/messages``), else None."""
-    base = config.wechat.api_base_url.rstrip("/")
+    """The API base URL's server when it is a sandbox (it answers ``GET /sandbox/messages``), else None."""
+    base = sandbox_root(config)
     try:
         return base if requests.get(f"{base}/sandbox/messages", timeout=2).status_code == 200 else None
     except requests.RequestException:
         return None
 
 
-def voice_push(config: Config, args: argparse.Namespace) -> str:
+def voice_push(config: Config, args: argparse.Namespace, sender: dict[str, Any]) -> str:
     """Register a real clip for the sentence in the sandbox and build the push that names it."""
     from bot.testing import messages
     if args.recognition is not None:
-        return messages.voice(recognition=args.recognition, openid=args.openid)
-    base = config.wechat.api_base_url.rstrip("/")
+        return messages.voice(recognition=args.recognition, **sender)
+    base = sandbox_root(config)
     body: dict[str, Any] = {"text": args.content, "format": args.format, "duration_s": args.duration,
                             "with_16k": args.with_16k}
     try:
@@ -238,5 +255,4 @@ def voice_push(config: Config, args: argparse.Namespace) -> str:
     if r.status_code != 200:
         raise SandboxError(f"the WeChat API sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
     clip = r.json()
-    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
-                          openid=args.openid)
+    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format, **sender)

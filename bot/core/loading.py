@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from bot.config import Config, ConfigError
-from bot.core.collisions import collisions, import_hint, where_to_look
+from bot.config.collisions import collisions, import_hint, where_to_look
 from bot.core.intents import intents_router, warn_shadowed
 from bot.core.router import Router
 
@@ -33,6 +33,8 @@ def load_router(spec: str, where: str = "[handlers] routers") -> Router:
             obj = getattr(module, attr)
         except AttributeError:
             raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+        except ImportError as exc:  # an attribute the module imports on first use (PEP 562)
+            raise ConfigError(f"{where}: cannot import module {module_name!r} ({exc})") from None
     else:
         found = [ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name == spec]
         if not found:
@@ -67,7 +69,7 @@ def load_routers(config: Config) -> list[Router]:
 
 
 def warn_collisions(config: Config) -> list[str]:
-    """A file of the user's named like the framework's packages (bot/core/collisions.py): one WARNING line each,
+    """A file of the user's named like the framework's packages (bot/config/collisions.py): one WARNING line each,
     once per process (a gunicorn worker inherits what its master said)."""
     lines = collisions(where_to_look(config.base_dir, config.handlers.search_paths))
     for line in lines:

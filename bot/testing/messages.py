@@ -34,11 +34,12 @@ def _field(name: str, value: Any) -> str:
 
 
 def build(msg_type: str, fields: dict[str, Any], *, openid: str = DEFAULT_OPENID, account: str = DEFAULT_ACCOUNT,
-          create_time: int | None = None) -> str:
-    """``<xml>`` with the common header and ``fields`` in order; ``None`` values are left out."""
+          create_time: int | None = None, agent_id: int | None = None) -> str:
+    """``<xml>`` with the common header and ``fields`` in order; ``None`` values are left out. ``agent_id``: a
+    WeCom app's push (``account`` is then the corp id, ``openid`` the user's UserID)."""
     head = {"ToUserName": account, "FromUserName": openid, "CreateTime": int(create_time or time.time()),
             "MsgType": msg_type}
-    parts = [_field(k, v) for k, v in {**head, **fields}.items() if v is not None]
+    parts = [_field(k, v) for k, v in {**head, **fields, "AgentID": agent_id}.items() if v is not None]
     return "<xml>" + "".join(parts) + "</xml>"
 
 

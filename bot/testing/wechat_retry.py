@@ -23,7 +23,7 @@ import xmltodict
 from bot.config import Config
 from bot.store import Store
 from bot.testing import messages
-from bot.testing.client import Envelope, Mode, Reply
+from bot.testing.client import Envelope, Mode, Reply, sender_fields
 from bot.testing.owed import Owing, owed
 
 #: What WeChat shows the user when no try got a usable answer.
@@ -47,7 +47,8 @@ def reply_text(reply: Reply) -> str:
 
 
 def cs_text(message: dict[str, Any]) -> str:
-    """A customer-service message as the user reads it (other types than text as ``[msgtype]``)."""
+    """A customer-service message (or a WeCom app's ``message/send``) as the user reads it (other types than
+    text as ``[msgtype]``)."""
     if message.get("msgtype") == "text":
         return str(message.get("text", {}).get("content", ""))
     kind = str(message.get("msgtype"))
@@ -111,6 +112,7 @@ class WeChatRetryClient:
         self.cs_wait_s = 2 * wait_s if cs_wait_s is None else cs_wait_s
         self.settle_s, self.poll_s = settle_s, poll_s
         self.envelope = Envelope.for_config(config, mode)
+        self.sender = sender_fields(config)
         self.session = session or requests.Session()
 
     def send(self, xml: str) -> Seen:
@@ -171,8 +173,8 @@ class WeChatRetryClient:
             known = len(seen.customer_service)
             seen.customer_service = self.customer_service_messages(openid)[earlier:]
             now = time.perf_counter()
-            seen.timeline += [Sighting(now - started, "customer service", cs_text(m))
-                              for m in seen.customer_service[known:]]
+            seen.timeline += [Sighting(now - started, "app message" if "agentid" in m else "customer service",
+                                       cs_text(m)) for m in seen.customer_service[known:]]
             if seen.customer_service and settle_until is None:
                 if seen.answered_s is None:
                     seen.answered_s = now - started
@@ -198,7 +200,7 @@ class WeChatRetryClient:
 
     # -- shortcuts ---------------------------------------------------------------------------------
     def text(self, content: str, **kw: Any) -> Seen:
-        return self.send(messages.text(content, **kw))
+        return self.send(messages.text(content, **{**self.sender, **kw}))
 
     def voice(self, media_id: str, **kw: Any) -> Seen:
-        return self.send(messages.voice(media_id, **kw))
+        return self.send(messages.voice(media_id, **{**self.sender, **kw}))

@@ -1,5 +1,5 @@
 """A user's files that Python would import instead of the framework's own top-level packages, ``bot`` and
-``handlers``.
+``handlers`` (base layer: the config's own loading uses it for the sections the built-in handlers declare).
 
 The names are the project's shape and stay. But ``python -m bot`` and gunicorn put the current directory first
 on ``sys.path``, and ``[handlers] search_paths`` put the config's directory first: a ``bot.py`` there is imported
@@ -19,8 +19,9 @@ OURS = Path(__file__).resolve().parent.parent.parent
 FIXES = {
     "bot": "`python -m bot` and gunicorn started in {where} would import it instead of the framework; rename it "
            "(e.g. mybot) and update [handlers] routers",
-    "handlers": "the built-in routers (handlers.echo, handlers.lights, ...) cannot be imported next to it; rename "
-                "your package (e.g. myhandlers) and update [handlers] routers",
+    "handlers": "Python finds one of the two first, and the modules of the other cannot be imported (your own, or "
+                "the built-in routers handlers.echo, handlers.lights, ...); rename your package (e.g. myhandlers) and "
+                "update [handlers] routers",
 }
 
 
@@ -54,13 +55,21 @@ def where_to_look(base_dir: Path, search_paths: Iterable[str]) -> list[Path]:
 
 
 def import_hint(module_name: str) -> str:
-    """For an import of the framework's own ``module_name`` that failed: why, when a user's file took its name."""
+    """For an import under ``bot`` or ``handlers`` that failed: why, when a user's file takes the framework's name
+    (it was found first), or the framework's package took the user's (it was imported first)."""
     top = module_name.partition(".")[0]
     if top not in FIXES:
         return ""
-    loaded = sys.modules.get(top)
-    origin = getattr(loaded, "__file__", None)
-    if origin is None or Path(origin).resolve() in (OURS / top / "__init__.py", OURS / f"{top}.py"):
-        return ""
-    return f"; {origin} shadows the wechat-voicebot package {top!r}: rename yours (e.g. my{top}) and update " \
-           "[handlers] routers"
+    fix = f"rename yours (e.g. my{top}) and update [handlers] routers"
+    origin = getattr(sys.modules.get(top), "__file__", None)
+    if origin is not None and not _ours(Path(origin), top):
+        return f"; {origin} shadows the wechat-voicebot package {top!r}: {fix}"
+    for entry in sys.path:
+        other = found_in(Path(entry or "."), top)
+        if other is not None and not _ours(other, top):
+            return f"; {other} is named like the wechat-voicebot package {top!r}, which was imported first: {fix}"
+    return ""
+
+
+def _ours(path: Path, top: str) -> bool:
+    return path.resolve() in (OURS / top / "__init__.py", OURS / f"{top}.py")
