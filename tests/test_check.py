@@ -38,7 +38,7 @@ def test_everything_ready_against_the_sandbox(write_config: Any, sandbox: Sandbo
     assert all(line.startswith("✓") for line in found.values()), result.stdout
     assert {f"WeChat API ({sandbox.url}, stable token)", "store (memory://)", "recognizer push", "recognizer wechat",
             "router handlers.lights:router", "router handlers.echo:router", "callback",
-            "customer-service API"} == set(found)
+            "customer-service API", "voice replies"} == set(found)
     assert "available: late answers are sent as customer-service messages" in found["customer-service API"]
     assert result.stdout.rstrip().endswith("ready")
     assert [c["api"] for c in sandbox.calls()][-2:] == ["stable_token", "send"]  # a real token, then the probe

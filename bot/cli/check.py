@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.cli.check_speech import check_synthesizers
 from bot.config import Config, ConfigError
+from bot.ops.clock import SYSTEM
 
 # errcode → what to do about it (token endpoints; https://developers.weixin.qq.com/doc/offiaccount/en/)
 TOKEN_FIXES = {
@@ -133,9 +135,12 @@ def _check_openai(config: Config, name: str) -> Result:
 
 def check_routers(config: Config) -> list[Result]:
     """Each configured router loads; then the readiness checks its routers registered (``router.check``)."""
+    from bot.config.collisions import collisions, where_to_look
     from bot.core.loading import add_search_paths, load_router
     add_search_paths(config.base_dir / p for p in config.handlers.search_paths)
-    results, seen = [], set()
+    results = [Result(False, "package names", line)
+               for line in collisions(where_to_look(config.base_dir, config.handlers.search_paths))]
+    seen = set()
     for i, spec in enumerate(config.handlers.routers):
         try:
             router = load_router(spec, f"[handlers] routers[{i}]")
@@ -183,22 +188,56 @@ def check_customer_service(config: Config, wechat_ok: bool) -> Result:
         return Result(True, name, "off by config: late answers are kept for pickup with the user's next message")
     if not wechat_ok:
         return Result(False, name, "not checked: needs the WeChat API token (see above)")
+    from bot.delivery.customer_service import AVAILABLE
     from bot.store.memory import MemoryStore
     from bot.wechat import WeChatAPI
     from bot.wechat.errors import APIUnauthorizedError, TransportError, WeChatAPIError
+    client = WeChatAPI(config.wechat, MemoryStore())  # its token stays out of the bot's store
     try:
-        WeChatAPI(config.wechat, MemoryStore()).message.send_text("", "probe")
+        client.message.send_text("", "probe")
     except APIUnauthorizedError as exc:
         detail = (f"unavailable (errcode {exc.errcode}): the customer-service API needs a verified account; late "
                   "answers will be picked up with the user's next message")
         if setting is True:
             return Result(False, name, detail + "; set [reply] customer_service = \"auto\" or false")
-        return Result(True, name, detail)
+        return Result(True, name, detail + remembered(config, client, str(exc.errcode)))
     except TransportError as exc:
         return Result(False, name, f"unreachable ({exc.errmsg})")
     except WeChatAPIError:
         pass
-    return Result(True, name, "available: late answers are sent as customer-service messages")
+    return Result(True, name, "available: late answers are sent as customer-service messages" +
+                  remembered(config, client, AVAILABLE))
+
+
+def remembered(config: Config, client: Any, answer: str) -> str:
+    """What the bot itself remembers about the account (in its store, when it exists), set against the answer
+    WeChat just gave: an answer that differs replaces it, as at the bot's start-up."""
+    from bot.cli.common import bot_store
+    from bot.delivery.customer_service import CustomerService
+    store = bot_store(config)
+    if store is None:
+        return ""
+    try:
+        line = CustomerService(store, client, config.reply, config.wechat.appid, SYSTEM).recheck(answer)
+    finally:
+        store.close()
+    return f" (the bot's memory: {line})" if line else ""
+
+
+def check_rq_workers(config: Config, config_file: str = "FILE") -> Result:
+    """With ``executor = "rq"`` nothing answers a voice message until a worker listens on the queue."""
+    from bot.delivery.executors import RQExecutor
+    from bot.runtime import bot_id
+    name = f"RQ workers (queue {config.reply.queue!r})"
+    try:
+        names = RQExecutor(config.storage.url, config.reply.queue, bot_id(config), job_timeout_s=1, ttl_s=1).workers()
+    except Exception as exc:  # redis' errors: the store line above says more (without the URL's password)
+        return Result(False, name, f"cannot ask Redis ({type(exc).__name__}): see the store line")
+    if not names:
+        return Result(False, name, "none is listening: voice messages would wait unanswered; start one with "
+                                   f"`python -m bot worker --config {config_file}`")
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return Result(True, name, f"{len(names)} listening ({shown})")
 
 
 def check_wecom_voice(config: Config) -> Result:
@@ -211,7 +250,7 @@ def check_wecom_voice(config: Config) -> Result:
     return Result(True, name, f"push and wechat do not apply; voice goes through {', '.join(config.voice.recognizers)}")
 
 
-def account_checks(config: Config) -> list[Result]:
+def account_checks(config: Config, config_file: str = "FILE") -> list[Result]:
     """One account's checks (the whole config's for a [wechat] config)."""
     wechat = check_wechat(config)
     results = [wechat, check_store(config)]
@@ -220,17 +259,21 @@ def account_checks(config: Config) -> list[Result]:
                                                  "48-hour window; WeCom's per-app limits)"), check_wecom_voice(config)]
     else:
         results.append(check_customer_service(config, wechat.ok))
+    if config.reply.executor == "rq":
+        results.append(check_rq_workers(config, config_file))
     results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
+    results += [Result(*line) for line in check_synthesizers(config)]
     results += check_routers(config)
     results.append(check_callback(config))
     return results
 
 
-def run_checks(config: Config) -> list[Result]:
+def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
     """Every account's checks, each line named by its account when the config has [accounts.NAME]."""
     if not config.accounts:
-        return account_checks(config)
-    return [r.but(f"[{account.account.name}] {r.name}") for account in config.accounts for r in account_checks(account)]
+        return account_checks(config, config_file)
+    return [r.but(f"[{account.account.name}] {r.name}") for account in config.accounts
+            for r in account_checks(account, config_file)]
 
 
 def marks(stream: TextIO) -> tuple[str, str]:
@@ -242,9 +285,11 @@ def marks(stream: TextIO) -> tuple[str, str]:
     return "✓", "✗"
 
 
-def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config], list[Result]] = run_checks) -> int:
-    """Print one line per check; 0 when everything is ready, 1 otherwise. Secrets never reach the output."""
+def report(config: Config, stream: TextIO | None = None, checks: Callable[[Config], list[Result]] = run_checks) -> int:
+    """Print one line per check (on ``stream``, default stdout); 0 when everything is ready, 1 otherwise. Secrets
+    never reach the output."""
     from bot.ops.logs import RedactFilter, config_secrets
+    stream = stream or sys.stdout
     redact = RedactFilter(config_secrets(config)).redact
     ok_mark, bad_mark = marks(stream)
     results = checks(config)
@@ -261,7 +306,8 @@ def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config
 
 def cmd_check(args: Any) -> int:
     from bot.cli.common import load
+    from bot.config import config_path
     from bot.ops.logs import announce
     config, which = load(args.config)  # refuses (exit 2) whatever serve refuses, [[intents]] included
     announce(None, which, stream=sys.stdout)
-    return report(config)
+    return report(config, checks=lambda c: run_checks(c, str(config_path(args.config))))

@@ -109,7 +109,8 @@ def _config(raw: dict[str, Any], sections: dict[str, Section], base_dir: Path) -
               for name, section in sections.items()}
     cfg = build(Config, raw, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir, intents=intents, sections=values)
-    check(cfg)  # with [accounts], its [wechat] is a placeholder here: each account's is checked below
+    check(cfg, placeholder=accounts is not None)  # with [accounts], its [wechat] is a placeholder here: each
+    # account's is checked below
     if accounts is not None:
         served = expand_accounts(cfg, accounts, own_raw)
         cfg = dataclasses.replace(cfg, wechat=served[0].wechat, accounts=served)
@@ -162,5 +163,3 @@ def _intents(raw: Any) -> list[IntentConfig]:
             raise ConfigError(f"[[intents]][{i}]: expected a table, got {table!r}")
         out.append(build(IntentConfig, table, "intents", label=f"[[intents]][{i}]"))
     return out
-
-

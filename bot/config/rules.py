@@ -6,15 +6,20 @@ from __future__ import annotations
 import base64
 import binascii
 
+from bot.config.extras import check_extras
 from bot.config.schema import BUILTIN_SYNTHESIZERS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def check(cfg: Config) -> None:
+def check(cfg: Config, *, placeholder: bool = False) -> None:
     """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
-    the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
-    _check_aes_key(cfg.wechat.encoding_aes_key, f"[accounts.{cfg.account.name}]" if cfg.account.name else "[wechat]")
+    the intents are built): each command, the WSGI entry and the RQ worker load the config through here.
+    ``placeholder``: its [wechat] stands in for the [accounts.NAME] tables, each checked on its own."""
+    account = f"[accounts.{cfg.account.name}]" if cfg.account.name else "[wechat]"
+    _check_aes_key(cfg.wechat.encoding_aes_key, account)
+    if not placeholder:
+        _check_wechat(cfg, account)
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
     if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
@@ -32,6 +37,7 @@ def check(cfg: Config) -> None:
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
     _check_voice_reply(cfg)
+    check_extras(cfg)  # last: every value is sound, only an installation is missing
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -71,6 +77,26 @@ def _check_voice_reply(cfg: Config) -> None:
                           f"and when = {reply.when!r}")
 
 
+
+
+def _check_wechat(cfg: Config, account: str = "[wechat]") -> None:
+    """What ``check`` would only report and the bot would fail on at run time: an empty Token (every signature
+    would be computable by anyone), an API base URL requests cannot call, timeouts and limits that are not
+    positive, a recognizer endpoint that is not a URL."""
+    if not cfg.wechat.token:
+        raise ConfigError(f"{account} token: expected the Token typed on mp.weixin.qq.com (设置与开发 → 基本配置), "
+                          "got an empty string")
+    for key, url in ((f"{account} api_base_url", cfg.wechat.api_base_url), ("[voice.openai] url", cfg.voice.openai.url)):
+        if (url or key == f"{account} api_base_url") and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: expected an http:// or https:// URL, got {url!r}")
+    positive = {f"{account} http_timeout_s": cfg.wechat.http_timeout_s, "[server] max_body_bytes": cfg.server.max_body_bytes,
+                "[voice] window_s": cfg.voice.window_s, "[voice] poll_initial_s": cfg.voice.poll_initial_s,
+                "[voice] poll_max_s": cfg.voice.poll_max_s, "[voice.openai] timeout_s": cfg.voice.openai.timeout_s}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value:g}")
+    if cfg.server.replay_window_s < 0:
+        raise ConfigError(f"[server] replay_window_s: expected 0 (off) or more seconds, got {cfg.server.replay_window_s:g}")
 
 
 def _check_aes_key(key: str, where: str = "[wechat]") -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from bot.config.collisions import import_hint
 from bot.config.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _load(found: tuple[tuple[str, str], ...]) -> dict[str, Section]:
             section = ep.load()
         except Exception as exc:  # someone's package may raise anything on import
             raise ConfigError(f"[{name}]: the section's declaration {value!r} cannot be loaded "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({type(exc).__name__}: {exc}){import_hint(value.partition(':')[0])}") from None
         if not isinstance(section, Section) or not dataclasses.is_dataclass(section.schema):
             raise ConfigError(f"[{name}]: {value!r} declares {type(section).__name__}, expected a "
                               "bot.config.sections.Section with a dataclass schema")

@@ -22,7 +22,9 @@ def describe(tp: Any) -> str:
     if origin is types.UnionType:  # ``X | None``: TOML has no null, so a value given must be an X
         return describe(typing.get_args(tp)[0])
     if origin is list:
-        return f"a list of {describe(typing.get_args(tp)[0])}"
+        item = typing.get_args(tp)[0]
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "true or false values"}.get(item)
+        return f"a list of {plural or describe(item) + ' values'}"
     if origin is dict:
         return "a table"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))

@@ -126,6 +126,7 @@ class Delivery:
         for msg_id, openid in self.jobs.running_long(self.config.typing_after_s):
             self.cs.typing(msg_id, openid)
         busy = self.jobs.busy()
+        self.executor.tick()
         if self.releases is not None:
             self.releases.release_due()
         return self.open_records.sweep() or busy

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.ops.clock import SYSTEM, Clock
+
 log = logging.getLogger("bot.executor")
 
 RUN_JOB = "bot.worker.run_job"  # what RQ workers import and call (the wiring: it builds whole bots)
@@ -85,6 +87,9 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027 - optional: most executors hold nothing to close
         """Stop accepting jobs (running ones finish)."""
 
+    def tick(self) -> None:  # noqa: B027 - optional: most executors have nothing to look at
+        """The sweeper's tick: look at what the executor watches (queued jobs nobody runs)."""
+
 
 class ThreadExecutor(Executor):
     """Jobs on a bounded thread pool of this process."""
@@ -103,16 +108,59 @@ class ThreadExecutor(Executor):
 
 
 class RQExecutor(Executor):
-    """Enqueues ``bot.worker.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them."""
+    """Enqueues ``bot.worker.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them.
 
-    def __init__(self, redis_url: str, queue: str, bot_id: str, *, job_timeout_s: float, ttl_s: float) -> None:
+    With no worker listening the jobs only wait, and the messages go unanswered: a job still queued when its
+    message's budget (``budget_s``) has passed, with no worker alive on the queue, is one ERROR line with the
+    command that starts one (at most one line every ``alert_every_s``). The sweeper's tick looks (:meth:`tick`)."""
+
+    def __init__(self, redis_url: str, queue: str, bot_id: str, *, job_timeout_s: float, ttl_s: float,
+                 budget_s: float | None = None, alert_every_s: float = 60.0, clock: Clock = SYSTEM) -> None:
         from redis import Redis
         from rq import Queue
-        self.bot_id = bot_id
+        self.bot_id, self.clock = bot_id, clock
         self.queue = Queue(queue, connection=Redis.from_url(redis_url))
         self.job_timeout_s, self.ttl_s = int(job_timeout_s), int(ttl_s)
+        self.budget_s, self.alert_every_s = budget_s, alert_every_s
+        self._watched: list[tuple[float, str]] = []  # (when to look, RQ job id), oldest first
+        self._lock = threading.Lock()
+        self._alerted = float("-inf")
 
     def submit(self, job: Job) -> None:
-        self.queue.enqueue(RUN_JOB, self.bot_id, job.key, job.push_xml, job.owner, job_timeout=self.job_timeout_s,
-                           result_ttl=0, ttl=self.ttl_s, failure_ttl=self.ttl_s,
-                           description=f"answer {job.key} for {self.bot_id}")
+        queued = self.queue.enqueue(RUN_JOB, self.bot_id, job.key, job.push_xml, job.owner,
+                                    job_timeout=self.job_timeout_s, result_ttl=0, ttl=self.ttl_s,
+                                    failure_ttl=self.ttl_s, description=f"answer {job.key} for {self.bot_id}")
+        if self.budget_s is not None:
+            with self._lock:
+                self._watched.append((self.clock.monotonic() + self.budget_s, queued.id))
+
+    def workers(self) -> list[str]:
+        """The names of the RQ workers listening on this queue now (their registration not expired)."""
+        from rq import Worker
+        return sorted(w.name for w in Worker.all(queue=self.queue))
+
+    def tick(self) -> None:
+        """Each watched job, at its budget: still queued with no worker alive is the ERROR line."""
+        now = self.clock.monotonic()
+        with self._lock:
+            due = [job_id for when, job_id in self._watched if when <= now]
+            self._watched = [(when, job_id) for when, job_id in self._watched if when > now]
+        for job_id in due:
+            try:
+                self._check(job_id, now)
+            except Exception as exc:  # Redis down: the store's own errors say so; this is only a hint
+                log.debug("RQ watch: cannot look at job %s: %s", job_id, exc)
+
+    def _check(self, job_id: str, now: float) -> None:
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job as RQJob
+        try:
+            waiting = RQJob.fetch(job_id, connection=self.queue.connection).get_status() == "queued"
+        except NoSuchJobError:
+            return  # done already (results are not kept)
+        if not waiting or now - self._alerted < self.alert_every_s or self.workers():
+            return
+        self._alerted = now
+        log.error("RQ: jobs wait on queue %r and no worker is listening: messages go unanswered until one "
+                  "runs. Start one with `python -m bot worker --config FILE` (this bot's config file)",
+                  self.queue.name)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bot.ops.clock import Clock
-from bot.store import Store, StoreError
+from bot.store import Store
 
 log = logging.getLogger("bot.delivery")
 

@@ -165,21 +165,26 @@ _installed_secrets: set[str] = set()  # every secret a handler of this process w
 
 
 def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
-                    hash_openid: Callable[[str], str | None] | None = None) -> logging.Handler:
-    """Replace this module's root handler (calling it again reconfigures, never duplicates output). The new
-    handler still hides the secrets of every earlier one: a second bot set up in the same process (two Flask
-    apps, two configs) must not make the first one's secrets appear."""
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_wvb", False)]:
-        root.removeHandler(old)
+                    hash_openid: Callable[[str], str | None] | None = None, *,
+                    logger: logging.Logger | None = None) -> logging.Handler:
+    """Replace this module's handler on ``logger`` (default: the root; calling it again reconfigures, never
+    duplicates output). The new handler still hides the secrets of every earlier one: a second bot set up in the
+    same process (two Flask apps, two configs) must not make the first one's secrets appear."""
+    target = logger or logging.getLogger()
+    for old in [h for h in target.handlers if getattr(h, "_wvb", False)]:
+        target.removeHandler(old)
     _installed_secrets.update(s for s in secrets if s)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._wvb = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactFilter(_installed_secrets, hash_openid))
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    target.addHandler(handler)
+    target.setLevel(getattr(logging, level.upper(), logging.INFO))
     return handler
+
+
+def _hasher(config: Config) -> Callable[[str], str | None] | None:
+    return (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
 
 
 def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -> logging.Handler:
@@ -188,9 +193,32 @@ def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -
     Takes a Config (level, format and the secrets to redact) or just a level name."""
     if isinstance(config, str):
         return install_handler(config, stream=stream)
-    hasher = (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
     return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
-                           hash_openid=hasher)
+                           hash_openid=_hasher(config))
+
+
+# The request logs of the servers a host app runs under: werkzeug's development server and gunicorn's access log.
+REQUEST_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def setup_mounted_logging(config: Config, stream: TextIO | None = None) -> RedactFilter:
+    """A bot mounted into someone else's Flask app: ``[logging]`` (level, format, redaction) for the bot's own
+    loggers only — ``bot`` and below get their handler and stop propagating, so the host's handlers neither see
+    them twice nor decide their level — and the secrets and raw openids kept out of the request lines of
+    werkzeug and gunicorn (WeChat puts ``openid=`` in the callback URL). The host's own loggers are left alone.
+    Returns the filter, for any other logger of the host's that writes request URLs (``logger.addFilter``)."""
+    bot = logging.getLogger("bot")
+    install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
+                    hash_openid=_hasher(config), logger=bot)
+    bot.propagate = False
+    hide = RedactFilter(config_secrets(config), _hasher(config))
+    hide._wvb = True  # type: ignore[attr-defined]
+    for name in REQUEST_LOGGERS:
+        requests_log = logging.getLogger(name)
+        for old in [f for f in requests_log.filters if getattr(f, "_wvb", False)]:
+            requests_log.removeFilter(old)
+        requests_log.addFilter(hide)
+    return hide
 
 
 def announce(config: Config | None, line: str, stream: TextIO | None = None) -> None:

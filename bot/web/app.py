@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from bot.core.envelope import EnvelopeError
 from bot.core.router import Router
 from bot.core.webhook import Response as CoreResponse
 from bot.core.webhook import Webhook
+from bot.ops.logs import setup_mounted_logging
 from bot.runtime import build_webhook as build
 from bot.runtime import build_webhooks as build_all
 from bot.web.metrics import register_metrics
@@ -223,17 +225,22 @@ class VoiceBot:
         self.router = router
         self.webhook: Webhook | None = None
         self.webhooks: dict[str, Webhook] = {}
+        self.log_filter: logging.Filter | None = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, config: ConfigLike | None = None) -> Webhook:
         """Serve the config's accounts in ``app``; the first account's webhook is returned (the only one of a
-        [wechat] config)."""
+        [wechat] config). The bot's ``[logging]`` applies to its own loggers only, and the openid is hidden in the
+        request lines of werkzeug and gunicorn (``self.log_filter`` for any other logger of yours that writes
+        request URLs)."""
         config = config or self.config or app.config.get("WECHAT_VOICEBOT_CONFIG")
         if config is None:
             raise RuntimeError("VoiceBot.init_app: pass config= or set app.config['WECHAT_VOICEBOT_CONFIG']")
+        config = as_config(config)
         webhooks = build_webhooks(config, self.router)
         self.webhook, self.webhooks = webhooks[0], {one.account: one for one in webhooks}
+        self.log_filter = setup_mounted_logging(config)
         app.register_blueprint(webhook_blueprint(webhooks))
         app.extensions["wechat_voicebot"] = self.webhook
         app.extensions["wechat_voicebot_accounts"] = self.webhooks

@@ -17,7 +17,8 @@ from typing import Any
 try:
     import openai
 except ImportError as exc:  # the extra is not installed: say which, at start-up (the router fails to load)
-    raise ImportError("handlers.llm needs the openai package: pip install 'wechat-voicebot[llm]'") from exc
+    from bot.config.extras import install_hint
+    raise ImportError(f"handlers.llm needs the openai package, the llm extra: {install_hint('llm')}") from exc
 
 from handlers.llm.config import LLMConfig
 
