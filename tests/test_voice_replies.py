@@ -148,3 +148,41 @@ def test_a_voice_answer_ready_after_the_budget_still_arrives(path: str) -> None:
         assert later is not None and later.type == "voice", later
         media_id = later.media_id
     assert heard(sandbox, media_id)["says"] == ANSWER
+
+
+def streamed_story_router(sentences: list[str], pause_s: float) -> Router:
+    router = Router("stream")
+
+    @router.keyword("故事")
+    def story(ctx: Any) -> Any:
+        def chunks() -> Any:
+            for sentence in sentences:
+                time.sleep(pause_s)
+                yield sentence
+        return ctx.stream(chunks())
+    return router
+
+
+@pytest.mark.parametrize("customer_service", [True, False])
+def test_a_streamed_answer_to_a_voice_message_is_heard_not_read(customer_service: bool) -> None:
+    """With ``when = "voice"`` and no ``with_text``, an answer a handler streams is spoken whole once it is
+    written: no sentences shown as text at the budget, then the same again as speech (issue 19, item 8)."""
+    story = ["从前有一座山。", "山里有一座庙。", "庙里有个老和尚。"]
+    with start_sandbox(customer_service=customer_service) as sandbox:
+        config = bot_config(sandbox.url, scale=SCALE, voice=speaking(sandbox))
+        with local_bot(config, streamed_story_router(story, 0.3)) as bot:  # 0.9 s: past the 0.45 s budget
+            user = openid()
+            seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=5.0 * SCALE, cs_wait_s=5.0).voice(
+                sandbox.register_voice("讲个故事")["media_id"], openid=user)
+            voices = [r.media_id for r in seen.passive if r.type == "voice"] + [
+                m["voice"]["media_id"] for m in seen.customer_service if m["msgtype"] == "voice"]
+            if not voices:  # kept for pickup (no customer service, and ready after the last try)
+                time.sleep(1.0)
+                later = BotClient(config, url=bot.url, openid=user).text("在吗")
+                assert later.type == "voice", later
+                voices.append(later.media_id)
+    shown = [r for r in seen.passive if r.type == "text"] + [m for m in seen.customer_service
+                                                              if m["msgtype"] == "text"]
+    assert shown in ([], [seen.passive[0]]) and all(
+        r.content == "回答还在准备中，稍后发任意消息即可收到。" for r in shown if hasattr(r, "content")), seen
+    assert len(voices) == 1 and heard(sandbox, voices[0])["says"] == "".join(story), seen

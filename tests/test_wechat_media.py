@@ -174,3 +174,34 @@ def test_a_150_second_answer_is_synthesized_uploaded_as_three_parts_and_released
     assert set(trace.steps) == {"synthesize", "speech_transcode", "speech_upload"}
     assert all(uploader.release(media_id) for media_id, _ in uploaded)
     assert all(sandbox.media_info(media_id)["deleted"] for media_id, _ in uploaded)
+
+
+def test_material_is_released_after_its_grace_period_and_the_oldest_first_when_full(
+        sandbox: Sandbox, client: WeChatAPI, store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Permanent material is deleted ``grace_s`` after its answer went, by whoever's sweeper finds it due (a
+    schedule in the store: it survives a restart); when the account's 1000 items are full (45074 — 3 here), the
+    oldest scheduled items go at once, with one clear line, and the upload succeeds."""
+    from bot.testing.clock import FakeClock
+    from bot.wechat.materials import MaterialReleases
+    sandbox.configure(temporary_media=False, max_materials=3)
+    clock = FakeClock()
+    releases = MaterialReleases(client, store, clock, appid=APPID, grace_s=3600)
+    uploader = VoiceUploader(client, store, releases=releases)
+    held = [uploader.upload(clip(sandbox, f"第{i}段"), "amr")[0] for i in range(3)]
+    for media_id in held:  # each answer delivered a minute apart
+        releases.schedule([media_id])
+        clock.advance(60)
+    assert releases.release_due() == 0 and not any(sandbox.media_info(m)["deleted"] for m in held)
+    fourth = uploader.upload(clip(sandbox, "第四段"), "amr")[0]  # full: the oldest scheduled ones make room
+    assert sandbox.media_info(fourth)["kind"] == "permanent"
+    assert [sandbox.media_info(m)["deleted"] for m in held] == [True, True, True]
+    assert [r.getMessage() for r in caplog.records if "45074" in r.getMessage()] == [
+        "voice media: the account's permanent material is full (45074, 1000 items): released the 3 oldest item(s) "
+        "before their 3600s grace period ended ([voice.reply] material_grace_s)"]
+    releases.schedule([fourth])
+    restarted = MaterialReleases(client, store, clock, appid=APPID, grace_s=3600)  # another process, later
+    clock.advance(3599)
+    assert restarted.release_due() == 0 and not sandbox.media_info(fourth)["deleted"]
+    clock.advance(2)
+    assert restarted.release_due() == 1 and sandbox.media_info(fourth)["deleted"]
+    assert restarted.release_due() == 0 and releases.release_due() == 0  # released once, by one of them

@@ -29,8 +29,8 @@ Environment overrides: ``WVB_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY`
 """
 import os
 
-__all__ = ["bind", "control_socket_disable", "graceful_timeout", "threads", "timeout", "worker_class", "workers",
-           "wsgi_app"]
+__all__ = ["bind", "control_socket_disable", "graceful_timeout", "threads", "timeout", "worker_class", "worker_exit",
+           "workers", "wsgi_app"]
 
 wsgi_app = "bot.wsgi:app"
 bind = os.environ.get("WVB_BIND", "127.0.0.1:8080")
@@ -51,3 +51,10 @@ control_socket_disable = True
 from bot.web.preflight import preflight  # noqa: E402
 
 preflight()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """A worker that stops (a restart, a scale-down) stops its bots' heartbeats and sweepers first: its jobs'
+    leases then lapse on time and another worker takes them over."""
+    from bot.delivery.background import stop_all
+    stop_all()
