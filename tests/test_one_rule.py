@@ -64,6 +64,7 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
     "no synthesizer": ({"voice": {"reply": {**REPLY_ON, "synthesizers": []}}}, "[voice.reply] synthesizers: empty",
                        ""),
     "speech timeout": ({"voice": {"reply": {"openai": {"timeout_s": 0}}}}, "[voice.reply.openai] timeout_s:", ""),
+    "material grace": ({"voice": {"reply": {"material_grace_s": 0}}}, "[voice.reply] material_grace_s:", ""),
     "speech url form": ({"voice": {"reply": {"openai": {"url": "x"}}}}, "[voice.reply.openai] url: expected", ""),
     "speech url required": ({"voice": {"reply": {"when": "voice"}}}, "[voice.reply.openai] url: required", ""),
     "empty token": ({"wechat": {"token": ""}}, "[wechat] token:", ""),

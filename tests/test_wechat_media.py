@@ -183,7 +183,7 @@ def test_material_is_released_after_its_grace_period_and_the_oldest_first_when_f
     oldest scheduled items go at once, with one clear line, and the upload succeeds."""
     from bot.testing.clock import FakeClock
     from bot.wechat.materials import MaterialReleases
-    sandbox.configure(temporary_media=False, max_materials=3)
+    sandbox.configure(temporary_media=False, max_materials=sandbox.state.material_count() + 3)  # 3 more fit
     clock = FakeClock()
     releases = MaterialReleases(client, store, clock, appid=APPID, grace_s=3600)
     uploader = VoiceUploader(client, store, releases=releases)

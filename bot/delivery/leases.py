@@ -116,7 +116,8 @@ class Heartbeat:
     def beat(self) -> bool:
         """Renew now (the renewing thread, or a test playing it)."""
         try:
-            self.store.set(self.key, repr(self.clock.time() + self.ttl), ttl=self.ttl)
+            # liveness is the value (until when, on the delivery clock); the key's own expiry only clears it away
+            self.store.set(self.key, repr(self.clock.time() + self.ttl), ttl=self.ttl * 4)
         except Exception as exc:  # StoreError, or a client closed under it: the thread must not die
             log.log(logging.DEBUG if self._failing else logging.WARNING, "heartbeat: could not renew %s: %s; "
                     "retrying", self.key, exc)
