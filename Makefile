@@ -22,8 +22,9 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(PORT), --port $(PORT))$(if $(SANDBOX_PORT), --sandbox-port $(SANDBOX_PORT))
 
+# Four test processes, a module per process (its fixtures stay together): most tests wait on sockets and clocks.
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile
 
 # ruff (lint) and mypy (types), configured in pyproject.toml; part of make test.
 lint: install

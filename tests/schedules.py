@@ -428,9 +428,10 @@ class World:
     def check(self) -> list[str]:
         problems = list(self.problems)
         for n, seen in self.tokens().items():
-            parts = [i for i, _ in seen]
-            if parts != sorted(set(parts)) or len({r for _, r in seen}) > 1:
-                problems.append(f"m{n}: parts seen (part, run) {seen}: each once, in order, of one run's answer")
+            runs = by_run(seen)
+            if len({r for r, _ in runs}) != len(runs) or any(parts != list(range(len(parts))) for _, parts in runs):
+                problems.append(f"m{n}: parts seen (part, run) {seen}: each once and in order — of one run's "
+                                "answer, or the beginning another run's stream showed, then a later run's whole")
         open_keys = {k for k, _ in self.store.index_range(OPEN, limit=10_000)}
         processes = {p.heartbeat.process: p for p in self.procs}
         for msg in self.messages:
@@ -483,7 +484,8 @@ class World:
             record = self.record(msg)
             if record is None or msg.stuck:
                 continue
-            got, whole = [i for i, _ in seen.get(msg.n, [])], list(range(msg.sentences))
+            runs = by_run(seen.get(msg.n, []))
+            got, whole = (runs[-1][1] if runs else []), list(range(msg.sentences))
             if record.state is State.EXPIRED:
                 if got != whole[:len(got)]:
                     problems.append(f"m{msg.n} expired after showing {got}: not a beginning of {whole}")
@@ -493,3 +495,13 @@ class World:
                 problems.append(f"m{msg.n} {record.state} via {record.via}: the user saw {got}, expected {whole}")
         return problems
 
+
+def by_run(seen: list[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """What the user saw of one answer, as ``(run, parts)`` groups in the order seen."""
+    groups: list[tuple[int, list[int]]] = []
+    for part, run in seen:
+        if groups and groups[-1][0] == run:
+            groups[-1][1].append(part)
+        else:
+            groups.append((run, [part]))
+    return groups

@@ -60,29 +60,33 @@ def test_a_hold_dropped_at_once_still_gets_its_renewal_and_later_holds_do_not_re
 
 def test_a_renewal_comes_every_third_of_the_ttl_while_held() -> None:
     store = open_store("memory://")
+    observer = Heartbeat(store, 0.3, SYSTEM)  # another process, looking
     with beating(Heartbeat(store, 0.3, SYSTEM)) as beat:
+        owner = beat.owner("thread")
         token = beat.hold()
         time.sleep(0.7)  # past two full ttls: alive only if renewed meanwhile
-        assert store.get(beat.key) is not None
+        assert observer.is_alive(owner)
         beat.drop(token)
-        assert wait_for(lambda: store.get(beat.key) is None)  # nothing held: it lapses
+        assert wait_for(lambda: not observer.is_alive(owner))  # nothing held: it lapses
 
 
 def test_a_hold_taken_after_one_was_dropped_keeps_the_process_alive() -> None:
     """The take-over race: a try holds and drops at once (the thread beats, sees nothing held, sleeps); a hold
     taken shortly after, within ttl / 3 of that beat, must still be renewed for as long as it is held."""
     store = CountingStore()
-    with beating(Heartbeat(store, 0.6, SYSTEM)) as beat:
+    observer = Heartbeat(store, 1.5, SYSTEM)
+    with beating(Heartbeat(store, 1.5, SYSTEM)) as beat:
+        owner = beat.owner("thread")
         beat.drop(beat.hold())
         assert wait_for(lambda: store.get(beat.key) is not None)
         time.sleep(0.1)  # the thread has seen no holds and gone to sleep
         token = beat.hold()  # < ttl / 3 after the beat: not overdue yet
-        deadline = time.monotonic() + 1.5  # 2.5 ttls
+        deadline = time.monotonic() + 3.75  # 2.5 ttls
         while time.monotonic() < deadline:
-            assert store.get(beat.key) is not None, "the liveness key lapsed while a job was held"
-            time.sleep(0.02)
+            assert observer.is_alive(owner), "the process looked dead while a job was held"
+            time.sleep(0.05)
         beat.drop(token)
-        assert wait_for(lambda: store.get(beat.key) is None)
+        assert wait_for(lambda: not observer.is_alive(owner), 3.0)
         assert store.sets <= 12  # renewed about every ttl / 3, not in a loop
 
 

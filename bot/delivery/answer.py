@@ -101,14 +101,13 @@ class Answerer:
         if kept.reply:  # a kept voice or image cannot share a reply: it waits for the next message
             self.pickup.release(kept)
             kept = Claimed()
-        shown = record.shown or 0
-        written = (record.partial or "")[shown:]
+        written = record.unseen() or ""
         piece = written.lstrip()
         room = self.config.max_text_bytes - utf8_len(marker) - (
             utf8_len(join_texts(kept.texts) + SEPARATOR) if kept.texts else 0)
         first = split_text(piece, max(room, 64))[0]
         consumed = len(written) - len(piece) + piece.index(first) + len(first)
-        if not self.states.show_partial(key, raw, record, shown + consumed):
+        if not self.states.show_partial(key, raw, record, (record.seen or "") + written[:consumed]):
             self.pickup.release(kept)
             return None
         self.pickup.shown(kept)

@@ -182,8 +182,8 @@ class Jobs:
                          answered.trace.msg_id, record.state.value if record else "expired")
                 return
             answer, trace = answered.answer, answered.trace
-            if record.shown:  # a try showed the beginning of this streamed answer: the rest is what is left
-                rest = remainder(answer, record.shown)
+            if record.seen:  # a try showed the beginning of this streamed answer: the rest is what is left
+                rest = remainder(answer, record.seen)
                 if rest is None:
                     if self.states.finish_shown(key, raw, record):
                         self.outcomes.done(trace, "passive", answer=answer)

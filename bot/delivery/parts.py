@@ -34,11 +34,12 @@ def join_texts(texts: Sequence[str]) -> str:
     return SEPARATOR.join(texts)
 
 
-def remainder(answer: Answer, shown: int) -> Answer | None:
-    """What tries have not shown yet of a streamed answer whose first ``shown`` characters of text went out;
-    None when nothing is left."""
-    if not answer.parts or not isinstance(answer.parts[0], Text):
+def remainder(answer: Answer, seen: str) -> Answer | None:
+    """What tries have not shown yet of a streamed answer whose beginning ``seen`` went out; None when nothing is
+    left. An answer that does not begin with ``seen`` (its job was run again after a take-over, and wrote other
+    words) is the whole answer: the user reads one run's answer whole rather than two runs' halves."""
+    if not answer.parts or not isinstance(answer.parts[0], Text) or not answer.parts[0].content.startswith(seen):
         return answer or None
-    rest = answer.parts[0].content[shown:].strip()
+    rest = answer.parts[0].content[len(seen):].strip()
     parts = ((Text(rest),) if rest else ()) + answer.parts[1:]
     return Answer(parts) if parts else None

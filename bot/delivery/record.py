@@ -60,7 +60,7 @@ class Record:
     total: int | None = None  # how many parts the answer has, when it was split
     kept_at: float | None = None  # wall clock when it was kept for pickup
     partial: str | None = None  # a streamed answer while running: its complete sentences so far
-    shown: int | None = None  # how much of a streamed answer's text a try already showed (the rest follows)
+    seen: str | None = None  # what tries already showed of a streamed answer's text (the rest follows)
     sent: int | None = None  # sending: how many of ``kept`` customer service has taken (a new sender resumes there)
 
     def dump(self) -> str:
@@ -90,6 +90,12 @@ class Record:
 
     def but(self, **changes: Any) -> Record:
         return Record(**{**vars(self), **changes})  # dataclasses.replace validates each field: slower
+
+    def unseen(self) -> str | None:
+        """The sentences written so far that no try has shown; None when they do not continue what was shown
+        (a run that took the job over writes its own words)."""
+        partial, seen = self.partial or "", self.seen or ""
+        return partial[len(seen):] if partial.startswith(seen) else None
 
     @property
     def msg_id(self) -> str | None:

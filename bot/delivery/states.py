@@ -192,8 +192,8 @@ class States:
     def progress(self, key: str, raw: str, record: Record, text: str) -> bool:
         return self._swap("progress", Actor.JOB, key, raw, record, record.but(partial=text))
 
-    def show_partial(self, key: str, raw: str, record: Record, shown: int) -> bool:
-        return self._swap("show_partial", Actor.TRY, key, raw, record, record.but(late=True, shown=shown))
+    def show_partial(self, key: str, raw: str, record: Record, seen: str) -> bool:
+        return self._swap("show_partial", Actor.TRY, key, raw, record, record.but(late=True, seen=seen))
 
     def last_try_passed(self, key: str, raw: str, record: Record) -> bool:
         return self._swap("last_try_passed", Actor.TRY, key, raw, record, record.but(late=True))

@@ -186,7 +186,7 @@ class Tries:
         the one that must answer (holding it would only delay what is already written)."""
         _, record = self.states.read(key)
         return (record is not None and record.state is State.RUNNING
-                and bool((record.partial or "")[record.shown or 0:].strip()) and self.cs.available(probe=True))
+                and bool((record.unseen() or "").strip()) and self.cs.available(probe=True))
 
     def last_chance(self, key: str, inbound: Inbound, *, in_time: bool = True) -> Say:
         """No later try will come, and this one's budget has passed: the answer goes late (the job sends it,
@@ -201,7 +201,7 @@ class Tries:
                 if self.late.dispatch(Actor.TRY, key, raw, record):
                     return self.answerer.meanwhile(key, inbound, with_kept=in_time)
                 continue
-            if in_time and (record.partial or "")[record.shown or 0:].strip():  # a stream: show what is written
+            if in_time and (record.unseen() or "").strip():  # a stream: show what is written
                 say = self.answerer.partial(key, raw, record, inbound)
                 if say is not None:
                     return say
