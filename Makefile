@@ -44,8 +44,11 @@ bench: install
 
 # Hostile input at length: FUZZ_EXAMPLES generated requests (default 50000), not derandomized; prints the count.
 FUZZ_EXAMPLES ?= 50000
+# Delivery schedules at length too: SCHEDULES per store and mode (default 2000; make test explores 510 in all).
+SCHEDULES ?= 2000
 fuzz: install
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s --timeout=3600 tests/test_fuzz.py
+	SCHEDULES=$(SCHEDULES) $(BIN)/python -m pytest -q --timeout=7200 tests/test_delivery_schedules.py
 
 clean:
 	rm -rf $(VENV) .voicebot
