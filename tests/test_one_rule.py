@@ -57,6 +57,7 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
     "router spec": ({"handlers": {"routers": ["no such"]}}, "[handlers] routers[0]:", ""),
     "late answers": ({"reply": {"pickup_ttl_s": 0}}, "[reply] pickup_ttl_s:", ""),
     "max text bytes": ({"reply": {"max_text_bytes": 40}}, "[reply] max_text_bytes:", ""),
+    "clock skew": ({"reply": {"clock_skew_s": -1}}, "[reply] clock_skew_s:", ""),
     "pickup notice": ({"reply": {"pickup_notice": " "}}, "[reply] pickup_notice:", ""),
     "synthesizer spec": ({"voice": {"reply": {"synthesizers": ["nosuch"]}}}, "[voice.reply] synthesizers[0]:", ""),
     "pickup ttl with voice": ({"voice": {"reply": REPLY_ON}, "reply": {"pickup_ttl_s": 300000}},

@@ -98,7 +98,7 @@ def test_the_readmes_gunicorn_command_deploys_from_a_project_of_ones_own(deploye
     config = load_config(deployed.project / "config.toml", env={})
     assert BotClient(config, url=deployed.url).text("打开客厅的灯").content == "已打开客厅的灯"
     log = deployed.log.read_text(errors="replace")
-    assert "Using worker: gthread" in log and "wechat-voicebot: config config.toml" in log, log
+    assert "Using worker: bot.web.gunicorn_worker.ThreadWorker" in log and "wechat-voicebot: config config.toml" in log, log
     where = subprocess.run([sys.executable, "-c", "import bot; print(bot.__file__)"], cwd=str(deployed.project),
                            env=deployed.env, capture_output=True, text=True, timeout=30).stdout.strip()
     assert Path(where).is_relative_to(deployed.env["PYTHONPATH"])  # the wheel's bot served, not this checkout's

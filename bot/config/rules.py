@@ -45,6 +45,8 @@ def _check_late_answers(reply: ReplyConfig) -> None:
     for name in ("customer_service_recheck_s", "pickup_ttl_s", "typing_after_s", "sweep_every_s"):
         if getattr(reply, name) <= 0:
             raise ConfigError(f"[reply] {name}: expected a positive number of seconds, got {getattr(reply, name):g}")
+    if reply.clock_skew_s < 0:
+        raise ConfigError(f"[reply] clock_skew_s: expected 0 or more seconds, got {reply.clock_skew_s:g}")
     room = reply.max_text_bytes - len(reply.more_marker.encode())
     if reply.max_text_bytes < 64 or room < 32:
         raise ConfigError(f"[reply] max_text_bytes: expected at least 64 bytes and 32 more than more_marker "

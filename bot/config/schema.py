@@ -113,6 +113,9 @@ class ReplyConfig:
     more_marker: str = "（未完，回复任意文字继续）"
     typing_after_s: float = 2.0  # a job still running this long shows "对方正在输入" (customer-service accounts)
     sweep_every_s: float = 1.0  # how often each process looks for answers no request will carry
+    # how far WeChat's clock and ours may disagree: a try's 5 s run from WeChat's send time (its timestamp and
+    # when the connection came in), estimated within this (bot/core/timing.py)
+    clock_skew_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,10 @@ class Inbound:
     xml: str
     #: Dedupe key: ``MsgId``, or ``FromUserName+CreateTime`` for events, which have none.
     key: str = field(init=False)
+    #: How long this try waited for a thread since the server queued its connection, and since its timestamp
+    #: says it was sent (the first try's own: bot/core/timing.py).
+    waited_s: float = 0.0
+    stamp_late_s: float = 0.0
 
     def __post_init__(self) -> None:
         msg_id = self.data.get("MsgId")

@@ -19,6 +19,7 @@ from bot.core.pipeline import SUCCESS, Pipeline
 from bot.core.router import Router
 from bot.core.services import Services
 from bot.core.session import Sessions
+from bot.core.timing import WeChatTiming
 from bot.ops.account import current as current_account
 from bot.ops.account import serving
 from bot.ops.clock import SYSTEM, Clock
@@ -53,6 +54,7 @@ class Webhook:
         self.config = config
         self.pipeline = pipeline or Pipeline(config, router, transcriber=transcriber, services=services, clock=clock)
         self.envelope = envelope_for(config, clock)
+        self.timing = WeChatTiming(clock, skew_s=getattr(getattr(config, "reply", None), "clock_skew_s", 1.0))
         self.account = config.account.name
         self.delivery = delivery
         self.deliver: Callable[[Inbound], Part | None] = delivery.deliver if delivery else self._answer_here
@@ -79,13 +81,16 @@ class Webhook:
     def sessions(self) -> Sessions:
         return self.pipeline.sessions
 
-    def handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
+    def handle(self, method: str, query: Mapping[str, str], body: bytes, *, received_at: float | None = None
+               ) -> Response:
+        """One request. ``received_at``: when the server queued its connection for a thread (wall clock), if it
+        says: a try's time runs from when WeChat sent it (bot/core/timing.py)."""
         if self.account:  # every log line and metric of this request names its account
             with serving(self.account):
-                return self._handle(method, query, body)
-        return self._handle(method, query, body)
+                return self._handle(method, query, body, received_at)
+        return self._handle(method, query, body, received_at)
 
-    def _handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
+    def _handle(self, method: str, query: Mapping[str, str], body: bytes, received_at: float | None) -> Response:
         try:
             if method == "GET":
                 return Response(200, self.envelope.handshake(query))
@@ -99,6 +104,7 @@ class Webhook:
             labelled(REQUESTS, "ignored", "").inc()
             return Response(200, SUCCESS)
         labelled(REQUESTS, "accepted", "").inc()
+        inbound.waited_s, inbound.stamp_late_s = self.timing.judge(query.get("timestamp"), received_at)
         part = self.deliver(inbound)
         if part is None:
             return Response(200, SUCCESS)

@@ -103,6 +103,8 @@ class Jobs:
         owner, token = begun
         try:
             inbound = inbound_from_xml(job.push_xml)
+            _, record = self.states.read(job.key)
+            inbound.waited_s = (record.waited or 0.0) if record is not None else 0.0  # for its line
             self._started(job.key, inbound)
             self.finish(job.key, self._read(job.key, owner, self.pipeline.process(inbound)), owner)
         finally:

@@ -46,7 +46,7 @@ class Record:
     """The job record; it is compared as the exact string read, so always move from ``raw``."""
 
     state: State
-    created: float  # wall clock of the first try: every process and machine agrees on it
+    created: float  # when WeChat sent the first try (wall clock): every process and machine agrees on it
     owner: str | None = None  # who runs the job while it is running (see bot.delivery.leases)
     since: float | None = None  # wall clock when ``owner`` took the record (claim: ``created``)
     late: bool = False  # no try will carry the answer passively any more: the job sends it itself
@@ -61,6 +61,7 @@ class Record:
     kept_at: float | None = None  # wall clock when it was kept for pickup
     partial: str | None = None  # a streamed answer while running: its complete sentences so far
     seen: str | None = None  # what tries already showed of a streamed answer's text (the rest follows)
+    waited: float | None = None  # how long the first try waited in the queue before a thread took it
     sent: int | None = None  # sending: how many of ``kept`` customer service has taken (a new sender resumes there)
 
     def dump(self) -> str:

@@ -36,6 +36,7 @@ from bot.delivery.record import FINAL, Record, State, dedupe_key
 from bot.delivery.states import Actor, States
 from bot.delivery.wakeups import Wakeups
 from bot.ops.clock import Clock
+from bot.ops.metrics import WITHHELD, labelled
 from bot.ops.trace import Trace
 from bot.store import StoreError
 
@@ -75,10 +76,14 @@ class Tries:
         self.grace_s = min(0.25, (self.config.wechat_timeout_s - self.config.budget_s) / 2)
 
     def play(self, inbound: Inbound, started: float) -> TryPlay:
-        """The try of ``inbound`` that arrived at ``started`` (``clock.monotonic()``)."""
+        """The try of ``inbound`` that a thread took at ``started`` (``clock.monotonic()``), after it waited
+        ``inbound.waited_s`` since WeChat sent it: its budget and WeChat's cut-off run from the sending."""
         cfg, key = self.config, dedupe_key(inbound)
-        budget = started + cfg.budget_s
-        attempt, claim = self.claim(key, inbound)
+        first_wait = max(inbound.waited_s, inbound.stamp_late_s)  # a first try's timestamp is its own sending
+        attempt, claim = self.claim(key, inbound, first_wait, in_time=started - first_wait + cfg.budget_s
+                                    > self.clock.monotonic())
+        sent = started - (first_wait if attempt == 1 else inbound.waited_s)
+        budget = sent + cfg.budget_s
         if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
             processed = yield RunInline(claim)
             say = self.after_inline(claim, inbound, processed, budget)
@@ -92,19 +97,23 @@ class Tries:
             # (a handler that ran in this request returned late) WeChat may be gone: it claims nothing
             return self.last_chance(key, inbound, in_time=self.clock.monotonic() <= budget + self.grace_s)
         # hold until WeChat has dropped this try, so that it retries (any answer would end it)
-        yield from self.wait(key, inbound, started + cfg.wechat_timeout_s + self.hold_margin_s, attempt, answer=False)
+        yield from self.wait(key, inbound, sent + cfg.wechat_timeout_s + self.hold_margin_s, attempt, answer=False)
         return SUCCESS
 
-    def claim(self, key: str, inbound: Inbound) -> tuple[int, Claim | None]:
+    def claim(self, key: str, inbound: Inbound, waited: float = 0.0, *, in_time: bool = True
+              ) -> tuple[int, Claim | None]:
         """The first try creates the record and starts the job; later tries join it. Returns the try number,
         and the claim when the caller should run the job itself: messages without voice need no recognition,
-        so the request thread runs them (a thread hand-off cost more than the job)."""
-        created = self.clock.time()
+        so the request thread runs them (a thread hand-off cost more than the job) — unless the try came too
+        late for its answer anyway (it waited in the queue): then a job thread runs it, and this one is free."""
+        now = self.clock.time()
+        created = now - waited  # when WeChat sent it (if this is the first try): its tries' clock starts there
         owner, token = self.jobs.hold(created)
-        record = Record(State.RUNNING, created, owner, openid=inbound.message.source, push=inbound.xml)
+        record = Record(State.RUNNING, created, owner, since=now, openid=inbound.message.source, push=inbound.xml,
+                        waited=round(waited, 3) or None)
         with dropped_on_error(self.jobs.heartbeat, token):
             raw, kept = self.states.claim(key, record)
-        if raw is not None and inbound.message.type != "voice":
+        if raw is not None and inbound.message.type != "voice" and in_time:
             self.wakeups.running_here(key)
             return 1, Claim(key, record, raw, token, kept)
         if raw is not None:
@@ -130,6 +139,8 @@ class Tries:
                                            inbound, via="passive", tries=1, nothing_kept=not claim.kept)
                 if say is not None:
                     return say
+            elif processed.answer:
+                withheld(processed.trace)
             self.jobs.finish(claim.key, processed, claim.record.owner)
             return None
         finally:
@@ -198,6 +209,8 @@ class Tries:
             if raw is None or record is None or record.state in FINAL or record.state in (State.PENDING, State.SENDING):
                 return SUCCESS
             if record.state is State.DONE:  # done a moment too late for this try: it goes late right away
+                if record.trace is not None and record.answer:
+                    withheld(record.trace)
                 if self.late.dispatch(Actor.TRY, key, raw, record):
                     return self.answerer.meanwhile(key, inbound, with_kept=in_time)
                 continue
@@ -208,3 +221,9 @@ class Tries:
                 continue
             if record.late or self.states.last_try_passed(key, raw, record):
                 return self.answerer.meanwhile(key, inbound, with_kept=in_time)
+
+
+def withheld(trace: Trace) -> None:
+    """A try had the answer but its budget had passed: it goes another way (the line and a metric say so)."""
+    trace.withheld = True
+    labelled(WITHHELD).inc()

@@ -45,13 +45,18 @@ SPLITS = Counter("wvb_splits", "Answers split into parts to fit WeChat's text li
 TYPING = Counter("wvb_typing", "Typing indicators by account and result (sent, failed, refused)", ["account", "result"])
 TOKEN_FETCHES = Counter("wvb_token_fetches", "Access-token fetches by endpoint and result (ok, an errcode, "
                         "transport), by account", ["account", "endpoint", "result"])
+QUEUE_WAIT = Histogram("wvb_queue_wait_seconds", "How long each callback request waited between WeChat sending it "
+                       "and a thread taking it (bot/core/timing.py)",
+                       buckets=(.01, .05, .1, .25, .5, 1, 2, 3, 4, 5, 8, 15))
+WITHHELD = Counter("wvb_passive_withheld", "Answers a try had but did not send passively: past its budget (on "
+                   "WeChat's clock), they went by a later try, customer service or pickup", ["account"])
 STORE_ERRORS = Counter("wvb_store_errors", "Store operations that failed, by backend", ["backend"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 # Metrics whose first label is the account (bot/ops/account.py): ``labelled`` fills it in.
 BY_ACCOUNT = frozenset(map(id, (REQUESTS, MESSAGES, STEP_SECONDS, RECOGNIZER_SUCCESSES, RECOGNIZER_FAILURES,
-                                DELIVERIES, KEPT, TYPING, TOKEN_FETCHES)))
+                                DELIVERIES, KEPT, TYPING, TOKEN_FETCHES, WITHHELD)))
 
 
 def labelled(metric: Any, *labels: str, account: str | None = None) -> Any:

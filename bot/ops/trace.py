@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.message")
 
+QUEUED = 0.1  # a wait for a thread this long (s) is on the line as queued_ms (shorter: reading the request)
 PATHS = ("passive", "retry", "customer_service", "pickup", "undeliverable", "expired")
 
 
@@ -44,6 +45,8 @@ class Trace:
     synthesis_error: str | None = None
     speech_s: float | None = None
     speech_parts: int | None = None
+    queued_ms: float | None = None  # how long the first try waited before a thread took it (from 100 ms)
+    withheld: bool | None = None  # a try had the answer past its budget and left it to another way
     account: str | None = None  # the account the message came to (shown first), with several accounts
 
     ALWAYS: ClassVar[tuple[str, ...]] = ("msg_id", "openid", "type", "steps", "recognizer", "outcome")
@@ -112,8 +115,9 @@ def message_id(config: Config, inbound: Traced) -> str:
 def new_trace(config: Config, inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
+    waited = max(getattr(inbound, "waited_s", 0.0), getattr(inbound, "stamp_late_s", 0.0))
     return Trace(message_id(config, inbound), hash_openid(config, getattr(message, "source", None)), inbound.msg_type,
-                 account=config.account.name or None)
+                 account=config.account.name or None, queued_ms=round(waited * 1000) if waited >= QUEUED else None)
 
 
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,

@@ -26,6 +26,7 @@ from bot.core.webhook import Webhook
 from bot.ops.logs import setup_mounted_logging
 from bot.runtime import build_webhook as build
 from bot.runtime import build_webhooks as build_all
+from bot.web.gunicorn_worker import queued_at
 from bot.web.metrics import register_metrics
 
 ConfigLike = str | os.PathLike[str] | Config
@@ -160,7 +161,7 @@ def serve_callback(webhook: Webhook, environ: dict[str, Any]) -> tuple[CoreRespo
         if read is None:
             return webhook.reject(EnvelopeError(408, "body too slow", f"not received within {seconds:g} s")), True
         body = read
-    result = webhook.handle(method, first_values(environ.get("QUERY_STRING", "")), body)
+    result = webhook.handle(method, first_values(environ.get("QUERY_STRING", "")), body, received_at=queued_at())
     return result, result.status == 413
 
 

@@ -35,7 +35,9 @@ __all__ = ["bind", "control_socket_disable", "graceful_timeout", "threads", "tim
 wsgi_app = "bot.wsgi:app"
 bind = os.environ.get("WVB_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gunicorn's gthread worker, which also tells the app when each request's connection came in (a try's 5 s run
+# from when WeChat sent it, not from when a thread took it: bot/web/gunicorn_worker.py)
+worker_class = "bot.web.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("WVB_THREADS", "64"))
 # For gthread, timeout is how long the worker's main loop may go silent, not a request limit: held
 # requests do not trip it.
