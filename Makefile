@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)
+	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(RETIRED), --recognition-retired)
 
 test: install lint
 	$(BIN)/python -m pytest -q

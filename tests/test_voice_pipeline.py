@@ -51,7 +51,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(autouse=True)
 def clean(sandbox: Sandbox) -> Iterator[None]:
-    sandbox.reset()
+    sandbox.reset(settings=True)
     sandbox.configure(recognition_latency_s=LATENCY, window_s=WINDOW, token_expires_in=7200, token_grace_s=0.0)
     yield
 

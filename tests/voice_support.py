@@ -146,7 +146,7 @@ def sandbox_fixtures(appid: str, secret: str, latency: float, window: float, **s
 
     @pytest.fixture(autouse=True)
     def clean(sandbox: Sandbox) -> Iterator[None]:
-        sandbox.reset()
+        sandbox.reset(settings=True)  # also what a test played (a retired recognition, another account kind)
         sandbox.configure(recognition_latency_s=latency, window_s=window, token_expires_in=7200,
                           token_grace_s=0.0, **settings)
         yield

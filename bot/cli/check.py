@@ -31,6 +31,7 @@ class Result:
     ok: bool
     name: str
     detail: str
+    warning: bool = False  # printed with "!", not counted as a failure
 
     def but(self, name: str) -> Result:
         return Result(self.ok, name, self.detail)
@@ -87,37 +88,6 @@ def _sqlite_not_created(path: Path) -> Result | None:
         return Result(True, "", f"{path} does not exist yet; the bot creates it at start-up ({parent} is writable)")
     return Result(False, "", f"{path} cannot be created: {parent} is not a writable directory; fix [storage] url "
                              "or the directory's permissions")
-
-
-def check_recognizer(config: Config, spec: str, wechat_ok: bool) -> Result:
-    name = f"recognizer {spec}"
-    if spec == "push":
-        return Result(True, name, "ready" if config.voice.use_push_recognition else
-                      "disabled ([voice] use_push_recognition = false)")
-    if spec == "wechat":
-        return Result(wechat_ok, name, "ready (uses the WeChat API token)" if wechat_ok else
-                      "needs the WeChat API token: fix the WeChat API line above")
-    if spec == "openai":
-        return _check_openai(config, name)
-    from bot.voice.recognizers.chain import build_recognizer
-    try:
-        build_recognizer(spec, config, None)
-    except ConfigError as exc:
-        return Result(False, name, str(exc))
-    return Result(True, name, "loads")
-
-
-def _check_openai(config: Config, name: str) -> Result:
-    """Any HTTP answer from the base URL means reachable (a GET needs no key and sends no audio)."""
-    import requests
-    url = config.voice.openai.url
-    if not url:
-        return Result(False, name, "[voice.openai] url is empty: set it, or take \"openai\" out of [voice] recognizers")
-    try:
-        response = requests.get(url, timeout=min(config.voice.openai.timeout_s, 5.0))
-    except requests.RequestException as exc:
-        return Result(False, name, f"cannot reach {url} ({type(exc).__name__}): check [voice.openai] url")
-    return Result(True, name, f"{url} reachable (HTTP {response.status_code})")
 
 
 def check_routers(config: Config) -> list[Result]:
@@ -188,10 +158,12 @@ def check_customer_service(config: Config, wechat_ok: bool) -> Result:
     return Result(True, name, "available: late answers are sent as customer-service messages")
 
 
-def run_checks(config: Config) -> list[Result]:
+def run_checks(config: Config, voice_file: str | None = None) -> list[Result]:
+    from bot.cli.check_voice import voice_lines
     wechat = check_wechat(config)
     results = [wechat, check_store(config), check_customer_service(config, wechat.ok)]
-    results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
+    results += [Result(line.kind != "fail", line.name, line.detail, line.kind == "warn")
+                for line in voice_lines(config, wechat.ok, voice_file)]
     results += check_routers(config)
     results.append(check_callback(config))
     return results
@@ -213,7 +185,7 @@ def report(config: Config, stream: TextIO = sys.stdout, checks: Callable[[Config
     ok_mark, bad_mark = marks(stream)
     results = checks(config)
     for r in results:
-        line = f"{ok_mark if r.ok else bad_mark} {r.name}: {r.detail}"
+        line = f"{'!' if r.warning else ok_mark if r.ok else bad_mark} {r.name}: {r.detail}"
         try:
             print(redact(line), file=stream, flush=True)
         except UnicodeEncodeError:
@@ -228,4 +200,4 @@ def cmd_check(args: Any) -> int:
     from bot.ops.logs import announce
     config, which = load(args.config)  # refuses (exit 2) whatever serve refuses, [[intents]] included
     announce(None, which, stream=sys.stdout)
-    return report(config)
+    return report(config, checks=lambda c: run_checks(c, getattr(args, "voice", None)))

@@ -117,10 +117,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if address:
         from bot.sandbox import Sandbox
         unverified = bool(getattr(args, "unverified", False))
+        retired = bool(getattr(args, "recognition_retired", False))
         sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
-                          host=address[0], port=address[1],
+                          host=address[0], port=address[1], recognition_retired=retired,
                           **({"customer_service": False, "temporary_media": False} if unverified else {})).start()
         kind = "an unverified account: no customer-service API" if unverified else "a verified account"
+        kind += ", its voice recognition retired" if retired else ""
         announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:
         announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")

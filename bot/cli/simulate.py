@@ -189,4 +189,4 @@ def voice_push(config: Config, args: argparse.Namespace) -> str:
         raise SandboxError(f"the WeChat API sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
     clip = r.json()
     return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
-                          openid=args.openid)
+                          openid=args.openid, recognition=clip.get("recognition"))

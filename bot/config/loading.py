@@ -24,6 +24,7 @@ ENV_OVERRIDES = {
     "WECHAT_TOKEN": ("wechat", "token"),
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
     "VOICEBOT_FORWARD_SECRET": ("forward", "secret"),
+    "VOICEBOT_STT_API_KEY": ("voice.openai", "api_key"),
     "VOICEBOT_TTS_API_KEY": ("voice.reply.openai", "api_key"),
     "VOICEBOT_LLM_API_KEY": ("llm", "api_key"),
 }

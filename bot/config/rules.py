@@ -32,6 +32,7 @@ def check(cfg: Config) -> None:
     _check_reply(cfg)
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
+    _check_voice(cfg)
     _check_voice_reply(cfg)
     _check_llm(cfg)
 
@@ -47,6 +48,21 @@ def _check_late_answers(reply: ReplyConfig) -> None:
                           f"({len(reply.more_marker.encode())} bytes), got {reply.max_text_bytes}")
     if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
         raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
+
+def _check_voice(cfg: Config) -> None:
+    """``[voice]`` clocks and ``[voice.openai]``: a mistake here would otherwise show only as "没听清" to users."""
+    voice, openai = cfg.voice, cfg.voice.openai
+    for name in ("window_s", "wechat_share_s"):
+        if getattr(voice, name) <= 0:
+            raise ConfigError(f"[voice] {name}: expected a positive number of seconds, got {getattr(voice, name):g}")
+    if openai.timeout_s <= 0:
+        raise ConfigError(f"[voice.openai] timeout_s: expected a positive number of seconds, got {openai.timeout_s:g}")
+    if openai.url and not openai.url.startswith(("http://", "https://")):
+        raise ConfigError(f"[voice.openai] url: expected an http:// or https:// URL, got {openai.url!r}")
+    if openai.language != openai.language.strip() or " " in openai.language:
+        raise ConfigError(f"[voice.openai] language: expected a language code such as \"zh\", \"omit\" or \"\" "
+                          f"(from [voice] lang), got {openai.language!r}")
+
 
 def _check_voice_reply(cfg: Config) -> None:
     """``[voice.reply]``: the synthesizer specs and the openai endpoint, so a typo stops start-up, not a reply."""

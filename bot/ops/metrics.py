@@ -27,6 +27,9 @@ STEP_SECONDS = Histogram("wvb_step_seconds", "Duration of each pipeline step of 
 RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by recognizer", ["recognizer"])
 RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
                               "(timeout, download_failed, bad_audio, ...)", ["recognizer", "reason"])
+RECOGNIZER_SECONDS = Histogram("wvb_recognizer_seconds", "How long each recognizer tried, by recognizer and outcome "
+                               "(ok, or why it failed: empty_final, timeout, unavailable, ...)",
+                               ["recognizer", "outcome"], buckets=(.01, .05, .1, .25, .5, 1, 2, 3, 4.5, 8, 15, 30))
 SYNTHESES = Counter("wvb_syntheses", "Speech syntheses by synthesizer and outcome (ok, timeout, unavailable, "
                     "bad_audio, too_long, crashed, ...)", ["synthesizer", "outcome"])
 SYNTHESIS_SECONDS = Histogram("wvb_synthesis_seconds", "Duration of each synthesizer's try, its audio's transcode "

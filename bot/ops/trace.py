@@ -76,6 +76,22 @@ def add_step(trace: Trace, name: str, seconds: float) -> None:
     steps[name] = round(steps.get(name, 0.0) + seconds * 1000, 1)
 
 
+def add_recognition(trace: Trace, transcript: Any) -> None:
+    """Record a voice message's transcript (a ``bot.voice.recognizers.Transcript``): its steps, the recognizer
+    that produced it (``recognizer``), each recognizer's try in order with its outcome and ms (``recognizers``:
+    ``ok`` or why it failed — ``empty_final``, ``timeout``, ``unavailable``…), and, when none produced text, the
+    reasons (``recognition_error``)."""
+    for step, seconds in getattr(transcript, "steps", ()):
+        add_step(trace, step, seconds)
+    trace["recognizer"] = getattr(transcript, "source", None)
+    tries = getattr(transcript, "tries", ())
+    if tries:
+        trace["recognizers"] = [{"name": name, "outcome": outcome, "ms": round(seconds * 1000, 1)}
+                                for name, outcome, seconds in tries]
+    if getattr(transcript, "error", None):
+        trace["recognition_error"] = transcript.error
+
+
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,
          reason: str | None = None, parts: int | None = None, waited_s: float | None = None) -> None:
     """Log the message's one line and count it in the metrics; called once, where delivery is decided.
@@ -110,11 +126,14 @@ def _log(level: int, text: str, fields: dict[str, Any]) -> None:
 
 
 def _text(fields: dict[str, Any]) -> str:
-    """``key=value`` pairs; steps as ``steps=download:12.0,poll:310.5``."""
+    """``key=value`` pairs; steps as ``steps=download:12.0,poll:310.5``, recognizers' tries as
+    ``recognizers=wechat:empty_final:312.4,openai:ok:1003``."""
     parts = []
     for key, value in fields.items():
         if key == "steps":
             value = ",".join(f"{k}:{v:g}" for k, v in value.items()) or "-"
+        elif key == "recognizers" and isinstance(value, list):
+            value = ",".join(f"{t.get('name')}:{t.get('outcome')}:{t.get('ms', 0):g}" for t in value) or "-"
         elif value is None:
             value = "-"
         elif isinstance(value, bool):
