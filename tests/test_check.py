@@ -120,13 +120,14 @@ def test_without_a_clip_each_recognizer_is_checked_for_what_it_needs(write_confi
 
 
 def test_a_retired_recognition_without_a_fallback_says_what_to_configure(write_config: Any) -> None:
-    """Real speech (espeak-ng) to an account whose recognition WeChat retired: the wechat line says it heard
+    """No --voice against the sandbox: one of its own clips (it hears no speech). The wechat line says it heard
     nothing and why; the last voice line says what to configure. Nothing is sent to any user."""
     with start_sandbox(recognition_retired=True) as retired:
         result = check(write_config, retired, voice={"recognizers": ["push", "wechat"]})
         found = lines(result)
         assert result.returncode == 1, result.stdout
-        assert re.fullmatch(r'✓ voice clip: \d\.\d s, espeak-ng saying "打开客厅的灯"', found["voice clip"]), result.stdout
+        assert found["voice clip"] == ('✓ voice clip: 2.0 s, the sandbox\'s clip for "打开客厅的灯" (the sandbox hears '
+                                       'its own clips, not speech)'), result.stdout
         wechat = found["recognizer wechat"]
         assert wechat.startswith("✗ recognizer wechat: heard nothing in ") and "(empty_final: " in wechat
         assert "retired" in wechat
@@ -137,6 +138,20 @@ def test_a_retired_recognition_without_a_fallback_says_what_to_configure(write_c
         assert upload["errcode"] == 0 and upload["query"]["voice_id"].startswith("wvb")
         assert not retired.custom_messages()  # the customer-service probe names no user and is refused
         assert {m["touser"] for m in retired.refused_messages()} == {""}
+
+
+def test_real_speech_from_espeak_reaches_the_speech_service(write_config: Any, sandbox: Sandbox) -> None:
+    """Not against the sandbox (its WeChat API here is a closed port): the clip is espeak-ng speaking the sentence,
+    sent to the speech service, which in this sandbox hears only tones: "heard nothing", with the fix."""
+    result = check(write_config, sandbox, wechat={"api_base_url": f"http://127.0.0.1:{free_port()}"},
+                   voice={"recognizers": ["openai"], "openai": {"url": sandbox.url}})
+    found = lines(result)
+    assert re.fullmatch(r'✓ voice clip: \d\.\d s, espeak-ng saying "打开客厅的灯"', found["voice clip"]), result.stdout
+    openai = found["recognizer openai"]
+    assert openai.startswith("✗ recognizer openai: heard nothing in ") and "check [voice.openai] model" in openai
+    (stt,) = [c for c in sandbox.calls() if c["api"] == "transcriptions"][-1:]
+    assert (stt["audio"]["codec"], stt["audio"]["sample_rate"], stt["audio"]["channels"]) == ("mp3", 16000, 1)
+    assert stt["audio"]["bytes"] > 2000 and stt["form"]["language"] == "zh"  # about a second of speech
 
 
 def test_a_fallback_that_hears_the_clip_makes_the_failing_wechat_a_warning(write_config: Any,

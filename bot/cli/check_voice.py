@@ -3,7 +3,8 @@
 WeChat's own recognition answers nothing on many accounts today (README, "Voice recognition"), and a chain that
 only *reaches* its services can still hear nothing. So each recognizer gets real speech — ``--voice FILE`` (a
 recording of your own, any format PyAV reads: amr, mp3, wav, m4a, ...), else a sentence spoken by espeak-ng (the
-``espeak`` extra) — and its line says what it heard, that it heard nothing, or its error, with its time. A
+``espeak`` extra); against the local sandbox, which hears only its own clips, one of those — and its line says what
+it heard, that it heard nothing, or its error, with its time. A
 recognizer that failed while a later one heard the clip is a warning (the chain hands over), not a failure.
 Without a clip, each recognizer is only checked for what it needs. Nothing reaches any user: WeChat's recognition
 gets an upload under a voice_id of its own, a speech service one POST.
@@ -25,6 +26,7 @@ FIXES = {  # reason → what to do, for recognizers none of whose successors hea
     "empty_final": "WeChat's recognition finished with nothing, as it does on accounts where WeChat retired it",
     "unavailable": "check [voice.openai] url, model and api_key (or VOICEBOT_STT_API_KEY)",
     "timeout": "the service did not answer in time: check it, or raise [voice.openai] timeout_s",
+    "empty": "the service heard no words: check [voice.openai] model and language, or the clip (--voice FILE)",
 }
 FALLBACK_FIX = ("only WeChat's own recognition is configured, which WeChat is retiring (many accounts get empty "
                 "results): add a speech service, e.g. [voice] recognizers = [\"push\", \"wechat\", \"openai\"] with "
@@ -75,6 +77,8 @@ def _clip(config: Config, voice_file: str | None) -> tuple[Clip | None, Line]:
             return None, Line("fail", "voice clip", f"cannot read {voice_file}: {exc.strerror or exc}")
         described = f"{voice_file}"
         fmt = Path(voice_file).suffix.lstrip(".").lower() or "amr"
+    elif (sandbox := _sandbox_clip(config)) is not None:
+        audio, described, fmt = sandbox
     else:
         sentence = SENTENCES.get(config.voice.lang, SENTENCES["zh_CN"])
         try:
@@ -91,6 +95,23 @@ def _clip(config: Config, voice_file: str | None) -> tuple[Clip | None, Line]:
     except AudioError as exc:
         return None, Line("fail", "voice clip", f"{described} is not audio that can be decoded ({exc})")
     return Clip(audio, fmt, described), Line("ok", "voice clip", f"{info.duration_s:.1f} s, {described}")
+
+
+def _sandbox_clip(config: Config) -> tuple[bytes, str, str] | None:
+    """Against the local sandbox, which hears only its own clips (tones), not speech: one of its clips."""
+    import requests
+
+    from bot.cli.simulate import sandbox_url
+    base = sandbox_url(config)
+    if base is None:
+        return None
+    sentence = SENTENCES.get(config.voice.lang, SENTENCES["zh_CN"])
+    try:
+        clip = requests.post(f"{base}/sandbox/voices", json={"text": sentence}, timeout=10).json()
+        audio = requests.get(f"{base}/sandbox/uploads/{clip['media_id']}/data", timeout=10).content
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+    return audio, f"the sandbox's clip for \"{sentence}\" (the sandbox hears its own clips, not speech)", "amr"
 
 
 def _client(config: Config) -> Any:
