@@ -52,15 +52,12 @@ class Clip:
 
 def voice_lines(config: Config, wechat_ok: bool, voice_file: str | None = None) -> list[Line]:
     """The voice clip, one line per configured recognizer, and the fallback advice when there is none."""
-    lines: list[Line] = []
     clip, clip_line = _clip(config, voice_file)
-    lines.append(clip_line)
     client = _client(config) if wechat_ok else None
-    heard: list[tuple[str, Any]] = []  # (spec, how it ended) in chain order
-    for spec in config.voice.recognizers:
-        heard.append((spec, _try(config, spec, client, wechat_ok, clip)))
-    for i, (spec, outcome) in enumerate(heard):
-        later = [s for s, o in heard[i + 1:] if isinstance(o, _Heard)]
+    ended = [(spec, _try(config, spec, client, wechat_ok, clip)) for spec in config.voice.recognizers]
+    lines = [clip_line]
+    for i, (spec, outcome) in enumerate(ended):
+        later = [s for s, o in ended[i + 1:] if isinstance(o, _Heard)]  # who hears it when this one does not
         lines.append(outcome.line(f"recognizer {spec}", later))
     if all(spec in WECHAT_OWN for spec in config.voice.recognizers):
         lines.append(Line("warn", "voice fallback", FALLBACK_FIX))
@@ -155,7 +152,10 @@ class _Untested:
         return Line(self.kind, name, self.detail)
 
 
-def _try(config: Config, spec: str, client: Any, wechat_ok: bool, clip: Clip | None) -> Any:
+Outcome = _Heard | _Failed | _Untested
+
+
+def _try(config: Config, spec: str, client: Any, wechat_ok: bool, clip: Clip | None) -> Outcome:
     """How ``spec`` did on the clip: :class:`_Heard`, :class:`_Failed` or :class:`_Untested`."""
     if spec == "push":
         return _Untested("ok", "not tested: it reads <Recognition> of WeChat's pushes (often empty, and retired with "

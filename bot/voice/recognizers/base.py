@@ -56,11 +56,12 @@ class VoiceClip:
     _mp3: Any = None
 
     @classmethod
-    def from_push(cls, data: dict[str, Any], msg_id: str, download: Callable[[str], bytes], **time_: Any) -> VoiceClip:
-        """``time_``: ``clock`` and ``sleep``, when not the real ones."""
+    def from_push(cls, data: dict[str, Any], msg_id: str, download: Callable[[str], bytes], *,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> VoiceClip:
         return cls(msg_id=msg_id, media_id=str(data.get("MediaId") or ""),
                    media_id_16k=(data.get("MediaId16K") or None), fmt=str(data.get("Format") or ""),
-                   recognition=_text(data.get("Recognition")), download=download, **time_)
+                   recognition=_text(data.get("Recognition")), download=download, clock=clock, sleep=sleep)
 
     def voice_id(self, namespace: str) -> str:
         """Unique per message, the same for each of WeChat's retries of it."""
