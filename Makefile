@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# `make run PORT=28080 SANDBOX_PORT=28090` when 8080/8090 are taken (simulate then takes the same --port and
+# --sandbox-port: `make run` prints the command).
 run: install
-	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(RETIRED), --recognition-retired)
+	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(RETIRED), --recognition-retired)$(if $(PORT), --port $(PORT))$(if $(SANDBOX_PORT), --sandbox-port $(SANDBOX_PORT))
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -44,9 +44,11 @@ def run_worker(configs: list[Config], *, burst: bool = False, name: str | None =
             raise ConfigError("[reply] executor: the worker needs executor = \"rq\" and a redis:// [storage] url")
         if (config.storage.url, config.reply.queue) != (url, queue):
             raise ConfigError("[reply] queue: every --config of one worker must use the same Redis and queue")
-        services = build_services(config)
-        delivery = _worker_bots[bot_id(config)] = build_delivery(build_pipeline(config, services=services), services)
-        delivery.sweeper.ensure_running()  # answers no request will carry, and jobs whose owner died
+        for account in config.served():  # each [accounts.NAME] is a bot of its own (its own store prefix)
+            services = build_services(account)
+            delivery = _worker_bots[bot_id(account)] = build_delivery(build_pipeline(account, services=services),
+                                                                      services)
+            delivery.sweeper.ensure_running()  # answers no request will carry, and jobs whose owner died
     connection = Redis.from_url(url)
     worker = Worker([Queue(queue, connection=connection)], connection=connection, name=name)
     log.info("RQ worker %s on queue %r (%d bot(s)), pid %d", worker.name, queue, len(configs), os.getpid())

@@ -5,6 +5,7 @@ Everything runs on loopback with throwaway secrets. The WeChat API base URL poin
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -102,6 +103,21 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ENV_OVERRIDES:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("WECHAT_VOICEBOT_CONFIG", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _loggers_restored() -> Iterator[None]:
+    """A mounted VoiceBot gives the bot's own loggers their handler (and stops them propagating) and filters the
+    servers' request logs: put them back after each test, so that later tests' caplog sees ``bot.*`` again."""
+    bot = logging.getLogger("bot")
+    saved = (list(bot.handlers), bot.propagate, bot.level)
+    requests = [logging.getLogger(name) for name in ("werkzeug", "gunicorn.access")]
+    filters = [list(lg.filters) for lg in requests]  # only those: werkzeug sets its own level once per process
+    yield
+    bot.handlers[:], bot.propagate = saved[:2]
+    bot.setLevel(saved[2])
+    for lg, kept in zip(requests, filters):
+        lg.filters[:] = kept
 
 
 # -- handlers that record ---------------------------------------------------------------------------

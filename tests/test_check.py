@@ -49,7 +49,7 @@ def test_everything_ready_against_the_sandbox(write_config: Any, sandbox: Sandbo
     found = lines(result)
     assert {f"WeChat API ({sandbox.url}, stable token)", "store (memory://)", "voice clip", "recognizer push",
             "recognizer wechat", "voice fallback", "router handlers.lights:router", "router handlers.echo:router",
-            "callback", "customer-service API"} == set(found)
+            "callback", "customer-service API", "voice replies"} == set(found)
     assert all(line.startswith("✓") for name, line in found.items() if name != "voice fallback"), result.stdout
     assert re.fullmatch(r'✓ recognizer wechat: heard "打开客厅的灯" in \d\.\d\d s', found["recognizer wechat"])
     assert found["voice fallback"].startswith("! voice fallback: only WeChat's own recognition is configured")

@@ -84,7 +84,7 @@ ERRORS = {
     "rq without redis": (VALID_WECHAT + '[reply]\nexecutor = "rq"\n', "[reply] executor",
                          '"rq" needs a redis:// (or rediss://) [storage] url, got sqlite://'),
     "no share for WeChat": (VALID_WECHAT + '[voice]\nwechat_share_s = 0\n', "[voice] wechat_share_s",
-                            "positive number of seconds, got 0"),
+                            "positive number, got 0"),
     "stt url not http": (VALID_WECHAT + '[voice.openai]\nurl = "api.groq.com"\n', "[voice.openai] url",
                          "http:// or https:// URL"),
     "stt language with a space": (VALID_WECHAT + '[voice.openai]\nlanguage = "zh CN"\n', "[voice.openai] language",

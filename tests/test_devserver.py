@@ -5,27 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 from conftest import REPO, free_port, run_cli, write_config_file
+from run_support import taken_port  # a port something listens on, as a first `make run` would
 
 from bot.config import ENV_OVERRIDES
 from bot.testing.net import wait_until_up
-
-
-@contextmanager
-def taken_port() -> Iterator[int]:
-    """A port something listens on (as a first ``make run`` would)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        yield sock.getsockname()[1]
 
 
 def test_serve_on_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
@@ -47,8 +36,8 @@ def test_run_twice_is_one_line_for_the_bot_or_the_sandbox_port(tmp_path: Path) -
     assert result.returncode == 1 and "Traceback" not in result.stderr and "serving" not in result.stderr
     assert result.stderr.splitlines()[1:] == [
         f"error: cannot start the WeChat API sandbox on 127.0.0.1:{sandbox_port}: the port is already in use, most "
-        "likely by another `make run` or `python -m bot serve` still running; stop it, or change the port in "
-        "[wechat] api_base_url"]
+        "likely by another `make run` or `python -m bot serve` still running; stop it, or pass --sandbox-port (make "
+        "run SANDBOX_PORT=…), or change the port in [wechat] api_base_url"]
     with taken_port() as bot_port:
         config = write_config_file(tmp_path, wechat={"api_base_url": f"http://127.0.0.1:{free_port()}"},
                                    server={"port": bot_port})

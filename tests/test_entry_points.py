@@ -28,6 +28,10 @@ BROKEN: dict[str, tuple[dict[str, Any], str]] = {
                            "config error: [wechat] encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, "
                            "0-9, + and /) as WeChat generates it; copy it again from mp.weixin.qq.com → 设置与开发 → "
                            "基本配置"),
+    "postgres store": ({"storage": {"url": "postgres://db/bot"}},  # issue 22: serve died with a traceback
+                       "config error: [storage] url: unsupported store URL scheme 'postgres' in 'postgres://db/bot'; "
+                       "use one of: memory://, sqlite:///relative/path.db (or sqlite:////absolute/path.db), "
+                       "redis://host:port/db"),
     "intent pattern": ({"intents": [{"name": "x", "patterns": ["(unclosed"], "reply": "y"}]},
                        "config error: [[intents]][0] patterns[0]: not a valid regular expression (missing ), "
                        "unterminated subpattern at position 0)"),

@@ -135,7 +135,7 @@ GOOD = {"name": "ok", "keywords": ["ok"], "reply": "ok"}
     ([GOOD, {"name": "r", "keywords": ["x"]}], r"[[intents]][1] reply: missing; expected a string"),
     ([{**GOOD, "repl": "x"}], r"[[intents]][0] repl: unknown key (expected one of: name, reply, patterns, "
                               r"keywords, priority, fuzzy)"),
-    ([{**GOOD, "patterns": "x"}], r"[[intents]][0] patterns: expected a list of a string, got 'x'"),
+    ([{**GOOD, "patterns": "x"}], r"[[intents]][0] patterns: expected a list of strings, got 'x'"),
     ([{**GOOD, "keywords": ["ok", 3]}], r"[[intents]][0] keywords[1]: expected a string, got 3"),
     ([{**GOOD, "priority": 1.5}], r"[[intents]][0] priority: expected an integer, got 1.5"),
     ([{**GOOD, "fuzzy": "high"}], r"[[intents]][0] fuzzy: expected a number, got 'high'"),

@@ -110,12 +110,19 @@ def test_the_key_comes_from_the_environment_and_stays_out_of_repr_and_logs() -> 
 def test_without_the_extra_the_router_says_what_to_install() -> None:
     import subprocess
     import sys
+
+    from bot.config.extras import install_hint
     code = ("import sys; sys.modules['openai'] = None\n"  # as if the llm extra were not installed
             "from bot.config import config_from_dict, ConfigError\n"
-            "from bot.core.loading import load_routers\n"
-            "cfg = config_from_dict({'wechat': {'appid': 'a', 'appsecret': 's', 'token': 't'}, "
+            "from bot.core.loading import load_router\n"
+            "try:\n    config_from_dict({'wechat': {'appid': 'a', 'appsecret': 's', 'token': 't'}, "
             "'handlers': {'routers': ['handlers.llm:router']}, 'llm': {'url': 'http://x/v1', 'model': 'm'}}, env={})\n"
-            "try:\n    load_routers(cfg)\nexcept ConfigError as exc:\n    print(exc)\n")
+            "except ConfigError as exc:\n    print(exc)\n"
+            "try:\n    load_router('handlers.llm:router', '[handlers] routers[0]')\nexcept ConfigError as exc:\n"
+            "    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
-    assert "[handlers] routers[0]: cannot import module 'handlers.llm'" in out
-    assert "pip install 'wechat-voicebot[llm]'" in out
+    refused, unloadable = out.splitlines()  # issue 22: the config naming it is refused at load, in every entry point
+    assert refused == ("[handlers] routers[0]: 'handlers.llm:router' needs the llm extra, which is not installed (no "
+                       f"module 'openai'): {install_hint('llm')}")
+    assert unloadable.startswith("[handlers] routers[0]: cannot import module 'handlers.llm'")
+    assert unloadable.endswith(f"the llm extra: {install_hint('llm')})")  # the install as it was made (issue 22)

@@ -168,7 +168,10 @@ def scrape(base: str, token: str | None = None) -> dict[tuple[str, tuple[tuple[s
 
 
 def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sample with these labels; the ``account`` label, when not given, is the single account's."""
+    if not any(key == "account" for (n, sample), _ in samples.items() if n == name for key, _v in sample):
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return samples.get((name, tuple(sorted({"account": "default", **labels}.items()))), 0.0)
 
 
 def test_metrics_move_with_a_voice_message(sandbox: Sandbox) -> None:

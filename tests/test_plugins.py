@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bot import ConfigError
+from bot.config.sections import refresh
 from bot.core.loading import PLUGIN_GROUP, load_router
 from bot.core.webhook import Webhook
 from bot.testing import BotClient, test_config
@@ -35,14 +36,40 @@ version = "0.1.0"
 myplugin = "myplugin:router"
 myfactory = "myplugin:make_router"
 
+[project.entry-points."wechat_voicebot.config"]
+weather = "myplugin:SECTION"
+
 [tool.setuptools]
 py-modules = ["myplugin"]
 """
 
 MODULE = '''\
+from dataclasses import dataclass, field
+
 from bot import Context, Router
+from bot.config import ConfigError, Section
 
 router = Router("myplugin")
+
+
+@dataclass(frozen=True)
+class WeatherConfig:
+    city: str = "上海"
+    days: int = 1
+    api_key: str = field(default="", repr=False)
+
+
+def check_weather(weather, config):
+    if not 1 <= weather.days <= 7:
+        raise ConfigError(f"[weather] days: expected 1 to 7, got {weather.days}")
+
+
+SECTION = Section(WeatherConfig, check_weather, env={"WEATHER_API_KEY": "api_key"})
+
+
+@router.intent(r"^天气$")
+def forecast(ctx: Context) -> str:
+    return f"{ctx.config.weather.city}：{ctx.config.weather.days}天预报"
 
 
 @router.intent(r"^plugin (?P<word>\\w+)$")
@@ -70,10 +97,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert list(target.glob("wvb_test_myplugin-0.1.0.dist-info/entry_points.txt"))
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
+    refresh()
     yield target
     sys.path.remove(str(target))
     sys.modules.pop("myplugin", None)
     importlib.invalidate_caches()
+    refresh()
 
 
 def test_entry_points_are_visible(installed: Path) -> None:
@@ -97,6 +126,31 @@ def test_a_factory_entry_point(installed: Path) -> None:
 def test_the_wechat_client_fixture_tests_a_plugin(installed: Path, wechat_client) -> None:
     import myplugin
     assert wechat_client(myplugin.router).text("plugin fixture").content == "plugin says fixture"
+
+
+def test_a_package_declares_its_own_config_section(installed: Path) -> None:
+    from bot.config import config_from_dict
+    from bot.config.sections import refresh
+    from bot.ops.logs import RedactFilter, config_secrets
+    refresh()
+    cfg = test_config(handlers={"routers": ["myplugin"]}, weather={"city": "北京", "days": 3})
+    assert BotClient(Webhook(cfg)).text("天气").content == "北京：3天预报"
+    assert test_config().weather.days == 1  # absent: the schema's defaults
+    for bad, error in (({"city": 3}, "[weather] city: expected a string, got 3"),
+                       ({"days": 9}, "[weather] days: expected 1 to 7, got 9"),
+                       ({"town": "x"}, "[weather] town: unknown key (expected one of: city, days, api_key)")):
+        with pytest.raises(ConfigError) as raised:
+            test_config(weather=bad)
+        assert str(raised.value) == error
+    secret = "weather-key-123456"
+    keyed = config_from_dict({"wechat": {"appid": "a", "appsecret": "s", "token": "t"}}, env={"WEATHER_API_KEY": secret})
+    assert keyed.weather.api_key == secret and secret not in repr(keyed)
+    assert secret not in RedactFilter(config_secrets(keyed)).redact(f"calling with {secret}")
+
+
+def test_a_section_nobody_declares_is_still_an_error(installed: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^\[climate\]: unknown section \(expected one of: .*weather.*\)"):
+        test_config(climate={"city": "x"})
 
 
 def test_unknown_plugin_name_stops_start_up(installed: Path) -> None:

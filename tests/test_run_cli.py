@@ -3,11 +3,8 @@ config.example.toml) and ``python -m bot simulate`` against it, as a user runs t
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -17,31 +14,18 @@ from typing import Any
 import pytest
 import requests
 from conftest import REPO, free_port, run_cli, to_toml
-
-from bot.config import ENV_OVERRIDES
-from bot.testing.net import wait_until_up
+from run_support import Run, bot_run
 
 VOICE = "打开客厅的灯"
 ANSWER = "已打开客厅的灯"
 
 
 class Running:
-    def __init__(self, proc: subprocess.Popen[bytes], config: Path, log: Path, bot: str, sandbox: str,
-                 settings: dict[str, Any]) -> None:
-        self.proc, self.config, self.log, self.bot, self.sandbox = proc, config, log, bot, sandbox
-        self.settings = settings
+    def __init__(self, run: Run, config: Path, bot: str, sandbox: str, settings: dict[str, Any]) -> None:
+        self.run, self.config, self.bot, self.sandbox, self.settings = run, config, bot, sandbox, settings
 
     def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what we started
-                self.proc.wait(timeout=5)
+        return self.run.output()
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +47,9 @@ def start_run(work: Path, *options: str) -> Iterator[Running]:
     settings["storage"]["url"] = f"sqlite:///{work / 'state' / 'bot.db'}"
     config = work / "config.toml"
     config.write_text(to_toml(settings), encoding="utf-8")
-    log = work / "run.log"
-    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES} | {"PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config), *options], cwd=str(work),
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Running(proc, config, log, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sandbox_port}",
-                     settings)
-    try:
-        try:
-            wait_until_up(f"{server.bot}/healthz", proc, ok=lambda status: status == 200)
-        except RuntimeError as exc:
-            raise RuntimeError(f"`python -m bot run`: {exc}:\n{server.output()}") from None
-        yield server
-    finally:
-        server.stop()
-    assert proc.returncode is not None
+    with bot_run(config, f"http://127.0.0.1:{bot_port}", *options) as run:
+        yield Running(run, config, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sandbox_port}", settings)
+    assert run.proc.returncode is not None
 
 
 def simulate(running: Running, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from array import array
 import pytest
 
 from bot.voice.audio import AudioError, decode_pcm, encode_pcm
-from bot.voice.speech import MAX_PART_BYTES, SpeechTooLongError, split_points, to_voice_media
+from bot.voice.speech import MAX_PART_BYTES, SpeechTooLongError, to_voice_media
 from bot.voice.tones import PAUSE_CHARACTERS, detect_tone, make_tone, speech_tone
 
 TONE = 725.0
@@ -62,7 +62,7 @@ def test_a_150_second_answer_is_three_parts_cut_in_its_pauses(source: str) -> No
     cut = 0.0
     for part in speech.parts[:-1]:
         cut += part.duration_s
-        assert cut > 55, "a cut looks back a few seconds, no more"
+        assert cut > 57, "of pauses as long as each other, the latest: the longest part"
         # mp3 shifts the audio by its encoder delay (a few ms); the cut still falls inside the pause
         assert any(start - 0.01 <= cut <= end + 0.01 for start, end in silent), f"cut at {cut:.2f}s is mid-word"
 
@@ -70,25 +70,7 @@ def test_a_150_second_answer_is_three_parts_cut_in_its_pauses(source: str) -> No
 def test_speech_without_any_pause_is_cut_at_the_limit() -> None:
     audio = make_tone(TONE, 130, fmt="wav")
     speech = to_voice_media(audio, "amr")
-    assert [round(p.duration_s, 2) for p in speech.parts] == [59.72, 59.72, 10.56]  # the last window before 59.75 s
-
-
-def test_split_points_pick_the_quietest_window_on_a_20ms_grid() -> None:
-    rate = 8000
-    loud = array("h", [8000, -8000] * (rate // 2))  # 1 s
-    soft = array("h", [300, -300] * (rate // 20))  # 0.1 s, quieter but not silent
-    silent = array("h", bytes(2 * rate // 5))  # 0.2 s
-    # 0-6 s loud, a silent pause at 6.0-6.2 s, loud, a soft patch at 8.2-8.3 s, loud up to 10.3 s
-    pcm = loud * 6 + silent + loud * 2 + soft + loud * 2
-    cuts = split_points(pcm, rate, part_samples=9 * rate, lookback_samples=5 * rate)
-    assert cuts[0] == 0 and cuts[-1] == len(pcm) and len(cuts) == 3
-    assert 6.0 * rate <= cuts[1] <= 6.2 * rate and cuts[1] % 160 == 0  # the silence wins over the soft patch
-    no_lookback = split_points(pcm, rate, part_samples=9 * rate, lookback_samples=rate)
-    assert 8.2 * rate <= no_lookback[1] <= 8.3 * rate  # within the last second, the soft patch is the quietest
-
-
-def test_short_speech_is_one_part_and_nothing_is_split() -> None:
-    assert split_points(array("h", [1000] * 800), 8000, 8000 * 60, 8000 * 5) == [0, 800]
+    assert [round(p.duration_s, 2) for p in speech.parts] == [59.72, 59.72, 10.56]  # the last window before 59.74 s
 
 
 @pytest.mark.parametrize("audio, why", [

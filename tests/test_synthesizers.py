@@ -183,12 +183,15 @@ def test_config_defaults_change_nothing_and_the_key_may_come_from_the_environmen
 
 
 def test_unknown_plugins_fail_at_build_time() -> None:
+    """At start-up (``strict``, bot.runtime.check_config); the chain a bot builds on first use lets them stand
+    aside instead (tests/test_startup_checks.py)."""
     with pytest.raises(ConfigError, match=r"cannot load 'no_such_module_xyz:Synth'"):
-        build_synthesizer_chain(test_config(voice={"reply": {"synthesizers": ["no_such_module_xyz:Synth"]}}))
+        build_synthesizer_chain(test_config(voice={"reply": {"synthesizers": ["no_such_module_xyz:Synth"]}}),
+                                strict=True)
     with pytest.raises(ConfigError, match=r"has no synthesize\(\)"):
-        build_synthesizer_chain(test_config(voice={"reply": {"synthesizers": ["speech_support:TONE"]}}))
+        build_synthesizer_chain(test_config(voice={"reply": {"synthesizers": ["speech_support:TONE"]}}), strict=True)
     with pytest.raises(ConfigError, match=r"\[voice.reply.openai\] url: empty"):
-        build_synthesizer_chain(test_config())
+        build_synthesizer_chain(test_config(), strict=True)
 
 
 def test_openai_sends_the_key_as_a_bearer_token(sandbox: Sandbox) -> None:

@@ -59,7 +59,8 @@ def voice_lines(config: Config, wechat_ok: bool, voice_file: str | None = None) 
     for i, (spec, outcome) in enumerate(ended):
         later = [s for s, o in ended[i + 1:] if isinstance(o, _Heard)]  # who hears it when this one does not
         lines.append(outcome.line(f"recognizer {spec}", later))
-    if all(spec in WECHAT_OWN for spec in config.voice.recognizers):
+    wecom = config.account.kind == "wecom_app"  # check.py's WeCom line says what its voice needs
+    if not wecom and all(spec in WECHAT_OWN for spec in config.voice.recognizers):
         lines.append(Line("warn", "voice fallback", FALLBACK_FIX))
     return lines
 
@@ -112,10 +113,10 @@ def _sandbox_clip(config: Config) -> tuple[bytes, str, str] | None:
 
 
 def _client(config: Config) -> Any:
-    """A WeChat API client with a throwaway token cache (the running bot's shared token is left alone)."""
+    """The account's API client with a throwaway token cache (the running bot's shared token is left alone)."""
+    from bot.runtime import build_client
     from bot.store.memory import MemoryStore
-    from bot.wechat import WeChatAPI
-    return WeChatAPI(config.wechat, MemoryStore())
+    return build_client(config, MemoryStore())
 
 
 # -- one recognizer ------------------------------------------------------------------------------------

@@ -10,18 +10,20 @@ from bot.cli.simulate import add_arguments as simulate_arguments
 from bot.cli.simulate import cmd_simulate
 from bot.config import ConfigError
 from bot.ops.logs import announce, setup_logging
+from bot.store import StoreError
 
 EPILOG = """\
 Every command reads --config FILE, else config.toml, else config.example.toml, and says which.
 examples:
   python -m bot run                                   sandbox + bot (config.example.toml: no WeChat account needed)
+  python -m bot run --port 28080 --sandbox-port 28090  the same on other ports (make run PORT=… SANDBOX_PORT=…)
   python -m bot serve --config config.toml --port 8080
   python -m bot simulate text "打开客厅的灯"            plays WeChat's retries; --once for a single post
   python -m bot simulate voice "打开客厅的灯"          needs the sandbox (python -m bot run)
   python -m bot sandbox --port 8090
   python -m bot worker --config config.toml           RQ worker, when [reply] executor = "rq"
   python -m bot check --config config.toml            is the WeChat API, store, ... ready? (exit 0/1)
-production: gunicorn -c gunicorn.conf.py 'bot.wsgi:app'  (see README, "Deploying")
+production: gunicorn -c python:bot.web.gunicorn_conf   (see README, "Deploying")
 """
 
 
@@ -36,10 +38,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(configs, burst=args.burst, name=args.name)
 
 
+def installed_version() -> str:
+    """The installed distribution's version (pyproject.toml's, as pip recorded it)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("wechat-voicebot")
+    except PackageNotFoundError:
+        return "(not installed: run from a checkout without pip install)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bot", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="wechat-voicebot: a WeChat Official Account webhook that understands voice.")
+    parser.add_argument("--version", action="version", version=f"wechat-voicebot {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -52,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="listen address (default: [server] host)")
         p.add_argument("--port", type=int, help="listen port (default: [server] port)")
         if name == "run":
+            p.add_argument("--sandbox-port", type=int, metavar="PORT",
+                           help="run the sandbox on this port, and point every key that points at it there "
+                                "([wechat] api_base_url, [llm] url, ...; default: the port in [wechat] api_base_url)")
             p.add_argument("--unverified", action="store_true",
                            help="the sandbox plays an unverified account (no customer-service API, errcode "
                                 "48001): late answers wait for the user's next message (README, \"Delivery\")")
@@ -98,5 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # at start-up (serving, a command handles its own): e.g. a SQLite file it cannot create
+        print(f"error: [storage] url: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

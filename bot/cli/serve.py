@@ -13,13 +13,13 @@ import re
 import socket
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from bot.cli.common import load, webhook_url
+from bot.cli.common import keys_at, load, sandbox_address, sandbox_moved, webhook_url
 from bot.config import Config
 from bot.ops.logs import announce, setup_logging
+from bot.runtime import customer_service_memory
 from bot.web.app import create_app
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -87,45 +87,65 @@ def _serve(config: Config, args: argparse.Namespace, app: Any, sock: socket.sock
     except PortError as exc:
         return fail(config, str(exc))
     server = dev_server(app, sock)
-    announce(config, f"serving {webhook_url(config, host, port)} (development server; use gunicorn in production)")
+    for webhook in app.extensions.get("wechat_voicebot_accounts", {}).values():
+        memory = customer_service_memory(webhook.config, webhook.services) if webhook.services else None
+        if memory:  # asked again now that the sandbox (run) is up
+            announce(config, memory)
+    for account in config.served():
+        name = f" (account {account.account.name}, {account.account.kind})" if account.account.name else ""
+        announce(config, f"serving {webhook_url(account, host, port)}{name} (development server; use gunicorn in "
+                         "production)")
     server.serve_forever(poll_interval=0.2)  # returns (and closes the socket) on Ctrl-C
     return 0
 
 
-def sandbox_address(config: Config) -> tuple[str, int] | None:
-    """The sandbox to start for ``run``: only when the API base URL points at this machine."""
-    parts = urlsplit(config.wechat.api_base_url)
-    if parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.scheme == "http":
-        return parts.hostname, parts.port or 80
-    return None
+def sandbox_accounts(config: Config) -> dict[str, Any]:
+    """The credentials the sandbox plays: the first Official Account's and the first WeCom app's."""
+    played: dict[str, Any] = {}
+    for account in reversed(config.served()):
+        if account.account.kind == "wecom_app":
+            played.update(wecom_corp_id=account.wechat.appid, wecom_secret=account.wechat.appsecret,
+                          wecom_agent_id=account.account.agent_id)
+        else:
+            played.update(appid=account.wechat.appid, appsecret=account.wechat.appsecret)
+    return played
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Development: the sandbox (when api_base_url is local) and the bot, in one process."""
     config, which = load(args.config)
+    if args.sandbox_port is not None and sandbox_address(config) is None:
+        return fail(config, f"--sandbox-port: [wechat] api_base_url is not a local sandbox "
+                            f"({config.wechat.api_base_url}): there is no sandbox to move")
+    config = sandbox_moved(config, args.sandbox_port)
     setup_logging(config)
     announce(config, which)
     app = create_app(config)
     address = sandbox_address(config)
     host, port = args.host or config.server.host, args.port or config.server.port
     try:
-        sock = listen(host, port, "the bot", "pass --port (or change [server] port)")
+        sock = listen(host, port, "the bot", "pass --port (make run PORT=…), or change [server] port")
         if address:  # probed first: the sandbox's own server prints werkzeug's lines when the port is taken
-            listen(*address, "the WeChat API sandbox", "change the port in [wechat] api_base_url").close()
+            keys = keys_at(config, address)
+            listen(*address, "the WeChat API sandbox", "pass --sandbox-port (make run SANDBOX_PORT=…), or change "
+                   f"the port in {', '.join(keys[:-1]) + ' and ' if len(keys) > 1 else ''}{keys[-1]}").close()
     except PortError as exc:
         return fail(config, str(exc))
     if address:
         from bot.sandbox import Sandbox
         unverified = bool(getattr(args, "unverified", False))
         retired = bool(getattr(args, "recognition_retired", False))
-        sandbox = Sandbox(appid=config.wechat.appid, appsecret=config.wechat.appsecret,
-                          host=address[0], port=address[1], recognition_retired=retired,
-                          **({"customer_service": False, "temporary_media": False} if unverified else {})).start()
+        played = sandbox_accounts(config)
+        if unverified:
+            played.update(customer_service=False, temporary_media=False)
+        sandbox = Sandbox(**played, host=address[0], port=address[1], recognition_retired=retired).start()
         kind = "an unverified account: no customer-service API" if unverified else "a verified account"
         kind += ", its voice recognition retired" if retired else ""
         announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:
         announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")
-    announce(config, "try:  .venv/bin/python -m bot simulate text '打开客厅的灯'   and   "
-                ".venv/bin/python -m bot simulate voice '打开客厅的灯'")
+    where = (f" --port {port}" if port != config.server.port else "") + \
+        (f" --sandbox-port {args.sandbox_port}" if args.sandbox_port is not None else "")
+    announce(config, f"try:  .venv/bin/python -m bot simulate text '打开客厅的灯'{where}   and   "
+                     f".venv/bin/python -m bot simulate voice '打开客厅的灯'{where}")
     return _serve(config, args, app, sock)

@@ -16,15 +16,13 @@ from bot.config.loading import (
 )
 from bot.config.schema import (
     BUILTIN_SYNTHESIZERS,
-    LLM_OWN_FIELDS,
+    KINDS,
     MEDIA_LIFETIME_S,
+    AccountInfo,
     Config,
     ConfigError,
-    ForwardConfig,
     HandlersConfig,
     IntentConfig,
-    LLMApologiesConfig,
-    LLMConfig,
     LoggingConfig,
     MatchingConfig,
     MetricsConfig,
@@ -37,6 +35,8 @@ from bot.config.schema import (
     VoiceConfig,
     VoiceReplyConfig,
     WeChatConfig,
+    WeComAppConfig,
 )
+from bot.config.sections import Section, declared_sections
 
-__all__ = ["BUILTIN_SYNTHESIZERS", "Config", "ConfigError", "DEFAULT_CONFIGS", "ENV_OVERRIDES", "ForwardConfig", "HandlersConfig", "IntentConfig", "LLMApologiesConfig", "LLMConfig", "LLM_OWN_FIELDS", "LoggingConfig", "MEDIA_LIFETIME_S", "MatchingConfig", "MetricsConfig", "NEXT_STEP", "OpenAIConfig", "OpenAISpeechConfig", "ReplyConfig", "ServerConfig", "SessionConfig", "StorageConfig", "VoiceConfig", "VoiceReplyConfig", "WeChatConfig", "config_from_dict", "config_path", "find_config", "load_config"]
+__all__ = ["AccountInfo", "BUILTIN_SYNTHESIZERS", "Config", "ConfigError", "DEFAULT_CONFIGS", "ENV_OVERRIDES", "HandlersConfig", "IntentConfig", "KINDS", "LoggingConfig", "MEDIA_LIFETIME_S", "MatchingConfig", "MetricsConfig", "NEXT_STEP", "OpenAIConfig", "OpenAISpeechConfig", "ReplyConfig", "ServerConfig", "SessionConfig", "StorageConfig", "VoiceConfig", "Section", "VoiceReplyConfig", "WeChatConfig", "WeComAppConfig", "config_from_dict", "declared_sections", "config_path", "find_config", "load_config"]

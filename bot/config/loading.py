@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from bot.config.accounts import expand_accounts
 from bot.config.rules import check
 from bot.config.schema import Config, ConfigError, IntentConfig
+from bot.config.sections import Section, declared_sections
+from bot.config.typed import NOT_SECTIONS, build
 
 DEFAULT_CONFIGS = ("config.toml", "config.example.toml")  # looked for in the working directory, in this order
 # What a command's "config file not found" tells the user to do next.
@@ -23,11 +25,9 @@ ENV_OVERRIDES = {
     "WECHAT_APPSECRET": ("wechat", "appsecret"),
     "WECHAT_TOKEN": ("wechat", "token"),
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
-    "VOICEBOT_FORWARD_SECRET": ("forward", "secret"),
     "VOICEBOT_STT_API_KEY": ("voice.openai", "api_key"),
     "VOICEBOT_TTS_API_KEY": ("voice.reply.openai", "api_key"),
-    "VOICEBOT_LLM_API_KEY": ("llm", "api_key"),
-}
+}  # and what each declared section's ``env`` names (VOICEBOT_FORWARD_SECRET, VOICEBOT_LLM_API_KEY: sections.py)
 
 
 def load_config(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None = None, *,
@@ -69,17 +69,17 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Config:
 def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | None = None,
                      base_dir: Path | None = None) -> Config:
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    sections = declared_sections()
+    overrides = {**ENV_OVERRIDES, **{var: (name, key) for name, section in sections.items()
+                                     for var, key in section.env.items()}}
     from_env = {}
-    for var, (section, key) in ENV_OVERRIDES.items():
+    for var, (section_name, key) in overrides.items():
         if env and env.get(var):
-            target = _table(raw, section)
+            target = _table(raw, section_name)
             target[key] = env[var]
-            from_env[f"[{section}] {key}"] = var
+            from_env[f"[{section_name}] {key}"] = var
     try:
-        intents = _intents(raw.pop("intents", []))
-        cfg = _build(Config, raw, "")
-        cfg = dataclasses.replace(cfg, base_dir=base_dir or Path.cwd(), intents=intents)
-        check(cfg)
+        cfg = _config(raw, sections, base_dir or Path.cwd())
     except ConfigError as exc:
         where = next((w for w in from_env if str(exc).startswith(w + ":")), None)
         if where is None:
@@ -89,13 +89,66 @@ def config_from_dict(raw: dict[str, Any], *, env: typing.Mapping[str, str] | Non
     return cfg
 
 
+def _config(raw: dict[str, Any], sections: dict[str, Section], base_dir: Path) -> Config:
+    """Build and check the whole config: the bot's sections, the declared ones, then each account."""
+    own = [f.name for f in dataclasses.fields(Config) if f.name not in NOT_SECTIONS]
+    for name in raw:
+        if name not in own and name not in sections and name not in ("intents", "accounts"):
+            known = [*own, *sorted(sections), "[accounts.NAME]", "[[intents]]"]
+            raise ConfigError(f"[{name}]: unknown section (expected one of: {', '.join(known)}; a handler "
+                              "package's own section needs the package installed)")
+    accounts = raw.pop("accounts", None)
+    if accounts is not None:
+        if "wechat" in raw:
+            raise ConfigError("[wechat]: a config with [accounts.NAME] tables names every account there; move "
+                              "[wechat] into one of them (e.g. [accounts.main] with kind = \"official_account\")")
+        raw["wechat"] = {"appid": "", "appsecret": "", "token": ""}  # replaced by the first account's below
+    own_raw = {name: dict(raw.get(name) or {}) for name in ("handlers", "reply")
+               if isinstance(raw.get(name) or {}, dict)}
+    intents = _intents(raw.pop("intents", []))
+    values = {name: build(section.schema, _subtable(raw.pop(name, None), name), name)
+              for name, section in sections.items()}
+    cfg = build(Config, raw, "")
+    cfg = dataclasses.replace(cfg, base_dir=base_dir, intents=intents, sections=values)
+    check(cfg, placeholder=accounts is not None)  # with [accounts], its [wechat] is a placeholder here: each
+    # account's is checked below
+    if accounts is not None:
+        served = expand_accounts(cfg, accounts, own_raw)
+        cfg = dataclasses.replace(cfg, wechat=served[0].wechat, accounts=served)
+    for account in cfg.served():
+        try:
+            if account is not cfg:
+                check(account)
+            for name, section in sections.items():
+                if section.check is not None:
+                    section.check(account.sections[name], account)
+        except ConfigError as exc:  # a mistake in an account's own [handlers] or [reply] names that table
+            raise _in_account(exc, account, cfg) from None
+    return cfg
+
+
+def _in_account(exc: ConfigError, account: Config, root: Config) -> ConfigError:
+    for name in ("handlers", "reply"):
+        if str(exc).startswith(f"[{name}]") and getattr(account, name) is not getattr(root, name):
+            return ConfigError(f"[accounts.{account.account.name}.{name}]{str(exc)[len(name) + 2:]}")
+    return exc
+
+
+def _subtable(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}]: expected a table, got {value!r}")
+    return value
+
+
 def _table(raw: dict[str, Any], dotted: str) -> dict[str, Any]:
     """The (copied, so the caller's dict is left alone) table at ``voice.reply.openai``, made if absent."""
     table = raw
     for name in dotted.split("."):
         value = table.get(name)
         if value is not None and not isinstance(value, dict):
-            return {}  # not a table: leave it for _build to report
+            return {}  # not a table: leave it for build to report
         table[name] = dict(value or {})
         table = table[name]
     return table
@@ -109,72 +162,5 @@ def _intents(raw: Any) -> list[IntentConfig]:
     for i, table in enumerate(raw):
         if not isinstance(table, dict):
             raise ConfigError(f"[[intents]][{i}]: expected a table, got {table!r}")
-        out.append(_build(IntentConfig, table, "intents", label=f"[[intents]][{i}]"))
+        out.append(build(IntentConfig, table, "intents", label=f"[[intents]][{i}]"))
     return out
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(str(a).lower() if isinstance(a, bool) else repr(a) for a in typing.get_args(tp))
-    if origin is types.UnionType:  # ``X | None``: TOML has no null, so a value given must be an X
-        return _describe(typing.get_args(tp)[0])
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return "a table"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _coerce(tp: Any, value: Any, where: str, section: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is types.UnionType:
-        return _coerce(typing.get_args(tp)[0], value, where, section)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return _build(tp, value, section)
-    if origin is list and isinstance(value, list):
-        item = typing.get_args(tp)[0]
-        return [_coerce(item, v, f"{where}[{i}]", section) for i, v in enumerate(value)]
-    if origin is Literal:  # by type too: TOML's 1 is not true
-        ok = any(type(value) is type(a) and value == a for a in typing.get_args(tp))
-    elif origin is dict:  # a free-form table (e.g. [llm] extra): passed on as it is
-        ok = isinstance(value, dict)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = origin is None and isinstance(value, tp)
-    if not ok:
-        raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
-    return float(value) if tp is float else value
-
-
-def _build(cls: type, raw: dict[str, Any], section: str, label: str | None = None) -> Any:
-    """Build dataclass ``cls`` from a TOML table, naming ``[section] key`` (or ``label key``) in every error."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("base_dir", "intents")}
-
-    def where(name: str) -> str:
-        if label:
-            return f"{label} {name}"
-        return f"[{section}] {name}" if section else f"[{name}]"
-
-    for name in raw:
-        if name not in fields:
-            if not section and not label:  # the top level holds sections (and [[intents]])
-                raise ConfigError(f"[{name}]: unknown section (expected one of: {', '.join(fields)}, [[intents]])")
-            raise ConfigError(f"{where(name)}: unknown key (expected one of: {', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{section}.{name}" if section else name
-        if name in raw:
-            kwargs[name] = _coerce(hints[name], raw[name], where(name), sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            if dataclasses.is_dataclass(hints[name]):
-                kwargs[name] = _build(hints[name], {}, sub)
-            else:
-                raise ConfigError(f"{where(name)}: missing; expected {_describe(hints[name])}")
-    return cls(**kwargs)

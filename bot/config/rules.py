@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 
-from bot.config.schema import BUILTIN_SYNTHESIZERS, LLM_OWN_FIELDS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
+from bot.config.extras import check_extras
+from bot.config.schema import BUILTIN_SYNTHESIZERS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def check(cfg: Config) -> None:
+def check(cfg: Config, *, placeholder: bool = False) -> None:
     """Every rule that can refuse a config (apart from the [[intents]] patterns and templates, checked where
-    the intents are built): each command, the WSGI entry and the RQ worker load the config through here."""
-    _check_aes_key(cfg.wechat.encoding_aes_key)
+    the intents are built): each command, the WSGI entry and the RQ worker load the config through here.
+    ``placeholder``: its [wechat] stands in for the [accounts.NAME] tables, each checked on its own."""
+    account = f"[accounts.{cfg.account.name}]" if cfg.account.name else "[wechat]"
+    _check_aes_key(cfg.wechat.encoding_aes_key, account)
+    if not placeholder:
+        _check_wechat(cfg, account)
     if not cfg.server.path.startswith("/"):
         raise ConfigError(f"[server] path: expected a path starting with '/', got {cfg.server.path!r}")
     if not cfg.metrics.path.startswith("/") or cfg.metrics.path == cfg.server.path:
@@ -34,7 +38,7 @@ def check(cfg: Config) -> None:
     _check_late_answers(cfg.reply)
     _check_voice(cfg)
     _check_voice_reply(cfg)
-    _check_llm(cfg)
+    check_extras(cfg)  # last: every value is sound, only an installation is missing
 
 
 def _check_late_answers(reply: ReplyConfig) -> None:
@@ -49,19 +53,14 @@ def _check_late_answers(reply: ReplyConfig) -> None:
     if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
         raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
 
+
 def _check_voice(cfg: Config) -> None:
-    """``[voice]`` clocks and ``[voice.openai]``: a mistake here would otherwise show only as "没听清" to users."""
-    voice, openai = cfg.voice, cfg.voice.openai
-    for name in ("window_s", "wechat_share_s"):
-        if getattr(voice, name) <= 0:
-            raise ConfigError(f"[voice] {name}: expected a positive number of seconds, got {getattr(voice, name):g}")
-    if openai.timeout_s <= 0:
-        raise ConfigError(f"[voice.openai] timeout_s: expected a positive number of seconds, got {openai.timeout_s:g}")
-    if openai.url and not openai.url.startswith(("http://", "https://")):
-        raise ConfigError(f"[voice.openai] url: expected an http:// or https:// URL, got {openai.url!r}")
-    if openai.language != openai.language.strip() or " " in openai.language:
+    """``[voice.openai] language`` (its url, timeout and ``[voice]``'s clocks: ``_check_wechat``): a mistake here
+    would otherwise show only as "没听清" to users."""
+    language = cfg.voice.openai.language
+    if language != language.strip() or " " in language:
         raise ConfigError(f"[voice.openai] language: expected a language code such as \"zh\", \"omit\" or \"\" "
-                          f"(from [voice] lang), got {openai.language!r}")
+                          f"(from [voice] lang), got {language!r}")
 
 
 def _check_voice_reply(cfg: Config) -> None:
@@ -86,22 +85,43 @@ def _check_voice_reply(cfg: Config) -> None:
                           f"and when = {reply.when!r}")
 
 
+def _check_wechat(cfg: Config, account: str = "[wechat]") -> None:
+    """What ``check`` would only report and the bot would fail on at run time: an empty Token (every signature
+    would be computable by anyone), an API base URL requests cannot call, timeouts and limits that are not
+    positive, a recognizer endpoint that is not a URL."""
+    if not cfg.wechat.token:
+        raise ConfigError(f"{account} token: expected the Token typed on mp.weixin.qq.com (设置与开发 → 基本配置), "
+                          "got an empty string")
+    for key, url in ((f"{account} api_base_url", cfg.wechat.api_base_url), ("[voice.openai] url", cfg.voice.openai.url)):
+        if (url or key == f"{account} api_base_url") and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}: expected an http:// or https:// URL, got {url!r}")
+    positive = {f"{account} http_timeout_s": cfg.wechat.http_timeout_s, "[server] max_body_bytes": cfg.server.max_body_bytes,
+                "[voice] window_s": cfg.voice.window_s, "[voice] wechat_share_s": cfg.voice.wechat_share_s,
+                "[voice] poll_initial_s": cfg.voice.poll_initial_s,
+                "[voice] poll_max_s": cfg.voice.poll_max_s, "[voice.openai] timeout_s": cfg.voice.openai.timeout_s}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value:g}")
+    if cfg.server.replay_window_s < 0:
+        raise ConfigError(f"[server] replay_window_s: expected 0 (off) or more seconds, got {cfg.server.replay_window_s:g}")
 
 
-def _check_aes_key(key: str) -> None:
+def _check_aes_key(key: str, where: str = "[wechat]") -> None:
     """WeChat's EncodingAESKey: 43 characters of base64 that decode to the 32-byte AES key (wechatpy appends
     the "=" and decodes it on the first encrypted message: a bad key would otherwise fail there)."""
     if not key:
         return
     if len(key) != 43:
-        raise ConfigError(f"[wechat] encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
+        raise ConfigError(f"{where} encoding_aes_key: expected 43 characters (or empty for plaintext mode), got {len(key)}")
     try:
         decoded = base64.b64decode(key + "=", validate=True)
     except binascii.Error:
         decoded = b""
     if len(decoded) != 32:  # the key is a secret: say what is wrong with it, never what it is
-        raise ConfigError("[wechat] encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
-                          "WeChat generates it; copy it again from mp.weixin.qq.com → 设置与开发 → 基本配置")
+        settings = "mp.weixin.qq.com → 设置与开发 → 基本配置" if where == "[wechat]" else \
+            "the account's callback settings (a WeCom app: 应用管理 → the app → 接收消息 → 设置API接收)"
+        raise ConfigError(f"{where} encoding_aes_key: expected 43 characters of base64 (A-Z, a-z, 0-9, + and /) as "
+                          f"WeChat generates it; copy it again from {settings}")
 
 
 def _check_reply(cfg: Config) -> None:
@@ -121,48 +141,11 @@ def _check_reply(cfg: Config) -> None:
 
 
 
-def _check_llm(cfg: Config) -> None:
-    """``[llm]``: numbers in range, texts the user reads non-empty, and a url and model once it is enabled."""
-    llm = cfg.llm
-    if llm.url and not llm.url.startswith(("http://", "https://")):
-        raise ConfigError(f"[llm] url: expected an http:// or https:// URL, got {llm.url!r}")
-    if any(spec.startswith("handlers.llm") for spec in cfg.handlers.routers):
-        for key in ("url", "model"):
-            if not getattr(llm, key).strip():
-                raise ConfigError(f"[llm] {key}: required when [handlers] routers lists \"handlers.llm:router\"")
-    limits = {"timeout_s": llm.timeout_s > 0, "temperature": 0 <= llm.temperature <= 2, "max_tokens": llm.max_tokens >= 0,
-              "max_history_turns": llm.max_history_turns >= 0, "max_history_chars": llm.max_history_chars >= 0,
-              "per_user_per_minute": llm.per_user_per_minute >= 0}
-    expected = {"timeout_s": "a positive number of seconds", "temperature": "a number from 0 to 2"}
-    for key, ok in limits.items():
-        if not ok:
-            raise ConfigError(f"[llm] {key}: expected {expected.get(key, 'a number >= 0')}, got {getattr(llm, key):g}")
-    if not all(word.strip() for word in llm.reset_words):
-        raise ConfigError("[llm] reset_words: expected non-empty words")
-    for key in ("reset_reply", "rate_limited_reply"):
-        if not getattr(llm, key).strip():
-            raise ConfigError(f"[llm] {key}: expected a non-empty text (the user reads it)")
-    for f in dataclasses.fields(llm.apologies):
-        if not getattr(llm.apologies, f.name).strip():
-            raise ConfigError(f"[llm.apologies] {f.name}: expected a non-empty text (the user reads it)")
-    for key in llm.extra:
-        if key in LLM_OWN_FIELDS:
-            raise ConfigError(f"[llm] extra: {key!r} is set by handlers.llm itself; leave it out")
-
-
 def _check_matching(cfg: Config) -> None:
-    """Matching, sessions and forwarding: checked here so a mistake stops start-up, not a reply. The types of
+    """Matching and sessions: checked here so a mistake stops start-up, not a reply. The types of
     ``[[intents]]`` are checked here too; their patterns and templates where the intents are built
     (``bot.core.intents.intents_router``, when the webhook is built at start-up)."""
     if not 0 <= cfg.matching.fuzzy_threshold <= 1:
         raise ConfigError(f"[matching] fuzzy_threshold: expected a number from 0 to 1, got {cfg.matching.fuzzy_threshold:g}")
     if cfg.session.ttl_s <= 0:
         raise ConfigError(f"[session] ttl_s: expected a positive number of seconds, got {cfg.session.ttl_s:g}")
-    if cfg.forward.timeout_s <= 0:
-        raise ConfigError(f"[forward] timeout_s: expected a positive number of seconds, got {cfg.forward.timeout_s:g}")
-    if any(spec.startswith("handlers.forward") for spec in cfg.handlers.routers):
-        for key in ("url", "secret"):
-            if not getattr(cfg.forward, key):
-                raise ConfigError(f"[forward] {key}: required when [handlers] routers lists \"handlers.forward:router\"")
-        if not cfg.forward.url.startswith(("http://", "https://")):
-            raise ConfigError(f"[forward] url: expected an http:// or https:// URL, got {cfg.forward.url!r}")

@@ -153,49 +153,6 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
-class ForwardConfig:
-    """The built-in ``handlers.forward:router``: POST each message to your own service (signed, JSON)."""
-
-    url: str = ""
-    secret: str = field(default="", repr=False)
-    timeout_s: float = 3.0
-
-
-@dataclass(frozen=True)
-class LLMApologiesConfig:
-    """``[llm.apologies]``: what the user reads when the chat service fails, by why (the log line says which)."""
-
-    auth: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 401/403: the key was refused (fix the config)
-    not_found: str = "抱歉，智能回答暂时不可用，请稍后再试。"  # 404: wrong url or model
-    rate_limited: str = "抱歉，现在提问的人太多了，请过一会儿再试。"  # 429 from the service
-    server: str = "抱歉，智能回答服务出了点问题，请稍后再试。"  # 5xx
-    timeout: str = "抱歉，这个问题想得太久了，请稍后再试或换个问法。"  # no answer within timeout_s
-    connection: str = "抱歉，暂时连不上智能回答服务，请稍后再试。"  # unreachable, or the stream broke off
-    other: str = "抱歉，这个问题暂时回答不了，请换个问法试试。"  # 400/422, or an answer that was not a chat answer
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """``[llm]``: the built-in ``handlers.llm:router``, any OpenAI-compatible chat service (README, "LLM answers")."""
-
-    url: str = ""  # the base URL as the provider gives it for the openai library, e.g. "https://api.deepseek.com/v1"
-    model: str = ""
-    api_key: str = field(default="", repr=False)  # or VOICEBOT_LLM_API_KEY
-    system_prompt: str = "你是一个微信公众号里的助手。回答简洁、口语化，适合在手机上阅读。"
-    temperature: float = 0.7
-    max_tokens: int = 0  # 0: the service's default
-    timeout_s: float = 60.0  # the whole answer; delivery carries answers later than WeChat's 5 s
-    extra: dict[str, Any] = field(default_factory=dict)  # more fields for the request body (provider options)
-    max_history_turns: int = 10  # earlier turns (a question and its answer) sent along; 0: no memory
-    max_history_chars: int = 4000  # and at most this many characters of them (the oldest go first)
-    reset_words: list[str] = field(default_factory=lambda: ["/reset", "清除记忆"])
-    reset_reply: str = "好的，我已经忘掉之前的对话，我们重新开始吧。"
-    per_user_per_minute: int = 10  # questions per user per minute (counted in the store); 0: no limit
-    rate_limited_reply: str = "你问得太快啦，请稍等一分钟再问我。"
-    apologies: LLMApologiesConfig = field(default_factory=LLMApologiesConfig)
-
-
-@dataclass(frozen=True)
 class IntentConfig:
     """One ``[[intents]]`` table: a no-code intent (bot/core/intents.py)."""
 
@@ -205,6 +162,37 @@ class IntentConfig:
     keywords: list[str] = field(default_factory=list)
     priority: int = 0
     fuzzy: float | None = None  # None: [matching] fuzzy_threshold
+
+
+@dataclass(frozen=True)
+class WeComAppConfig:
+    """``[accounts.NAME]`` with ``kind = "wecom_app"``: a WeCom (企业微信) self-built app's callback and API."""
+
+    corp_id: str
+    agent_id: int
+    secret: str = field(repr=False)  # the app's Secret (one access token per app secret)
+    token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)  # required: WeCom's callbacks are always encrypted
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+    http_timeout_s: float = 5.0
+
+
+KINDS = ("official_account", "wecom_app")
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """Which account a config answers for: ``ctx.account`` (its name, ``""`` for a [wechat] config),
+    ``ctx.channel`` (its kind) and, for a WeCom app, the app's ``agent_id``."""
+
+    name: str = ""
+    kind: Literal["official_account", "wecom_app"] = "official_account"
+    agent_id: int = 0
+
+    @property
+    def label(self) -> str:
+        """The name logs and metrics show: ``default`` for the unnamed account of a [wechat] config."""
+        return self.name or "default"
 
 
 @dataclass(frozen=True)
@@ -219,22 +207,42 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
-    forward: ForwardConfig = field(default_factory=ForwardConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
     intents: list[IntentConfig] = field(default_factory=list)
     base_dir: Path = Path(".")
+    # The sections handler packages declare (``[llm]``, ``[forward]``, yours: bot/config/sections.py), by name;
+    # read as attributes: ``config.llm``.
+    sections: dict[str, Any] = field(default_factory=dict)
+    # Which account this config answers for (bot/config/accounts.py): the unnamed one of a [wechat] config, or
+    # one of ``[accounts.NAME]``. A config with [accounts] lists one per account in ``accounts``.
+    account: AccountInfo = field(default_factory=lambda: AccountInfo())
+    accounts: tuple[Config, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        """A declared section (``config.llm``); only called when no field has the name."""
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} has no section or attribute {name!r}")
 
     def replace(self, **sections: Any) -> Config:
-        """A copy with some sections or keys changed: ``cfg.replace(server={"port": 9000})``."""
-        changes = {}
+        """A copy with some sections or keys changed: ``cfg.replace(server={"port": 9000})``, also for declared
+        sections (``cfg.replace(llm={"timeout_s": 1})``)."""
+        changes: dict[str, Any] = {}
+        declared = dict(self.sections)
         for name, value in sections.items():
             current = getattr(self, name)
             if isinstance(value, dict) and dataclasses.is_dataclass(current) and not isinstance(current, type):
                 value = dataclasses.replace(current, **value)
-            changes[name] = value
-        return dataclasses.replace(self, **changes)
+            if name in declared:
+                declared[name] = value
+            else:
+                changes[name] = value
+        return dataclasses.replace(self, **changes, sections=declared)
+
+    def served(self) -> tuple[Config, ...]:
+        """Every account this config answers for: its ``accounts``, or itself (a [wechat] config)."""
+        return self.accounts or (self,)
 
 
 BUILTIN_SYNTHESIZERS = ("openai", "espeak")
 MEDIA_LIFETIME_S = 3 * 86400  # how long WeChat keeps temporary media (a voice answer's media_id)
-LLM_OWN_FIELDS = ("model", "messages", "stream")  # what handlers.llm writes itself: not for [llm] extra

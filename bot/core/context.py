@@ -117,7 +117,20 @@ class Context:
 
     @property
     def openid(self) -> str:
+        """Who wrote: the user's openid (an Official Account) or UserID (a WeCom app)."""
         return self.message.source
+
+    @property
+    def account(self) -> str:
+        """The account the message came to: its ``[accounts.NAME]`` name, ``""`` for a ``[wechat]`` config."""
+        info = getattr(self.config, "account", None)
+        return getattr(info, "name", "")
+
+    @property
+    def channel(self) -> str:
+        """Where the user wrote: ``official_account`` (公众号) or ``wecom_app`` (a WeCom self-built app)."""
+        info = getattr(self.config, "account", None)
+        return getattr(info, "kind", "official_account")
 
     @cached_property
     def type(self) -> str:

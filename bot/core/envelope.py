@@ -18,6 +18,9 @@ from xml.parsers.expat import ExpatError
 
 import xmltodict
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.enterprise.crypto import PrpCrypto as WeComPrpCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException
 from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
@@ -180,7 +183,12 @@ def parse_message(xml: str) -> BaseMessage | None:
 
 
 class Envelope:
-    """Opens and seals WeChat callbacks for one account."""
+    """Opens and seals WeChat callbacks for one Official Account."""
+
+    # wechatpy's crypto for this kind of account, and what a payload for another account raises
+    crypto_class: Any = WeChatCrypto
+    prp_class: Any = PrpCrypto
+    wrong_id: tuple[type[Exception], str] = (InvalidAppIdException, "wrong AppID in the encrypted message")
 
     def __init__(self, wechat: WeChatConfig, server: ServerConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.token = wechat.token
@@ -188,8 +196,9 @@ class Envelope:
         self.replay_window_s = server.replay_window_s
         self.max_body_bytes = server.max_body_bytes
         self.clock = clock
-        self.crypto = WeChatCrypto(wechat.token, wechat.encoding_aes_key, wechat.appid) if wechat.encoding_aes_key else None
-        self._prp = PrpCrypto(self.crypto.key) if self.crypto else None  # one per envelope: its cipher is reusable
+        self.crypto = self.crypto_class(wechat.token, wechat.encoding_aes_key, wechat.appid) \
+            if wechat.encoding_aes_key else None
+        self._prp = self.prp_class(self.crypto.key) if self.crypto else None  # one per envelope: reusable cipher
 
     def handshake(self, query: Mapping[str, str]) -> str:
         """The URL check WeChat makes when the callback is configured: answer ``echostr``."""
@@ -199,12 +208,16 @@ class Envelope:
             raise EnvelopeError(400, "missing echostr")
         return echostr
 
+    def is_encrypted(self, query: Mapping[str, str]) -> bool:
+        """Whether a push is in compatible or safe mode (``encrypt_type=aes``)."""
+        return query.get("encrypt_type", "raw").lower() == "aes"
+
     def open(self, query: Mapping[str, str], body: bytes) -> Inbound:
         if len(body) > self.max_body_bytes:
             raise EnvelopeError(413, "body too large", f"{len(body)} > {self.max_body_bytes} bytes")
         if not body.strip():
             raise EnvelopeError(400, "empty body")
-        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        encrypted = self.is_encrypted(query)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -258,10 +271,50 @@ class Envelope:
         if not isinstance(encrypt, str):
             raise EnvelopeError(400, "encrypted request without an Encrypt element")
         self._verify(query, "msg_signature", encrypt)
-        try:  # verified above, in constant time: decrypt without wechatpy's second signature check
-            assert self._prp is not None  # open() asks for it only when a key is configured
-            return self._prp.decrypt(encrypt, self.appid)
-        except InvalidAppIdException:
-            raise EnvelopeError(403, "wrong AppID in the encrypted message") from None
+        return self._decrypt_verified(encrypt)
+
+    def _decrypt_verified(self, encrypt: str) -> str:
+        """Decrypt what the caller verified in constant time (without wechatpy's second signature check)."""
+        wrong_id, reason = self.wrong_id
+        try:
+            assert self._prp is not None  # asked for only when a key is configured
+            return str(self._prp.decrypt(encrypt, self.appid))
+        except wrong_id:
+            raise EnvelopeError(403, reason) from None
         except Exception as exc:  # bad base64, padding or length: the ciphertext is not ours
             raise EnvelopeError(400, "cannot decrypt", type(exc).__name__) from None
+
+
+class WeComEnvelope(Envelope):
+    """Opens and seals a WeCom (企业微信) self-built app's callbacks: wechatpy's WeCom crypto, the corp id as the
+    receive id, and every push encrypted (there is no plaintext mode, and no ``encrypt_type`` parameter).
+
+    The URL check differs from the Official Account's: ``echostr`` is encrypted and signed like a push
+    (``msg_signature`` over token, timestamp, nonce and echostr); the answer is its decrypted text, exactly."""
+
+    crypto_class = WeComCrypto
+    prp_class = WeComPrpCrypto
+    wrong_id = (InvalidCorpIdException, "wrong CorpID in the encrypted message")
+
+    def __init__(self, wechat: WeChatConfig, server: ServerConfig, *, agent_id: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(wechat, server, clock=clock)
+        self.agent_id = str(agent_id) if agent_id else ""
+
+    def handshake(self, query: Mapping[str, str]) -> str:
+        echostr = query.get("echostr")
+        if echostr is None:
+            raise EnvelopeError(400, "missing echostr")
+        echostr = echostr.replace(" ", "+")  # a '+' sent without URL-encoding reads as a space; base64 has none
+        self._verify(query, "msg_signature", echostr)
+        return self._decrypt_verified(echostr)
+
+    def is_encrypted(self, query: Mapping[str, str]) -> bool:
+        return True
+
+    def open(self, query: Mapping[str, str], body: bytes) -> Inbound:
+        inbound = super().open(query, body)
+        agent = inbound.data.get("AgentID")
+        if self.agent_id and agent and str(agent).strip() != self.agent_id:
+            raise EnvelopeError(403, "wrong AgentID", f"a push for app {str(agent)[:12]}, this is {self.agent_id}")
+        return inbound

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.store.base import Store
 from bot.wechat.client import WeChatAPI
+from bot.wechat.wecom import WeComAPI
 
 
 @dataclass
@@ -16,4 +17,4 @@ class Services:
     """The long-lived services of one bot."""
 
     store: Store
-    client: WeChatAPI
+    client: WeChatAPI | WeComAPI  # an Official Account's, or a WeCom app's (bot/wechat/wecom.py)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.config import Config
-from bot.core.envelope import Envelope, EnvelopeError, Inbound, NotAMessage
+from bot.core.envelope import Envelope, EnvelopeError, Inbound, NotAMessage, WeComEnvelope
 from bot.core.pipeline import SUCCESS, Pipeline
 from bot.core.router import Router
 from bot.core.services import Services
 from bot.core.session import Sessions
+from bot.ops.account import current as current_account
+from bot.ops.account import serving
 from bot.ops.metrics import REQUESTS, labelled
 from bot.voice.recognizers.base import Transcriber
 
@@ -49,7 +51,8 @@ class Webhook:
                  delivery: Delivery | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.pipeline = pipeline or Pipeline(config, router, transcriber=transcriber, services=services)
-        self.envelope = Envelope(config.wechat, config.server, clock=clock)
+        self.envelope = envelope_for(config, clock)
+        self.account = config.account.name
         self.delivery = delivery
         self.deliver: Callable[[Inbound], str] = delivery.deliver if delivery else self.pipeline.answer
 
@@ -71,6 +74,12 @@ class Webhook:
         return self.pipeline.sessions
 
     def handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
+        if self.account:  # every log line and metric of this request names its account
+            with serving(self.account):
+                return self._handle(method, query, body)
+        return self._handle(method, query, body)
+
+    def _handle(self, method: str, query: Mapping[str, str], body: bytes) -> Response:
         try:
             if method == "GET":
                 return Response(200, self.envelope.handshake(query))
@@ -91,6 +100,16 @@ class Webhook:
 
     def reject(self, exc: EnvelopeError) -> Response:
         """Refuse a request with one log line (adapters use it for what they refuse themselves)."""
+        if self.account and not current_account():
+            with serving(self.account):
+                return self.reject(exc)
         log.warning("rejected request: %s status=%s", exc, exc.status)
         labelled(REQUESTS, "rejected", exc.reason).inc()
         return Response(exc.status, exc.reason)
+
+
+def envelope_for(config: Config, clock: Callable[[], float] = time.time) -> Envelope:
+    """The envelope of the config's account: a WeCom app's or an Official Account's."""
+    if config.account.kind == "wecom_app":
+        return WeComEnvelope(config.wechat, config.server, agent_id=config.account.agent_id, clock=clock)
+    return Envelope(config.wechat, config.server, clock=clock)

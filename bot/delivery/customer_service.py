@@ -2,7 +2,9 @@
 
 Only verified accounts may call it; the others get 48001. With ``[reply] customer_service = "auto"`` the
 first refusal is remembered in the store for the whole account (every worker and machine), logged once
-with the fix, and late answers are kept for pickup from then on. 45015 (the user's 48 h window passed) and
+with the fix, and late answers are kept for pickup from then on. What is remembered names the API base URL it
+was learned from and when: another base URL (or another account: the key names the AppID) forgets it, each
+start-up (and ``check``) asks WeChat again, and an answer that differs replaces it. 45015 (the user's 48 h window passed) and
 45047 (the user's quota is used up) refuse one message, not the account: that answer goes to pickup too. A
 busy or unreachable API is retried a bounded number of times. Sends are at most once: the caller marks the
 record delivered before sending and only moves it back to pickup when WeChat refused.
@@ -10,8 +12,10 @@ record delivered before sending and only moves it back to pickup when WeChat ref
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import xmltodict
@@ -38,6 +42,25 @@ FIX = ("the customer-service API needs a verified account; late answers will be 
 
 
 AVAILABLE = "available"  # the remembered answer of a probe; anything else remembered is the refusing errcode
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What the store holds about this account's customer-service API: ``answer`` (:data:`AVAILABLE` or the
+    errcode that refused it), learned at ``since`` (Unix time) from the API at ``api``."""
+
+    answer: str
+    since: float
+    api: str
+
+    @property
+    def available(self) -> bool:
+        return self.answer == AVAILABLE
+
+    def describe(self) -> str:
+        """``unavailable (errcode 48001), remembered since 2026-12-06 22:27:39``."""
+        what = "available" if self.available else f"unavailable (errcode {self.answer})"
+        return f"{what}, remembered since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.since))}"
 
 
 class Sent(enum.Enum):
@@ -69,7 +92,13 @@ class CustomerService:
                  backoff_s: float = 0.5) -> None:
         self.store, self.client, self.config = store, client, config
         self.key = f"cap:customer_service:{account}"
+        self.api = str(getattr(client, "base_url", "") or "")  # what is remembered holds only for this API
         self.retries, self.backoff_s = retries, backoff_s
+
+    @property
+    def learns(self) -> bool:
+        """Whether this account's answer is learned and remembered (``customer_service = "auto"``)."""
+        return self.config.customer_service == "auto" and self.config.mode != "passive"
 
     def available(self, *, probe: bool = False) -> bool:
         """False when configured off, in passive mode, or (auto) after WeChat refused it for this account.
@@ -80,31 +109,96 @@ class CustomerService:
         if setting is True:
             return True
         try:
-            known = self.store.get(self.key)
+            known = self._read()[1]
         except StoreError:
             return True  # the send itself will tell
         if known is None and probe:
             return self.probe()
-        return known is None or known == AVAILABLE
+        return known is None or known.available
 
-    def probe(self) -> bool:
+    def remembered(self) -> Remembered | None:
+        """What is remembered for this account and API base URL (None: nothing, or not readable)."""
+        try:
+            return self._read()[1]
+        except StoreError:
+            return None
+
+    def _read(self) -> tuple[str | None, Remembered | None]:
+        """The stored value as read, and what it says when it was learned from this API base URL (a value
+        learned elsewhere, or written by an older version without the URL, says nothing)."""
+        raw = self.store.get(self.key)
+        try:
+            data = json.loads(raw) if raw else None
+            known = Remembered(str(data["answer"]), float(data["since"]), str(data["api"])) \
+                if isinstance(data, dict) else None
+        except (ValueError, KeyError, TypeError):
+            known = None
+        return raw, (known if known is not None and known.api == self.api else None)
+
+    def _remember(self, answer: str, previous: str | None) -> bool:
+        """Replace the stored value read as ``previous`` with ``answer``, learned now; False if it moved."""
+        value = json.dumps({"answer": answer, "since": time.time(), "api": self.api})
+        return self.store.compare_and_set(self.key, previous, value, ttl=self.config.customer_service_recheck_s)
+
+    def ask(self) -> str | None:
         """Whether WeChat lets this account call ``message/custom/send``, without sending anything: a message
         to no user is refused with 48001 when the account may not use the API, with 40003 (invalid openid)
-        when it may. The answer is remembered like a refusal would be."""
+        when it may. :data:`AVAILABLE`, the refusing errcode, or None when WeChat could not tell (busy,
+        unreachable)."""
+        outcome = self._ask()
+        return str(outcome.errcode) if isinstance(outcome, APIUnauthorizedError) else outcome
+
+    def _ask(self) -> str | APIUnauthorizedError | None:
         try:
             self.client.message.send_text("", "probe")
         except APIUnauthorizedError as exc:
-            self.refused_for_account(exc)
-            return False
+            return exc
         except (BusyError, TransportError):
-            return True  # not known: try the real send
+            return None
         except WeChatAPIError:
             pass
+        return AVAILABLE
+
+    def probe(self) -> bool:
+        """:meth:`ask`, and remember the answer (a refusal like :meth:`refused_for_account`, logged once)."""
+        outcome = self._ask()
+        if outcome is None:
+            return True  # not known: try the real send
+        if isinstance(outcome, APIUnauthorizedError):
+            self.refused_for_account(outcome)
+            return False
         try:
-            self.store.set(self.key, AVAILABLE, ttl=self.config.customer_service_recheck_s)
+            raw, known = self._read()
+            if known is None or not known.available:  # a success forgets a refusal
+                self._remember(AVAILABLE, raw)
         except StoreError:
             pass
         return True
+
+    def recheck(self, answer: str | None = None) -> str | None:
+        """At start-up (and in ``check``): what is remembered for this account and since when, set against a
+        fresh answer (``answer``, else :meth:`ask` now): one that differs replaces it, so a refusal learned on
+        another account or API never outlives its evidence. None when nothing is remembered, else e.g.
+        ``available now; unavailable (errcode 48001), remembered since 2026-12-06 22:27:39, is forgotten``."""
+        if not self.learns:
+            return None
+        try:
+            raw, known = self._read()
+        except StoreError:
+            return None
+        if known is None:
+            return None
+        fresh = self.ask() if answer is None else answer
+        if fresh is None:
+            return f"{known.describe()} (WeChat could not tell now)"
+        if fresh == known.answer:
+            return f"{known.describe()} and confirmed now"
+        try:
+            self._remember(fresh, raw)
+        except StoreError:
+            pass
+        now = "available" if fresh == AVAILABLE else f"unavailable (errcode {fresh})"
+        return f"{now} now; {known.describe()}, is forgotten"
 
     def refused_for_account(self, exc: WeChatAPIError) -> None:
         """Remember, for the whole account, that WeChat refused the API (logged once per recheck period)."""
@@ -113,9 +207,8 @@ class CustomerService:
                       exc.errcode, FIX)
             return
         try:
-            previous = self.store.get(self.key)
-            first = previous in (None, AVAILABLE) and self.store.compare_and_set(
-                self.key, previous, str(exc.errcode), ttl=self.config.customer_service_recheck_s)
+            previous, known = self._read()
+            first = (known is None or known.available) and self._remember(str(exc.errcode), previous)
         except StoreError:
             first = True
         if first:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -88,16 +89,70 @@ class ThreadExecutor(Executor):
 
 
 class RQExecutor(Executor):
-    """Enqueues ``bot.worker.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them."""
+    """Enqueues ``bot.worker.run_job`` on an RQ queue in Redis; ``python -m bot worker`` runs them.
 
-    def __init__(self, redis_url: str, queue: str, bot_id: str, *, job_timeout_s: float, ttl_s: float) -> None:
+    With no worker listening the jobs only wait, and the messages go unanswered: a job still queued when its
+    message's budget (``budget_s``) has passed, with no worker alive on the queue, is one ERROR line with the
+    command that starts one (at most one line every ``alert_every_s``)."""
+
+    def __init__(self, redis_url: str, queue: str, bot_id: str, *, job_timeout_s: float, ttl_s: float,
+                 budget_s: float | None = None, alert_every_s: float = 60.0) -> None:
         from redis import Redis
         from rq import Queue
         self.bot_id = bot_id
         self.queue = Queue(queue, connection=Redis.from_url(redis_url))
         self.job_timeout_s, self.ttl_s = int(job_timeout_s), int(ttl_s)
+        self.budget_s, self.alert_every_s = budget_s, alert_every_s
+        self._watched: list[tuple[float, str]] = []  # (when to look, RQ job id), oldest first
+        self._pid = os.getpid()
+        self._watch_lock = threading.Condition()
+        self._watcher: threading.Thread | None = None
+        self._alerted = float("-inf")
 
     def submit(self, job: Job) -> None:
-        self.queue.enqueue(RUN_JOB, self.bot_id, job.key, job.push_xml, job.owner, job_timeout=self.job_timeout_s,
-                           result_ttl=0, ttl=self.ttl_s, failure_ttl=self.ttl_s,
-                           description=f"answer {job.key} for {self.bot_id}")
+        queued = self.queue.enqueue(RUN_JOB, self.bot_id, job.key, job.push_xml, job.owner,
+                                    job_timeout=self.job_timeout_s, result_ttl=0, ttl=self.ttl_s,
+                                    failure_ttl=self.ttl_s, description=f"answer {job.key} for {self.bot_id}")
+        if self.budget_s is not None:
+            self._watch(queued.id)
+
+    def workers(self) -> list[str]:
+        """The names of the RQ workers listening on this queue now (their registration not expired)."""
+        from rq import Worker
+        return sorted(w.name for w in Worker.all(queue=self.queue))
+
+    def _watch(self, job_id: str) -> None:
+        with self._watch_lock:
+            self._watched.append((time.monotonic() + (self.budget_s or 0.0), job_id))
+            self._watch_lock.notify()
+            if self._watcher is None or not self._watcher.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._watcher = threading.Thread(target=self._look, name="wvb-rq-watch", daemon=True)
+                self._watcher.start()
+
+    def _look(self) -> None:
+        """Each watched job, at its budget: still queued with no worker alive is the ERROR line."""
+        while True:
+            with self._watch_lock:
+                while not self._watched or self._watched[0][0] > time.monotonic():
+                    self._watch_lock.wait(max(0.0, self._watched[0][0] - time.monotonic()) if self._watched else 30)
+                _, job_id = self._watched.pop(0)
+            try:
+                self._check(job_id)
+            except Exception as exc:  # Redis down: the store's own errors say so; this is only a hint
+                log.debug("RQ watch: cannot look at job %s: %s", job_id, exc)
+
+    def _check(self, job_id: str) -> None:
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job as RQJob
+        try:
+            waiting = RQJob.fetch(job_id, connection=self.queue.connection).get_status() == "queued"
+        except NoSuchJobError:
+            return  # done already (results are not kept)
+        now = time.monotonic()
+        if not waiting or now - self._alerted < self.alert_every_s or self.workers():
+            return
+        self._alerted = now
+        log.error("RQ: jobs wait on queue %r and no worker is listening: messages go unanswered until one "
+                  "runs. Start one with `python -m bot worker --config FILE` (this bot's config file)",
+                  self.queue.name)

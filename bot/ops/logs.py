@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from bot.ops.account import ACCOUNT
 from bot.ops.trace import hash_openid
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class JsonFormatter(logging.Formatter):
         data: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if _account_of(record):
+            data["account"] = record.account  # type: ignore[attr-defined]
         data.update(getattr(record, "fields", None) or {})
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -65,6 +68,11 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._second: tuple[int, str] = (-1, "")
+        self._with_account = logging.PercentStyle("%(asctime)s %(levelname)s %(name)s: account=%(account)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """A line of a named account's work says which: ``… bot.delivery: account=shop …``."""
+        return (self._with_account if _account_of(record) else self._style).format(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt:
@@ -74,6 +82,13 @@ class TextFormatter(logging.Formatter):
             text = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = (int(record.created), text)
         return f"{text},{int(record.msecs):03d}"  # logging.Formatter.default_msec_format
+
+
+def _account_of(record: logging.LogRecord) -> str:
+    """The named account a record's work was for (``record.account``, set by :class:`RedactFilter`), unless its
+    structured fields name it already (the ``bot.message`` line)."""
+    account = getattr(record, "account", "")
+    return "" if not account or "account" in (getattr(record, "fields", None) or {}) else account
 
 
 class RedactFilter(logging.Filter):
@@ -108,6 +123,8 @@ class RedactFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "account"):
+            record.account = ACCOUNT.get()  # the thread that logs is the one that did the work
         message = record.getMessage()
         redacted = self.redact(message)
         changed = redacted != message
@@ -131,25 +148,43 @@ class RedactFilter(logging.Filter):
 
 
 def config_secrets(config: Config) -> list[str]:
-    """Every secret the config holds: what :class:`RedactFilter` keeps out of the logs."""
-    return [config.wechat.appsecret, config.wechat.token, config.wechat.encoding_aes_key, config.forward.secret,
-            config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token, config.llm.api_key,
-            config.logging.openid_salt]
+    """Every secret the config holds, every account's (``[accounts.NAME]``) and every declared section's
+    (``repr=False`` keys: ``[forward] secret``, ``[llm] api_key``…): what :class:`RedactFilter` keeps out of the
+    logs."""
+    from bot.config.sections import secrets_of
+    found = [config.voice.openai.api_key, config.voice.reply.openai.api_key, config.metrics.token,
+             config.logging.openid_salt]
+    for account in config.served():
+        found += [account.wechat.appsecret, account.wechat.token, account.wechat.encoding_aes_key]
+    for value in config.sections.values():
+        found += secrets_of(value)
+    return found
+
+
+_installed_secrets: set[str] = set()  # every secret a handler of this process was installed for
 
 
 def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
-                    hash_openid: Callable[[str], str | None] | None = None) -> logging.Handler:
-    """Replace this module's root handler (calling it again reconfigures, never duplicates output)."""
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_wvb", False)]:
-        root.removeHandler(old)
+                    hash_openid: Callable[[str], str | None] | None = None, *,
+                    logger: logging.Logger | None = None) -> logging.Handler:
+    """Replace this module's handler on ``logger`` (default: the root; calling it again reconfigures, never
+    duplicates output). The new handler still hides the secrets of every earlier one: a second bot set up in the
+    same process (two Flask apps, two configs) must not make the first one's secrets appear."""
+    target = logger or logging.getLogger()
+    for old in [h for h in target.handlers if getattr(h, "_wvb", False)]:
+        target.removeHandler(old)
+    _installed_secrets.update(s for s in secrets if s)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._wvb = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(RedactFilter(secrets, hash_openid))
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    handler.addFilter(RedactFilter(_installed_secrets, hash_openid))
+    target.addHandler(handler)
+    target.setLevel(getattr(logging, level.upper(), logging.INFO))
     return handler
+
+
+def _hasher(config: Config) -> Callable[[str], str | None] | None:
+    return (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
 
 
 def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -> logging.Handler:
@@ -158,9 +193,32 @@ def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -
     Takes a Config (level, format and the secrets to redact) or just a level name."""
     if isinstance(config, str):
         return install_handler(config, stream=stream)
-    hasher = (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
     return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
-                           hash_openid=hasher)
+                           hash_openid=_hasher(config))
+
+
+# The request logs of the servers a host app runs under: werkzeug's development server and gunicorn's access log.
+REQUEST_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+def setup_mounted_logging(config: Config, stream: TextIO | None = None) -> RedactFilter:
+    """A bot mounted into someone else's Flask app: ``[logging]`` (level, format, redaction) for the bot's own
+    loggers only — ``bot`` and below get their handler and stop propagating, so the host's handlers neither see
+    them twice nor decide their level — and the secrets and raw openids kept out of the request lines of
+    werkzeug and gunicorn (WeChat puts ``openid=`` in the callback URL). The host's own loggers are left alone.
+    Returns the filter, for any other logger of the host's that writes request URLs (``logger.addFilter``)."""
+    bot = logging.getLogger("bot")
+    install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
+                    hash_openid=_hasher(config), logger=bot)
+    bot.propagate = False
+    hide = RedactFilter(config_secrets(config), _hasher(config))
+    hide._wvb = True  # type: ignore[attr-defined]
+    for name in REQUEST_LOGGERS:
+        requests_log = logging.getLogger(name)
+        for old in [f for f in requests_log.filters if getattr(f, "_wvb", False)]:
+            requests_log.removeFilter(old)
+        requests_log.addFilter(hide)
+    return hide
 
 
 def announce(config: Config | None, line: str, stream: TextIO | None = None) -> None:

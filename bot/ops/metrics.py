@@ -14,44 +14,55 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
+from bot.ops.account import metrics_label
+
 if TYPE_CHECKING:
     from bot.config import Config
 
 REQUESTS = Counter("wvb_requests", "Callback requests by outcome (accepted, rejected, ignored) and reason "
-                   "(why a request was rejected)", ["outcome", "reason"])
+                   "(why a request was rejected), by account", ["account", "outcome", "reason"])
 MESSAGES = Counter("wvb_messages", "Messages handled, by type and outcome (answered, not_understood, "
-                   "handler_error, no_answer, unfinished)", ["type", "outcome"])
+                   "handler_error, no_answer, unfinished), by account", ["account", "type", "outcome"])
 STEP_SECONDS = Histogram("wvb_step_seconds", "Duration of each pipeline step of a message "
-                         "(download, transcode, upload, poll, routing, ...)", ["step"],
+                         "(download, transcode, upload, poll, routing, ...), by account", ["account", "step"],
                          buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 15, 30))
-RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by recognizer", ["recognizer"])
+RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced, by account and recognizer",
+                               ["account", "recognizer"])
 RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
-                              "(timeout, download_failed, bad_audio, ...)", ["recognizer", "reason"])
-RECOGNIZER_SECONDS = Histogram("wvb_recognizer_seconds", "How long each recognizer tried, by recognizer and outcome "
-                               "(ok, or why it failed: empty_final, timeout, unavailable, ...)",
-                               ["recognizer", "outcome"], buckets=(.01, .05, .1, .25, .5, 1, 2, 3, 4.5, 8, 15, 30))
+                              "(timeout, download_failed, bad_audio, ...), by account", ["account", "recognizer", "reason"])
+RECOGNIZER_SECONDS = Histogram("wvb_recognizer_seconds", "How long each recognizer tried, by account, recognizer and "
+                               "outcome (ok, or why it failed: empty_final, timeout, unavailable, ...)",
+                               ["account", "recognizer", "outcome"],
+                               buckets=(.01, .05, .1, .25, .5, 1, 2, 3, 4.5, 8, 15, 30))
 SYNTHESES = Counter("wvb_syntheses", "Speech syntheses by synthesizer and outcome (ok, timeout, unavailable, "
                     "bad_audio, too_long, crashed, ...)", ["synthesizer", "outcome"])
 SYNTHESIS_SECONDS = Histogram("wvb_synthesis_seconds", "Duration of each synthesizer's try, its audio's transcode "
                               "included, by synthesizer", ["synthesizer"],
                               buckets=(.05, .1, .25, .5, 1, 2, 4, 8, 15, 30))
 DELIVERIES = Counter("wvb_deliveries", "Messages by delivery path (passive, retry, customer_service, pickup, "
-                     "undeliverable, expired)", ["path"])
+                     "undeliverable, expired), by account", ["account", "path"])
 PICKUPS = Counter("wvb_pickups", "Kept answers (or parts of one) shown with the user's next message")
-KEPT = Counter("wvb_kept", "Answers kept for pickup, by why (no_customer_service, refused, parts)", ["why"])
+KEPT = Counter("wvb_kept", "Answers kept for pickup, by account and why (no_customer_service, refused, parts)",
+               ["account", "why"])
 EXPIRED = Counter("wvb_kept_expired", "Answers kept for pickup that expired before the user wrote again")
 SPLITS = Counter("wvb_splits", "Answers split into parts to fit WeChat's text limit")
-TYPING = Counter("wvb_typing", "Typing indicators by result (sent, failed, refused)", ["result"])
+TYPING = Counter("wvb_typing", "Typing indicators by account and result (sent, failed, refused)", ["account", "result"])
 TOKEN_FETCHES = Counter("wvb_token_fetches", "Access-token fetches by endpoint and result (ok, an errcode, "
-                        "transport)", ["endpoint", "result"])
+                        "transport), by account", ["account", "endpoint", "result"])
 STORE_ERRORS = Counter("wvb_store_errors", "Store operations that failed, by backend", ["backend"])
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
+# Metrics whose first label is the account (bot/ops/account.py): ``labelled`` fills it in.
+BY_ACCOUNT = frozenset(map(id, (REQUESTS, MESSAGES, STEP_SECONDS, RECOGNIZER_SUCCESSES, RECOGNIZER_FAILURES,
+                                RECOGNIZER_SECONDS, DELIVERIES, KEPT, TYPING, TOKEN_FETCHES)))
 
 
-def labelled(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, cached: prometheus_client's lookup costs more than the increment."""
+def labelled(metric: Any, *labels: str, account: str | None = None) -> Any:
+    """``metric.labels(*labels)``, cached: prometheus_client's lookup costs more than the increment. A metric
+    labelled by account gets ``account``, else the account of the current work, first."""
+    if id(metric) in BY_ACCOUNT:
+        labels = (metrics_label(account), *labels)
     key = (id(metric), labels)
     child = _children.get(key)
     if child is None:
@@ -60,11 +71,12 @@ def labelled(metric: Any, *labels: str) -> Any:
 
 
 def message_done(fields: dict[str, Any]) -> None:
-    """Count one finished message (``fields`` of its ``bot.message`` line)."""
-    labelled(MESSAGES, fields.get("type") or "unknown", fields.get("outcome") or "unknown").inc()
-    labelled(DELIVERIES, fields["path"]).inc()
+    """Count one finished message (``fields`` of its ``bot.message`` line, which names its account)."""
+    account = fields.get("account")
+    labelled(MESSAGES, fields.get("type") or "unknown", fields.get("outcome") or "unknown", account=account).inc()
+    labelled(DELIVERIES, fields["path"], account=account).inc()
     for step, ms in (fields.get("steps") or {}).items():
-        labelled(STEP_SECONDS, step).observe(ms / 1000)
+        labelled(STEP_SECONDS, step, account=account).observe(ms / 1000)
 
 
 def exposition() -> bytes:

@@ -66,8 +66,10 @@ def message_id(config: Config, inbound: Traced) -> str:
 def new_trace(config: Config, inbound: Traced) -> Trace:
     """The trace of a message before (or without) its job: what the push says."""
     message = inbound.message
-    return {"msg_id": message_id(config, inbound), "openid": hash_openid(config, getattr(message, "source", None)),
-            "type": inbound.msg_type, "steps": {}, "recognizer": None, "outcome": "unfinished"}
+    trace: Trace = {"account": config.account.name} if config.account.name else {}
+    trace.update({"msg_id": message_id(config, inbound), "openid": hash_openid(config, getattr(message, "source", None)),
+                  "type": inbound.msg_type, "steps": {}, "recognizer": None, "outcome": "unfinished"})
+    return trace
 
 
 def add_step(trace: Trace, name: str, seconds: float) -> None:

@@ -11,7 +11,7 @@ Error codes WeChat documents are used as documented. Where WeChat documents noth
   missing ``voice_id`` → 40035. Answers carry ``is_end`` as live accounts' do (``SandboxState.query_voice``).
 - translatecontent: empty body → 44004, more than 600 bytes → 45002, unknown lfrom/lto → 40035.
 - message/custom/send and message/custom/typing: see bot/sandbox/customer_service.py; media/upload and the
-  permanent-material endpoints: bot/sandbox/media_api.py.
+  permanent-material endpoints: bot/sandbox/media_api.py; the WeCom app under /wecom: bot/sandbox/wecom_api.py.
 - media/get errors come back as JSON with ``Content-Type: text/plain`` (what WeChat sends there, and what
   clients such as WxJava test for); every other answer is ``application/json; encoding=utf-8``.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api
+from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api, wecom_api
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
 from bot.sandbox.state import VoiceUpload
@@ -150,6 +150,7 @@ def create_app(sandbox: SandboxAccount) -> Flask:
     media_api.register(endpoints, sandbox)
     speech_api.register(endpoints, sandbox)
     chat_api.register(endpoints, sandbox)
+    wecom_api.register(endpoints, sandbox)
     register_control(app, sandbox)
     inspection.register(app, sandbox)
     return app

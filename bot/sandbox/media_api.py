@@ -38,7 +38,7 @@ from flask import Response, request
 
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, err, error_response, json_body
-from bot.sandbox.state import FREQUENCY_GRID, Media
+from bot.sandbox.state import FREQUENCY_GRID, Media, SandboxState
 from bot.voice.audio import AudioError, decode_pcm
 from bot.voice.tones import detect_tone
 
@@ -50,45 +50,47 @@ PERMANENT_FORMATS = ("amr", "mp3", "wav", "asf")
 _LAST_FRAME_SLACK_S = 0.05
 
 
+def voice_upload(state: SandboxState, kind: str, formats: tuple[str, ...]) -> tuple[str, Media] | dict[str, Any]:
+    """A new media_id and the voice in this request as :class:`Media` of ``kind``, or WeChat's error for it
+    (the WeCom sandbox takes its uploads through here too, with its own ``formats``)."""
+    if request.args.get("type") != "voice":
+        return err(40004, f"invalid media type {request.args.get('type')!r}: the sandbox plays voice only")
+    upload = request.files.get("media")
+    if upload is None:
+        return err(41005, "media data missing: multipart file field 'media'")
+    data = upload.read()
+    limit = int(state.setting("max_media_bytes"))
+    if not data:
+        return err(44001, "empty media data")
+    if len(data) > limit:
+        return err(40006, f"invalid file size: {len(data)} bytes > {limit}")
+    max_s = float(state.setting("max_media_seconds"))
+    try:
+        pcm, info = decode_pcm(data, sample_rate=16000, max_seconds=max_s + 1)
+    except AudioError as exc:
+        return err(40005, f"invalid file type: not decodable audio ({exc})")
+    if info.container not in formats:
+        names = ", ".join(_FORMATS[f][0] for f in formats)
+        return err(40005, f"invalid file type: {info.codec} in {info.container}; this endpoint takes {names}")
+    if info.duration_s > max_s + _LAST_FRAME_SLACK_S:
+        return err(45007, f"voice playtime out of limit: {info.duration_s:.2f} s > {max_s:g} s")
+    frequency = detect_tone(pcm, 16000, FREQUENCY_GRID)
+    ext, content_type = _FORMATS[info.container]
+    media_id = state.new_media_id()
+    return media_id, Media(data, content_type, f"{media_id}.{ext}", state.text_for(frequency) or None,
+                           frequency, kind=kind, duration_s=info.duration_s)
+
+
 def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
     """Add media/upload and the permanent-material endpoints to the sandbox's app."""
     state = sandbox.state
-
-    def voice_upload(kind: str, formats: tuple[str, ...]) -> tuple[str, Media] | dict[str, Any]:
-        """A new media_id and the uploaded voice as :class:`Media` of ``kind``, or WeChat's error for it."""
-        if request.args.get("type") != "voice":
-            return err(40004, f"invalid media type {request.args.get('type')!r}: the sandbox plays voice only")
-        upload = request.files.get("media")
-        if upload is None:
-            return err(41005, "media data missing: multipart file field 'media'")
-        data = upload.read()
-        limit = int(state.setting("max_media_bytes"))
-        if not data:
-            return err(44001, "empty media data")
-        if len(data) > limit:
-            return err(40006, f"invalid file size: {len(data)} bytes > {limit}")
-        max_s = float(state.setting("max_media_seconds"))
-        try:
-            pcm, info = decode_pcm(data, sample_rate=16000, max_seconds=max_s + 1)
-        except AudioError as exc:
-            return err(40005, f"invalid file type: not decodable audio ({exc})")
-        if info.container not in formats:
-            names = ", ".join(_FORMATS[f][0] for f in formats)
-            return err(40005, f"invalid file type: {info.codec} in {info.container}; this endpoint takes {names}")
-        if info.duration_s > max_s + _LAST_FRAME_SLACK_S:
-            return err(45007, f"voice playtime out of limit: {info.duration_s:.2f} s > {max_s:g} s")
-        frequency = detect_tone(pcm, 16000, FREQUENCY_GRID)
-        ext, content_type = _FORMATS[info.container]
-        media_id = state.new_media_id()
-        return media_id, Media(data, content_type, f"{media_id}.{ext}", state.text_for(frequency) or None,
-                               frequency, kind=kind, duration_s=info.duration_s)
 
     @endpoints.api("/cgi-bin/media/upload", ("POST",))
     def media_upload() -> Answer:
         if not state.setting("temporary_media"):
             return err(48001, "api unauthorized: temporary media upload is not allowed for this account "
                               "(sandbox setting temporary_media is false); use material/add_material")
-        upload = voice_upload("temporary", TEMPORARY_FORMATS)
+        upload = voice_upload(state, "temporary", TEMPORARY_FORMATS)
         if isinstance(upload, dict):
             return upload
         media_id = state.put_media(*upload)
@@ -96,7 +98,7 @@ def register(endpoints: Endpoints, sandbox: SandboxAccount) -> None:
 
     @endpoints.api("/cgi-bin/material/add_material", ("POST",))
     def add_material() -> Answer:
-        upload = voice_upload("permanent", PERMANENT_FORMATS)
+        upload = voice_upload(state, "permanent", PERMANENT_FORMATS)
         if isinstance(upload, dict):
             return upload
         with state.lock:  # the count and the insert as one step: two uploads never both take the last slot

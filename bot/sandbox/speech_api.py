@@ -7,7 +7,7 @@ to the sentence. The speech lasts ``speech_seconds_per_char`` (0.2 s) per charac
 ``speech_latency_s`` delays every answer.
 
 ``POST /v1/audio/transcriptions``: a speech service such as OpenAI's, Groq's or a self-hosted whisper server, the
-fallback recognizer. It hears audio the way the account's own recognition does (``SandboxAccount.hear``): a clip's
+fallback recognizer (and a WeCom app's only one: its voice is understood offline too). It hears audio the way the account's own recognition does (``SandboxAccount.hear``): a clip's
 tone is its sentence, anything else (real speech included) is heard as nothing, ``{"text": ""}``. Multipart
 ``file`` and ``model`` are required; any format PyAV decodes is taken; ``response_format`` json (default) or text;
 ``transcription_latency_s`` delays every answer; ``transcription_api_key`` ("" = any) is the bearer key it wants.

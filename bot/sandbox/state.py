@@ -69,6 +69,12 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "chat_api_key": "",
     "chat_models": ["sandbox-chat"],
     "chat_break_after_chunks": 0,
+    # The WeCom (企业微信) self-built app the sandbox also plays under /wecom (bot/sandbox/wecom_api.py).
+    "wecom_corp_id": "wwsandbox",
+    "wecom_agent_id": 1000002,
+    "wecom_secret": "sandbox-wecom-secret",
+    "wecom_per_user_per_minute": 30,  # message/send to one user per minute; then 45009
+    "wecom_users": [],  # UserIDs in the app's visible range ([]: everyone); others come back in invaliduser
 }
 
 
@@ -189,6 +195,18 @@ class SandboxState:
             self.tokens[token] = Token("stable", now + expires_in)
             self.stable_token = token
             return token, expires_in
+
+    def issue_wecom_token(self) -> tuple[str, int | float]:
+        """WeCom's gettoken: the app's current token while it lives (a fetch does not revoke it), else a new one."""
+        with self.lock:
+            now = self.clock()
+            live = [(t, tok) for t, tok in self.tokens.items() if tok.kind == "wecom" and tok.expires_at > now]
+            if live:
+                token, tok = live[-1]
+                return token, max(1, math.floor(tok.expires_at - now))
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = Token("wecom", now + self._expires_in())
+            return token, self._expires_in()
 
     def check_token(self, token: str | None) -> tuple[int, str] | None:
         """None when usable, else (errcode, errmsg) as WeChat answers: 41001, 42001 or 40001."""

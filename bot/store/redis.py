@@ -87,9 +87,9 @@ class RedisStore(Store):
             from redis.backoff import ExponentialWithJitterBackoff
             from redis.retry import Retry
         except ImportError as exc:
-            raise StoreError(
-                f"store URL {self.url} needs the redis client: pip install 'wechat-voicebot[redis]'"
-            ) from exc
+            from bot.config.extras import install_hint
+
+            raise StoreError(f"store URL {self.url} needs the redis client: {install_hint('redis')}") from exc
         self._redis_error: type[Exception] = redis.RedisError
         self._unreachable: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
         try:

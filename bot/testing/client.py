@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import requests
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from bot.config import Config
 from bot.core.envelope import sign
@@ -57,22 +58,34 @@ class Reply:
 
 
 class Envelope:
-    """Signs (and encrypts) a push the way WeChat does for one account's secrets."""
+    """Signs (and encrypts) a push the way WeChat does for one account's secrets; ``wecom=True``: the way WeCom
+    does for a self-built app (always encrypted, ``msg_signature`` only, the corp id as ``appid``)."""
 
-    def __init__(self, token: str, appid: str = "", aes_key: str = "", mode: Mode = "plaintext") -> None:
-        if mode != "plaintext" and not aes_key:
-            raise ValueError(f"mode {mode!r} needs an EncodingAESKey")
-        self.token, self.mode = token, mode
-        self.crypto = WeChatCrypto(token, aes_key, appid) if aes_key else None
+    def __init__(self, token: str, appid: str = "", aes_key: str = "", mode: Mode = "plaintext", *,
+                 wecom: bool = False, agent_id: int = 0) -> None:
+        if (mode != "plaintext" or wecom) and not aes_key:
+            raise ValueError(f"mode {'safe (WeCom)' if wecom else mode!r} needs an EncodingAESKey")
+        self.token, self.mode, self.appid = token, "safe" if wecom else mode, appid
+        self.wecom, self.agent_id = wecom, agent_id
+        self.crypto = (WeComCrypto if wecom else WeChatCrypto)(token, aes_key, appid) if aes_key else None
 
     @classmethod
     def for_config(cls, config: Config, mode: Mode | None = None) -> Envelope:
-        w = config.wechat
+        w, account = config.wechat, config.account
+        if account.kind == "wecom_app":
+            return cls(w.token, w.appid, w.encoding_aes_key, wecom=True, agent_id=account.agent_id)
         return cls(w.token, w.appid, w.encoding_aes_key, mode or ("safe" if w.encoding_aes_key else "plaintext"))
 
     def wrap(self, xml: str, *, timestamp: int | None = None, nonce: str | None = None) -> tuple[dict[str, str], bytes]:
-        """The query string and body WeChat would send."""
+        """The query string and body WeChat (or WeCom) would send."""
         timestamp_s, nonce = str(timestamp or int(time.time())), nonce or secrets.token_hex(5)
+        if self.wecom:
+            assert self.crypto is not None
+            encrypt = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp_s))["xml"]["Encrypt"]
+            body = (f"<xml><ToUserName><![CDATA[{self.appid}]]></ToUserName><AgentID><![CDATA[{self.agent_id}]]>"
+                    f"</AgentID><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+            return ({"msg_signature": sign(self.token, timestamp_s, nonce, encrypt), "timestamp": timestamp_s,
+                     "nonce": nonce}, body.encode())
         query = {"signature": sign(self.token, timestamp_s, nonce), "timestamp": timestamp_s, "nonce": nonce,
                  "openid": str(xmltodict.parse(xml)["xml"].get("FromUserName", ""))}
         if self.mode == "plaintext":
@@ -88,7 +101,13 @@ class Envelope:
         return query, body.encode()
 
     def handshake_query(self, echostr: str = "echo-test") -> dict[str, str]:
+        """The URL check's query; WeCom's carries ``echostr`` encrypted, signed with it (``msg_signature``)."""
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+        if self.wecom:
+            assert self.crypto is not None
+            sealed = xmltodict.parse(self.crypto.encrypt_message(echostr, nonce, timestamp))["xml"]["Encrypt"]
+            return {"msg_signature": sign(self.token, timestamp, nonce, sealed), "timestamp": timestamp,
+                    "nonce": nonce, "echostr": sealed}
         return {"signature": sign(self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
                 "echostr": echostr}
 
@@ -106,6 +125,28 @@ class Envelope:
         return Reply(status, body, dict(fields))
 
 
+def account_config(config: Config, account: str | None) -> Config:
+    """The config of ``account`` (``[accounts.NAME]``); a [wechat] config when ``account`` is None."""
+    if account is None:
+        if config.accounts:
+            names = ", ".join(a.account.name for a in config.accounts)
+            raise ValueError(f"this config serves several accounts ({names}): pass account=NAME")
+        return config
+    found = [a for a in config.served() if a.account.name == account]
+    if not found:
+        names = ", ".join(a.account.name for a in config.accounts) or "none: it is a [wechat] config"
+        raise ValueError(f"no account {account!r} in this config (accounts: {names})")
+    return found[0]
+
+
+def sender_fields(config: Config) -> dict[str, Any]:
+    """What :mod:`bot.testing.messages` needs to write to the config's account: a WeCom app's pushes name the
+    corp id and carry the app's ``AgentID``."""
+    if config.account.kind == "wecom_app":
+        return {"account": config.wechat.appid, "agent_id": config.account.agent_id}
+    return {}
+
+
 class BotClient:
     """Talks to a bot in-process (a :class:`Webhook`) or over HTTP (a URL), as WeChat would.
 
@@ -114,9 +155,9 @@ class BotClient:
     """
 
     def __init__(self, target: Webhook | Config, *, url: str | None = None, mode: Mode | None = None,
-                 openid: str = messages.DEFAULT_OPENID, timeout: float = 30.0) -> None:
+                 openid: str = messages.DEFAULT_OPENID, timeout: float = 30.0, account: str | None = None) -> None:
         self.webhook = target if isinstance(target, Webhook) else None
-        self.config = target.config if isinstance(target, Webhook) else target
+        self.config = target.config if isinstance(target, Webhook) else account_config(target, account)
         self.url = url
         if self.webhook is None and url is None:
             raise ValueError("BotClient needs a Webhook (in-process) or a url")
@@ -138,13 +179,18 @@ class BotClient:
         return self.envelope.unwrap(*self.post_raw(query, body))
 
     def text(self, content: str, **kw: Any) -> Reply:
-        return self.send(messages.text(content, openid=kw.pop("openid", self.openid), **kw))
+        return self.send(messages.text(content, **self._sender(kw)))
 
     def voice(self, media_id: str = "media_id", **kw: Any) -> Reply:
-        return self.send(messages.voice(media_id, openid=kw.pop("openid", self.openid), **kw))
+        return self.send(messages.voice(media_id, **self._sender(kw)))
 
     def event(self, name: str, **kw: Any) -> Reply:
-        return self.send(messages.event(name, openid=kw.pop("openid", self.openid), **kw))
+        return self.send(messages.event(name, **self._sender(kw)))
+
+    def _sender(self, kw: dict[str, Any]) -> dict[str, Any]:
+        """Who writes to whom: this client's user, and for a WeCom app the corp id and the app's AgentID."""
+        kw.setdefault("openid", self.openid)
+        return {**sender_fields(self.config), **kw}
 
     def handshake(self, echostr: str = "echo-test") -> tuple[int, str]:
         query = self.envelope.handshake_query(echostr)

@@ -27,18 +27,19 @@ def next_create_time() -> int:
 
 
 def _field(name: str, value: Any) -> str:
-    if isinstance(value, int):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"<{name}>{value}</{name}>"
     safe = str(value).replace("]]>", "]]]]><![CDATA[>")
     return f"<{name}><![CDATA[{safe}]]></{name}>"
 
 
 def build(msg_type: str, fields: dict[str, Any], *, openid: str = DEFAULT_OPENID, account: str = DEFAULT_ACCOUNT,
-          create_time: int | None = None) -> str:
-    """``<xml>`` with the common header and ``fields`` in order; ``None`` values are left out."""
+          create_time: int | None = None, agent_id: int | None = None) -> str:
+    """``<xml>`` with the common header and ``fields`` in order; ``None`` values are left out. ``agent_id``: a
+    WeCom app's push (``account`` is then the corp id, ``openid`` the user's UserID)."""
     head = {"ToUserName": account, "FromUserName": openid, "CreateTime": int(create_time or time.time()),
             "MsgType": msg_type}
-    parts = [_field(k, v) for k, v in {**head, **fields}.items() if v is not None]
+    parts = [_field(k, v) for k, v in {**head, **fields, "AgentID": agent_id}.items() if v is not None]
     return "<xml>" + "".join(parts) + "</xml>"
 
 
@@ -61,3 +62,16 @@ def event(name: str, *, event_key: str | None = None, **kw: Any) -> str:
 def image(pic_url: str = "http://example.invalid/a.jpg", media_id: str = "media_id", *, msg_id: int | None = None,
           **kw: Any) -> str:
     return build("image", {"PicUrl": pic_url, "MediaId": media_id, "MsgId": msg_id or next_msg_id()}, **kw)
+
+
+def location(latitude: float, longitude: float, label: str = "", *, scale: int = 15, msg_id: int | None = None,
+             **kw: Any) -> str:
+    """A location the user shared (WeChat's ``Location_X`` is the latitude, ``Location_Y`` the longitude)."""
+    return build("location", {"Location_X": latitude, "Location_Y": longitude, "Scale": scale, "Label": label,
+                              "MsgId": msg_id or next_msg_id()}, **kw)
+
+
+def link(url: str, title: str = "", description: str = "", *, msg_id: int | None = None, **kw: Any) -> str:
+    """A link the user shared (an article, a web page)."""
+    return build("link", {"Title": title or url, "Description": description, "Url": url,
+                          "MsgId": msg_id or next_msg_id()}, **kw)

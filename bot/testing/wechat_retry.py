@@ -21,8 +21,10 @@ import requests
 import xmltodict
 
 from bot.config import Config
+from bot.store import Store
 from bot.testing import messages
-from bot.testing.client import Envelope, Mode, Reply
+from bot.testing.client import Envelope, Mode, Reply, sender_fields
+from bot.testing.owed import Owing, owed
 
 #: What WeChat shows the user when no try got a usable answer.
 WECHAT_ERROR = "该公众号暂时无法提供服务，请稍后再试"
@@ -45,7 +47,8 @@ def reply_text(reply: Reply) -> str:
 
 
 def cs_text(message: dict[str, Any]) -> str:
-    """A customer-service message as the user reads it (other types than text as ``[msgtype]``)."""
+    """A customer-service message (or a WeCom app's ``message/send``) as the user reads it (other types than
+    text as ``[msgtype]``)."""
     if message.get("msgtype") == "text":
         return str(message.get("text", {}).get("content", ""))
     kind = str(message.get("msgtype"))
@@ -65,6 +68,8 @@ class Seen:
     timeline: list[Sighting] = field(default_factory=list)  # everything the user saw, in order, with its time
     refused: Reply | None = None  # the last answer that was not HTTP 200 (status and body)
     error: str | None = None  # the last transport error (exception class name), for a try that got no answer
+    owing: Owing | None = None  # what the bot still owed when the client stopped looking (None: not known)
+    gave_up: bool = False  # the client stopped at max_wait_s although the bot still owed something
 
     @property
     def answers(self) -> list[str]:
@@ -85,22 +90,29 @@ class WeChatRetryClient:
     After the tries, the client polls the sandbox for up to ``cs_wait_s`` when no passive reply came, then
     keeps looking ``settle_s`` more, so that a duplicate arriving late is seen too.
 
+    ``store`` (the bot's own store): instead of those fixed times, keep looking while the message's delivery
+    record says the bot still owes something (bot/testing/owed.py) — at most ``max_wait_s`` from the first post —
+    and stop as soon as nothing more can come.
+
     ``retry_refused=False`` stops at the first try the bot refuses or that cannot connect (WeChat would retry
-    it; a person trying a bot wants to hear at once); ``only_new=True`` ignores the customer-service messages
-    the sandbox had recorded for the user before this push (``python -m bot simulate`` reuses one openid).
+    it; a person trying a bot wants to hear at once: nothing more can come); ``only_new=True`` ignores the
+    customer-service messages the sandbox had recorded for the user before this push (``python -m bot
+    simulate`` reuses one openid).
     """
 
     def __init__(self, config: Config, url: str, sandbox_url: str | None = None, *, wait_s: float = 5.0,
                  tries: int = 3, mode: Mode | None = None, cs_wait_s: float | None = None, settle_s: float = 0.0,
                  poll_s: float = 0.05, session: requests.Session | None = None, retry_refused: bool = True,
-                 only_new: bool = False) -> None:
+                 only_new: bool = False, store: Store | None = None, max_wait_s: float = 120.0) -> None:
         self.config, self.url = config, url
+        self.store, self.max_wait_s = store, max_wait_s
         self.retry_refused, self.only_new = retry_refused, only_new
         self.sandbox_url = sandbox_url.rstrip("/") if sandbox_url else None
         self.wait_s, self.tries = wait_s, tries
         self.cs_wait_s = 2 * wait_s if cs_wait_s is None else cs_wait_s
         self.settle_s, self.poll_s = settle_s, poll_s
         self.envelope = Envelope.for_config(config, mode)
+        self.sender = sender_fields(config)
         self.session = session or requests.Session()
 
     def send(self, xml: str) -> Seen:
@@ -125,8 +137,9 @@ class WeChatRetryClient:
                 time.sleep(max(0.0, self.wait_s - (time.perf_counter() - try_started)))
         if seen.error_shown and len(seen.statuses) == self.tries:
             seen.timeline.append(Sighting(time.perf_counter() - started, "WeChat shows", WECHAT_ERROR))
-        if self.sandbox_url:
-            self._collect(openid, seen, started, earlier)
+        refused = seen.statuses[-1] not in ("reply", "success", "timeout")
+        if self.sandbox_url and not (refused and not self.retry_refused):  # a refused push is never answered
+            self._collect(openid, seen, started, earlier, xml)
         seen.elapsed = time.perf_counter() - started
         return seen
 
@@ -153,20 +166,29 @@ class WeChatRetryClient:
         seen.timeline.append(Sighting(seen.answered_s, "passive", reply_text(reply)))
         return "reply"
 
-    def _collect(self, openid: str, seen: Seen, started: float, earlier: int = 0) -> None:
+    def _collect(self, openid: str, seen: Seen, started: float, earlier: int = 0, xml: str = "") -> None:
         deadline = time.perf_counter() + (0.0 if seen.passive else self.cs_wait_s)
         settle_until: float | None = time.perf_counter() + self.settle_s if seen.passive else None
         while True:
             known = len(seen.customer_service)
             seen.customer_service = self.customer_service_messages(openid)[earlier:]
             now = time.perf_counter()
-            seen.timeline += [Sighting(now - started, "customer service", cs_text(m))
-                              for m in seen.customer_service[known:]]
+            seen.timeline += [Sighting(now - started, "app message" if "agentid" in m else "customer service",
+                                       cs_text(m)) for m in seen.customer_service[known:]]
             if seen.customer_service and settle_until is None:
                 if seen.answered_s is None:
                     seen.answered_s = now - started
                 settle_until = now + self.settle_s
-            if (settle_until is not None and now >= settle_until) or (settle_until is None and now >= deadline):
+            settled = settle_until is None or now >= settle_until
+            seen.owing = owed(self.store, xml, customer_service=len(seen.customer_service),
+                              passive=bool(seen.passive)) if self.store is not None else None
+            if seen.owing is not None:  # the bot's store tells: look while it owes something, never longer
+                if seen.owing.waiting is None and settled:
+                    return
+                if seen.owing.waiting is not None and now - started >= self.max_wait_s:
+                    seen.gave_up = True
+                    return
+            elif (settle_until is not None and now >= settle_until) or (settle_until is None and now >= deadline):
                 return
             time.sleep(self.poll_s)
 
@@ -178,7 +200,7 @@ class WeChatRetryClient:
 
     # -- shortcuts ---------------------------------------------------------------------------------
     def text(self, content: str, **kw: Any) -> Seen:
-        return self.send(messages.text(content, **kw))
+        return self.send(messages.text(content, **{**self.sender, **kw}))
 
     def voice(self, media_id: str, **kw: Any) -> Seen:
-        return self.send(messages.voice(media_id, **kw))
+        return self.send(messages.voice(media_id, **{**self.sender, **kw}))

@@ -4,30 +4,28 @@ Synthesizers answer mp3, wav, ogg/opus, aac or flac; what it is is told from the
 from what was asked for. Everything runs in-process through PyAV: Debian's ffmpeg cannot encode AMR, a
 frequent failure of bots that shell out.
 
-Speech longer than a part is split at the quietest moment of the last few seconds before each limit, so a
-part ends in a pause when there is one, not in the middle of a word. The audio is decoded once, straight to
-the output rate; only the look-back windows are examined sample by sample, and each part is encoded once.
+Speech longer than a part is cut in a pause of the last 10 s before each limit, the longest there (a sentence's
+end rather than a comma's), so no sentence is split while a pause lies within reach (bot/voice/pauses.py). The
+audio is decoded once, straight to the output rate; only the look-back windows are examined sample by sample,
+and each part is encoded once.
 """
 from __future__ import annotations
 
 import logging
-import operator
 from array import array
 from dataclasses import dataclass
 
 from bot.voice.audio import AudioError, decode_pcm, encode_pcm
+from bot.voice.pauses import LOOKBACK_S, block_samples, split_points
 
 log = logging.getLogger("bot.audio")
 
-__all__ = ["VoicePart", "SpeechAudio", "SpeechTooLongError", "to_voice_media", "split_points",
-           "MAX_PART_S", "MAX_PART_BYTES"]
+__all__ = ["VoicePart", "SpeechAudio", "SpeechTooLongError", "to_voice_media", "MAX_PART_S", "MAX_PART_BYTES"]
 
 MAX_PART_S = 60.0  # WeChat: voice media ≤ 60 s ...
 MAX_PART_BYTES = 2_000_000  # ... and ≤ 2 MB
 # Kept free below 60 s for mp3's encoder delay and padding, and whatever rounding WeChat's check does.
 _MARGIN_S = 0.25
-_BLOCK_S = 0.02  # energy is measured in 20 ms blocks (one AMR frame), windows of two blocks
-_NEAR_QUIETEST = 1.1  # windows within 10 % of the quietest count as as quiet: the latest of them wins
 _RATES = {"amr": 8000, "mp3": 16000}
 _CONTENT_TYPES = {"amr": "audio/amr", "mp3": "audio/mpeg"}
 
@@ -67,8 +65,10 @@ class SpeechAudio:
 
 
 def to_voice_media(audio: bytes, fmt: str = "amr", *, max_part_s: float = MAX_PART_S,
-                   max_part_bytes: int = MAX_PART_BYTES, lookback_s: float = 5.0, max_parts: int = 5) -> SpeechAudio:
-    """Transcode synthesizer audio (any container PyAV probes) into WeChat voice parts.
+                   max_part_bytes: int = MAX_PART_BYTES, lookback_s: float = LOOKBACK_S,
+                   max_parts: int = 5) -> SpeechAudio:
+    """Transcode synthesizer audio (any container PyAV probes) into WeChat voice parts, each cut in a pause of the
+    ``lookback_s`` before its limit when there is one.
 
     Raises :class:`AudioError` for audio that cannot be decoded or holds no sound (a synthesizer that answered
     garbage or silence), and :class:`SpeechTooLongError` past ``max_parts`` parts.
@@ -76,7 +76,8 @@ def to_voice_media(audio: bytes, fmt: str = "amr", *, max_part_s: float = MAX_PA
     if fmt not in _RATES:
         raise ValueError(f"fmt must be 'amr' or 'mp3', not {fmt!r}")
     rate = _RATES[fmt]
-    part_samples = int((max_part_s - _MARGIN_S) * rate)
+    block = block_samples(rate)
+    part_samples = int((max_part_s - _MARGIN_S) * rate) // block * block  # on the cuts' 20 ms grid
     if part_samples <= 0:
         raise ValueError(f"max_part_s must exceed {_MARGIN_S}s")
     # one sample past the limit is enough to know it is too long; decoding stops there
@@ -87,7 +88,7 @@ def to_voice_media(audio: bytes, fmt: str = "amr", *, max_part_s: float = MAX_PA
                                  f"({info.duration_s:.1f}s of {info.codec})")
     if not _audible(pcm):
         raise AudioError(f"no sound in {info.duration_s:.1f}s of {info.codec} audio")
-    cuts = split_points(pcm, rate, part_samples, int(lookback_s * rate))
+    cuts = split_points(pcm, rate, part_samples, int(lookback_s * rate), max_parts)
     parts = []
     for start, end in zip(cuts, cuts[1:]):
         data = encode_pcm(pcm[start:end], rate, fmt=fmt, fast=True)
@@ -97,37 +98,6 @@ def to_voice_media(audio: bytes, fmt: str = "amr", *, max_part_s: float = MAX_PA
     if len(parts) > 1:
         log.debug("speech split into %d parts: %s s", len(parts), ",".join(f"{p.duration_s:.2f}" for p in parts))
     return SpeechAudio(tuple(parts), info.codec, info.container)
-
-
-def split_points(pcm: array, rate: int, part_samples: int, lookback_samples: int) -> list[int]:
-    """Sample offsets ``[0, cut, ..., len(pcm)]`` with no part longer than ``part_samples``.
-
-    Each cut is the middle of the quietest 40 ms window in the ``lookback_samples`` before the limit (the
-    latest of the windows about as quiet, for the longest part), on a 20 ms grid so AMR frames are never padded.
-    """
-    block = max(1, int(_BLOCK_S * rate))
-    cuts, start, n = [0], 0, len(pcm)
-    while n - start > part_samples:
-        end = start + part_samples
-        first = -(-max(start + block, end - lookback_samples) // block)  # first whole block of the look-back
-        last = end // block  # blocks [first, last) lie inside it
-        energies = [_energy(pcm, b * block, block) for b in range(first, last)]
-        if len(energies) < 2:
-            cut = last * block  # look-back shorter than a window: cut at the limit
-        else:
-            pairs = [energies[i] + energies[i + 1] for i in range(len(energies) - 1)]
-            quiet_enough = min(pairs) * _NEAR_QUIETEST + block  # +block: all-silent windows tie
-            i = max(j for j, e in enumerate(pairs) if e <= quiet_enough)
-            cut = (first + i + 1) * block  # between the window's two blocks
-        cuts.append(cut)
-        start = cut
-    cuts.append(n)
-    return cuts
-
-
-def _energy(pcm: array, start: int, length: int) -> int:
-    window = pcm[start:start + length]
-    return sum(map(operator.mul, window, window))
 
 
 def _audible(pcm: array, threshold: int = 64) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -22,7 +23,9 @@ from bot.core.envelope import EnvelopeError
 from bot.core.router import Router
 from bot.core.webhook import Response as CoreResponse
 from bot.core.webhook import Webhook
+from bot.ops.logs import setup_mounted_logging
 from bot.runtime import build_webhook as build
+from bot.runtime import build_webhooks as build_all
 from bot.web.metrics import register_metrics
 
 ConfigLike = str | os.PathLike[str] | Config
@@ -35,6 +38,11 @@ def as_config(config: ConfigLike) -> Config:
 def build_webhook(config: ConfigLike, router: Router | None = None, **kwargs: Any) -> Webhook:
     """A core webhook with the services the config asks for (voice pipeline, delivery, store)."""
     return build(as_config(config), router=router, **kwargs)
+
+
+def build_webhooks(config: ConfigLike, router: Router | None = None, **kwargs: Any) -> list[Webhook]:
+    """A webhook per account of the config (``[accounts.NAME]``), or the one of a ``[wechat]`` config."""
+    return build_all(as_config(config), router=router, **kwargs)
 
 
 class _BodyDeadlines:
@@ -156,31 +164,35 @@ def serve_callback(webhook: Webhook, environ: dict[str, Any]) -> tuple[CoreRespo
     return result, result.status == 413
 
 
-def webhook_blueprint(webhook: Webhook, name: str = "wechat_voicebot") -> Blueprint:
-    """A blueprint serving the callback at ``[server] path`` (mount it with any ``url_prefix``)."""
+def webhook_blueprint(webhook: Webhook | list[Webhook], name: str = "wechat_voicebot") -> Blueprint:
+    """A blueprint serving each webhook's callback at its ``[server] path`` (an account's ``path``); mount it
+    with any ``url_prefix``."""
     bp = Blueprint(name, __name__)
+    for one in webhook if isinstance(webhook, list) else [webhook]:
+        def callback(one: Webhook = one) -> Response:
+            result, close = serve_callback(one, request.environ)
+            return Response(result.body, status=result.status, content_type=result.content_type,
+                            headers={"Connection": "close"} if close else None)
 
-    def callback() -> Response:
-        result, close = serve_callback(webhook, request.environ)
-        return Response(result.body, status=result.status, content_type=result.content_type,
-                        headers={"Connection": "close"} if close else None)
-
-    bp.add_url_rule(webhook.config.server.path, "callback", callback, methods=["GET", "POST"])
+        endpoint = f"callback_{one.account}" if one.account else "callback"
+        bp.add_url_rule(one.config.server.path, endpoint, callback, methods=["GET", "POST"])
     return bp
 
 
 class CallbackFastPath:
-    """WSGI middleware for :func:`create_app`: the callback path goes straight to the core, skipping Flask's
+    """WSGI middleware for :func:`create_app`: the callback paths go straight to the core, skipping Flask's
     request context and routing (they cost more per message than the whole protocol work); everything
     else (``/healthz``, ``/metrics``, your routes) goes to the Flask app as usual."""
 
-    def __init__(self, webhook: Webhook, app: Any) -> None:
-        self.webhook, self.app, self.path = webhook, app, webhook.config.server.path
+    def __init__(self, webhook: Webhook | list[Webhook], app: Any) -> None:
+        webhooks = webhook if isinstance(webhook, list) else [webhook]
+        self.app, self.webhooks = app, {one.config.server.path: one for one in webhooks}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") != self.path or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+        webhook = self.webhooks.get(environ.get("PATH_INFO", ""))
+        if webhook is None or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
             return self.app(environ, start_response)
-        result, close = serve_callback(self.webhook, environ)
+        result, close = serve_callback(webhook, environ)
         body = result.body.encode("utf-8")
         headers = [("Content-Type", result.content_type), ("Content-Length", str(len(body)))]
         if close:
@@ -204,38 +216,51 @@ def add_healthz(app: Flask) -> None:
 class VoiceBot:
     """Flask extension: ``VoiceBot(app, config)`` or ``bot = VoiceBot(); bot.init_app(app)``.
 
-    ``init_app`` reads ``app.config["WECHAT_VOICEBOT_CONFIG"]`` (a path or Config) when no config is given.
+    ``init_app`` reads ``app.config["WECHAT_VOICEBOT_CONFIG"]`` (a path or Config) when no config is given. A
+    config with ``[accounts.NAME]`` serves every account at its path (``bot.webhooks``, by name).
     """
 
     def __init__(self, app: Flask | None = None, config: ConfigLike | None = None, router: Router | None = None) -> None:
         self.config = config
         self.router = router
         self.webhook: Webhook | None = None
+        self.webhooks: dict[str, Webhook] = {}
+        self.log_filter: logging.Filter | None = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask, config: ConfigLike | None = None) -> Webhook:
+        """Serve the config's accounts in ``app``; the first account's webhook is returned (the only one of a
+        [wechat] config). The bot's ``[logging]`` applies to its own loggers only, and the openid is hidden in the
+        request lines of werkzeug and gunicorn (``self.log_filter`` for any other logger of yours that writes
+        request URLs)."""
         config = config or self.config or app.config.get("WECHAT_VOICEBOT_CONFIG")
         if config is None:
             raise RuntimeError("VoiceBot.init_app: pass config= or set app.config['WECHAT_VOICEBOT_CONFIG']")
-        self.webhook = build_webhook(config, self.router)
-        app.register_blueprint(webhook_blueprint(self.webhook))
+        config = as_config(config)
+        webhooks = build_webhooks(config, self.router)
+        self.webhook, self.webhooks = webhooks[0], {one.account: one for one in webhooks}
+        self.log_filter = setup_mounted_logging(config)
+        app.register_blueprint(webhook_blueprint(webhooks))
         app.extensions["wechat_voicebot"] = self.webhook
+        app.extensions["wechat_voicebot_accounts"] = self.webhooks
         add_healthz(app)
         return self.webhook
 
 
 def create_app(config: ConfigLike, router: Router | None = None, *, webhook: Webhook | None = None,
                **kwargs: Any) -> Flask:
-    """The whole bot as a Flask app: the callback at ``[server] path`` and ``GET /healthz``.
+    """The whole bot as a Flask app: each account's callback at its path and ``GET /healthz``.
 
-    ``webhook``: serve one you composed yourself instead of the one the config describes."""
+    ``webhook``: serve one you composed yourself instead of the ones the config describes."""
     app = Flask("wechat_voicebot")
-    webhook = webhook or build_webhook(config, router, **kwargs)
-    app.register_blueprint(webhook_blueprint(webhook))
-    app.wsgi_app = CallbackFastPath(webhook, app.wsgi_app)  # type: ignore[method-assign]
-    app.extensions["wechat_voicebot"] = webhook
+    config = webhook.config if webhook is not None else as_config(config)
+    webhooks = [webhook] if webhook is not None else build_webhooks(config, router, **kwargs)
+    app.register_blueprint(webhook_blueprint(webhooks))
+    app.wsgi_app = CallbackFastPath(webhooks, app.wsgi_app)  # type: ignore[method-assign]
+    app.extensions["wechat_voicebot"] = webhooks[0]
+    app.extensions["wechat_voicebot_accounts"] = {one.account: one for one in webhooks}
     add_healthz(app)
-    register_metrics(app, webhook.config)  # GET [metrics] path, when [metrics] enabled
+    register_metrics(app, config)  # GET [metrics] path, when [metrics] enabled
 
     return app

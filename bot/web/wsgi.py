@@ -1,12 +1,8 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c gunicorn.conf.py 'bot.wsgi:app'``.
+"""WSGI entry point for gunicorn: ``gunicorn -c python:bot.web.gunicorn_conf`` (its app is ``bot.wsgi:app``).
 
-The config file comes from ``WECHAT_VOICEBOT_CONFIG`` (default ``config.toml``); ``gunicorn.conf.py`` checks it
-in the master before forking (bot/web/preflight.py).
+The config file comes from ``WECHAT_VOICEBOT_CONFIG`` (default ``config.toml``); the gunicorn settings check it in
+the master before forking (bot/web/preflight.py), and each worker again: a mistake is one line, never a traceback.
 """
-from bot.ops.logs import setup_logging
-from bot.web.app import create_app
-from bot.web.preflight import worker_config
+from bot.web.preflight import worker_app
 
-config = worker_config()
-setup_logging(config)
-app = create_app(config)
+app = worker_app()

@@ -54,32 +54,33 @@ def api_name(url: str) -> str:
     return url.split("/cgi-bin/", 1)[-1].split("?", 1)[0]
 
 
-class WeChatAPI(WeChatClient):
-    """wechatpy's client plus the ``voice`` API group (``client.voice.add`` / ``.query`` / ``.translate``) and
-    voice media for replies in ``media`` (``.upload_voice`` / ``.add_voice_material`` / ``.delete_material``)."""
+class SharedToken:
+    """What both API clients add to wechatpy's (mixed in before it): the access token shared through the store,
+    one refresh and one retry on a rejected token, typed errors (``error_for``), and every URL on
+    ``api_base_url``. The class mixing it in says how a token is fetched (:meth:`_fetch_token`)."""
 
-    voice = WeChatVoice()
-    media = WeChatVoiceMedia()
+    # set by the wechatpy client this is mixed into
+    _http: requests.Session
+    timeout: float
+    API_BASE_URL: str
+    #: how this API's errcodes become typed errors (bot/wechat/errors.py)
+    error_for: Any = staticmethod(error_for)
 
-    def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None,
-                 pool_size: int = 10) -> None:
-        super().__init__(config.appid, config.appsecret, timeout=config.http_timeout_s, auto_retry=False)
+    def _share_token(self, config: WeChatConfig, store: Store, key: str, *, session: requests.Session | None,
+                     pool_size: int, account: str = "") -> None:
         self.base_url = config.api_base_url.rstrip("/")
         self.API_BASE_URL = f"{self.base_url}/cgi-bin/"
-        self.token_endpoint = config.token_endpoint
+        self.account = account  # the metrics label of token fetches (bot/ops/account.py)
         if session is not None:
             self._http = session
         else:  # one pooled connection per job thread, so a busy bot does not churn connections
             adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=max(10, pool_size))
             self._http.mount("http://", adapter)
             self._http.mount("https://", adapter)
-        self._force_refresh = False  # stable_token hands back the rejected token unless forced
-        self.tokens = AccessTokenManager(store, self._fetch_token, key=f"access_token:{config.appid}",
-                                         redact=[config.appsecret])
+        self.tokens = AccessTokenManager(store, self._fetch_token, key=key, redact=[config.appsecret])
 
-    # -- access token ---------------------------------------------------------------------------
     @property
-    def access_token(self) -> str:  # type: ignore[override]
+    def access_token(self) -> str:
         return self.tokens.get()
 
     def fetch_access_token(self) -> dict[str, Any]:
@@ -87,35 +88,26 @@ class WeChatAPI(WeChatClient):
         return {"access_token": token, "expires_in": expires_in}
 
     def _fetch_token(self) -> tuple[str, int]:
-        started = time.perf_counter()
-        force, self._force_refresh = self._force_refresh, False
-        if self.token_endpoint == "stable":
-            api = "stable_token"
-            def call() -> Any:
-                return self._http.post(f"{self.base_url}/cgi-bin/stable_token", timeout=self.timeout, json={
-                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-                    "force_refresh": force})
-        else:
-            api = "token"
-            def call() -> Any:
-                return self._http.get(f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
-                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
+        raise NotImplementedError  # each client fetches its own kind of token
+
+    def _fetched(self, api: str, call: Any) -> tuple[str, int]:
+        """Run a token fetch ``call``: the token and its lifetime, counted and logged (never the token)."""
         from bot.ops.metrics import TOKEN_FETCHES, labelled
+        started = time.perf_counter()
         try:
             result = self._json(api, call)
             if "access_token" not in result:
                 raise WeChatAPIError(api, None, "answer without access_token")
         except WeChatAPIError as exc:
             result_label = "transport" if isinstance(exc, TransportError) else str(exc.errcode or "bad_answer")
-            labelled(TOKEN_FETCHES, api, result_label).inc()
+            labelled(TOKEN_FETCHES, api, result_label, account=self.account).inc()
             raise
-        labelled(TOKEN_FETCHES, api, "ok").inc()
+        labelled(TOKEN_FETCHES, api, "ok", account=self.account).inc()
         log.info("fetched access token endpoint=%s expires_in=%s ms=%.1f", api, result.get("expires_in"),
                  (time.perf_counter() - started) * 1000)
         return str(result["access_token"]), int(result.get("expires_in", 7200))
 
-    @staticmethod
-    def _json(api: str, call: Any) -> dict[str, Any]:
+    def _json(self, api: str, call: Any) -> dict[str, Any]:
         try:
             response = call()
         except requests.RequestException as exc:
@@ -129,7 +121,7 @@ class WeChatAPI(WeChatClient):
         if not isinstance(result, dict):
             raise TransportError(api, None, "answer is not a JSON object")
         if int(result.get("errcode") or 0) != 0:
-            raise error_for(api, int(result["errcode"]), str(result.get("errmsg", "")))
+            raise self.error_for(api, int(result["errcode"]), str(result.get("errmsg", "")))
         return result
 
     # -- every call: typed errors, one refresh-and-retry on a bad token -------------------------
@@ -142,27 +134,61 @@ class WeChatAPI(WeChatClient):
                 return self._call(method, url_or_endpoint, api, token, params, kwargs)
             except TokenInvalidError as exc:
                 log.warning("%s: token rejected (errcode %s); refreshing once and retrying once", api, exc.errcode)
-                self._force_refresh = True
-                try:
-                    token = self.tokens.refresh(token)
-                finally:
-                    self._force_refresh = False
+                token = self._refresh(token)
             return self._call(method, url_or_endpoint, api, token, params, kwargs)
         except TokenError as exc:
             raise TokenUnavailableError(api, exc.errcode, str(exc)) from None
 
+    def _refresh(self, token: str) -> str:
+        return self.tokens.refresh(token)
+
     def _call(self, method: str, url: str, api: str, token: str, params: dict[str, Any],
               kwargs: dict[str, Any]) -> Any:
         try:
-            result = super()._request(method, url, params={**params, "access_token": token}, **kwargs)
+            result = super()._request(  # type: ignore[misc]  # the wechatpy client this is mixed into
+                method, url, params={**params, "access_token": token}, **kwargs)
         except WeChatClientException as exc:
             if exc.errcode is None:
                 status = getattr(exc.response, "status_code", "?")
                 raise TransportError(api, None, f"HTTP {status}") from None
-            raise error_for(api, int(exc.errcode), str(exc.errmsg)) from None
+            raise self.error_for(api, int(exc.errcode), str(exc.errmsg)) from None
         except requests.RequestException as exc:
             raise TransportError(api, None, type(exc).__name__) from None
         return result
 
 
-__all__ = ["WeChatAPI"]
+class WeChatAPI(SharedToken, WeChatClient):
+    """wechatpy's client plus the ``voice`` API group (``client.voice.add`` / ``.query`` / ``.translate``) and
+    voice media for replies in ``media`` (``.upload_voice`` / ``.add_voice_material`` / ``.delete_material``)."""
+
+    voice = WeChatVoice()
+    media = WeChatVoiceMedia()
+
+    def __init__(self, config: WeChatConfig, store: Store, *, session: requests.Session | None = None,
+                 pool_size: int = 10, account: str = "") -> None:
+        super().__init__(config.appid, config.appsecret, timeout=config.http_timeout_s, auto_retry=False)
+        self.token_endpoint = config.token_endpoint
+        self._force_refresh = False  # stable_token hands back the rejected token unless forced
+        self._share_token(config, store, f"access_token:{config.appid}", session=session, pool_size=pool_size,
+                          account=account)
+
+    def _refresh(self, token: str) -> str:
+        self._force_refresh = True
+        try:
+            return self.tokens.refresh(token)
+        finally:
+            self._force_refresh = False
+
+    def _fetch_token(self) -> tuple[str, int]:
+        force, self._force_refresh = self._force_refresh, False
+        if self.token_endpoint == "stable":
+            return self._fetched("stable_token", lambda: self._http.post(
+                f"{self.base_url}/cgi-bin/stable_token", timeout=self.timeout, json={
+                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+                    "force_refresh": force}))
+        return self._fetched("token", lambda: self._http.get(
+            f"{self.base_url}/cgi-bin/token", timeout=self.timeout, params={
+                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret}))
+
+
+__all__ = ["SharedToken", "WeChatAPI"]

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 
 class WeChatAPIError(Exception):
-    """WeChat answered an error code (or something that is not an answer)."""
+    """WeChat answered an error code (or something that is not an answer).
+
+    ``retryable``: busy, try the same call again shortly. ``final``: no other way will do better for this
+    message (the user cannot receive it): nothing to keep for pickup. Neither: not this way — keep the answer
+    for the user's next message."""
 
     retryable = False
+    final = False
 
     def __init__(self, api: str, errcode: int | None, errmsg: str = "") -> None:
         super().__init__(f"{api}: errcode {errcode} ({errmsg})" if errcode is not None else f"{api}: {errmsg}")
@@ -74,6 +79,17 @@ class ContentTooLongError(WeChatAPIError):
     """45002: the content is over WeChat's size limit (2048 UTF-8 bytes for a text)."""
 
 
+class RecipientError(WeChatAPIError):
+    """WeCom 81013 / 82001 / 40003 / 60111, or the user listed in ``invaliduser``: the user is not (or no longer)
+    in the app's visible range; nothing was sent, and no other way reaches them from this app."""
+    final = True
+
+
+class UnsupportedError(WeChatAPIError):
+    """An API this kind of account does not have (a WeCom app: no customer-service typing, no recognition, no
+    translation): raised before any call."""
+
+
 class TokenUnavailableError(WeChatAPIError):
     """No access token could be fetched (bad AppSecret, IP not whitelisted, API unreachable)."""
 
@@ -116,6 +132,34 @@ MEDIA_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     45007: MediaSizeError,     # voice playtime out of limit
     45074: MaterialQuotaError,  # material list size out of limit
 }
+
+
+# WeCom's global return codes (developer.work.weixin.qq.com 全局错误码), for a self-built app's calls. 40001 is
+# "invalid secret" there (a gettoken failure), not a bad token as on the Official Account.
+WECOM_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
+    -1: BusyError,
+    40014: TokenInvalidError,   # invalid access_token
+    41001: TokenInvalidError,   # access_token missing
+    42001: TokenInvalidError,   # access_token expired
+    40007: InvalidMediaError,
+    45002: ContentTooLongError,
+    45009: RateLimitedError,    # api freq out of limit
+    45033: RateLimitedError,    # api concurrent out of limit
+    48002: APIUnauthorizedError,  # api forbidden for this app
+    40056: APIUnauthorizedError,  # invalid agentid: the token's app is not this agent
+    60020: APIUnauthorizedError,  # not allow to access from your ip: add it to the app's trusted IPs
+    40003: RecipientError,      # invalid userid
+    60111: RecipientError,      # userid not found
+    81013: RecipientError,      # user & party & tag all invalid
+    82001: RecipientError,      # all recipients invalid or out of the app's visible range
+}
+
+
+def wecom_error_for(api: str, errcode: int, errmsg: str = "") -> WeChatAPIError:
+    """The typed error for a WeCom app's call (media errors as the Official Account's media APIs)."""
+    specific = MEDIA_ERRCODE_CLASSES if api in MEDIA_APIS else {}
+    cls = specific.get(errcode) or WECOM_ERRCODE_CLASSES.get(errcode) or WeChatAPIError
+    return cls(api, errcode, errmsg)
 
 
 def error_for(api: str, errcode: int, errmsg: str = "") -> WeChatAPIError:

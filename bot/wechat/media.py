@@ -36,14 +36,14 @@ class UploadedVoice:
     permanent: bool
 
 
-def _answer(api: str, result: Any) -> dict[str, Any]:
+def answer_of(api: str, result: Any) -> dict[str, Any]:
     """wechatpy hands back the raw response when the body is not JSON: that is a transport failure."""
     if isinstance(result, requests.Response) or not isinstance(result, dict):
         raise TransportError(api, None, "answer is not JSON")
     return result
 
 
-def _file(data: bytes, fmt: str, allowed: tuple[str, ...]) -> tuple[str, bytes, str]:
+def voice_file(data: bytes, fmt: str, allowed: tuple[str, ...] = TEMPORARY_VOICE) -> tuple[str, bytes, str]:
     if fmt not in allowed:
         raise ValueError(f"voice media must be one of {', '.join(allowed)}, not {fmt!r}")
     return f"voice.{fmt}", data, VOICE_TYPES[fmt]
@@ -56,8 +56,8 @@ class WeChatVoiceMedia(WeChatMedia):
     def upload_voice(self, data: bytes, fmt: str = "amr") -> UploadedVoice:
         """Temporary voice media (AMR or mp3, ≤ 2 MB, ≤ 60 s; its media_id lives 3 days)."""
         api = "media/upload"
-        result = _answer(api, self._post(api, params={"type": "voice"},
-                                         files={"media": _file(data, fmt, TEMPORARY_VOICE)}))
+        result = answer_of(api, self._post(api, params={"type": "voice"},
+                                         files={"media": voice_file(data, fmt, TEMPORARY_VOICE)}))
         if not result.get("media_id"):
             raise TransportError(api, None, "answer without media_id")
         created = result.get("created_at")
@@ -66,8 +66,8 @@ class WeChatVoiceMedia(WeChatMedia):
     def add_voice_material(self, data: bytes, fmt: str = "amr") -> UploadedVoice:
         """Permanent voice material (mp3/wma/wav/amr, ≤ 2 MB, ≤ 60 s); delete it with :meth:`delete_material`."""
         api = "material/add_material"
-        result = _answer(api, self._post(api, params={"type": "voice"},
-                                         files={"media": _file(data, fmt, tuple(VOICE_TYPES))}))
+        result = answer_of(api, self._post(api, params={"type": "voice"},
+                                         files={"media": voice_file(data, fmt, tuple(VOICE_TYPES))}))
         if not result.get("media_id"):
             raise TransportError(api, None, "answer without media_id")
         return UploadedVoice(str(result["media_id"]), None, permanent=True)
@@ -75,7 +75,7 @@ class WeChatVoiceMedia(WeChatMedia):
     def delete_material(self, media_id: str) -> None:
         """Delete permanent material (40007 InvalidMediaError: it is not there)."""
         api = "material/del_material"
-        _answer(api, self._post(api, data={"media_id": media_id}))
+        answer_of(api, self._post(api, data={"media_id": media_id}))
 
 
 class VoiceUploader:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.config import Config, LLMConfig
+from bot.config import Config
+from handlers.llm.config import LLMConfig
 from handlers.llm.service import client, failure
 
 CHECK_TIMEOUT_S = 10.0

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot import Context, Router
-from bot.config import LLMConfig
 from handlers.llm import memory
+from handlers.llm.config import LLMConfig
 from handlers.llm.limits import over_limit
 from handlers.llm.markdown import MarkdownStream
 from handlers.llm.service import LLMFailure, open_stream, pieces

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import LLMConfig
+from handlers.llm.config import LLMConfig
 
 KEY = "llm"
 

@@ -17,9 +17,10 @@ from typing import Any
 try:
     import openai
 except ImportError as exc:  # the extra is not installed: say which, at start-up (the router fails to load)
-    raise ImportError("handlers.llm needs the openai package: pip install 'wechat-voicebot[llm]'") from exc
+    from bot.config.extras import install_hint
+    raise ImportError(f"handlers.llm needs the openai package, the llm extra: {install_hint('llm')}") from exc
 
-from bot.config import LLMConfig
+from handlers.llm.config import LLMConfig
 
 # Why an answer failed: each kind has its apology ([llm.apologies]) and is named in the log line.
 KINDS = ("auth", "not_found", "rate_limited", "server", "timeout", "connection", "other")

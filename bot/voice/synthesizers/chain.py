@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from bot.config import BUILTIN_SYNTHESIZERS, Config
+from bot.config import BUILTIN_SYNTHESIZERS, Config, ConfigError
 from bot.ops.metrics import SYNTHESES, SYNTHESIS_SECONDS, labelled
 from bot.ops.trace import Trace, add_step
 from bot.voice.audio import AudioError
@@ -91,10 +91,36 @@ def build_synthesizer(name: str, config: Config) -> Synthesizer:
                        builtins=BUILTIN_SYNTHESIZERS)
 
 
-def build_synthesizer_chain(config: Config, *, timeout_s: float = 20.0) -> SynthesizerChain:
+class Unavailable:
+    """A synthesizer that could not be built (its library missing or failing to load): every turn hands over to
+    the next member, so the answer falls through the chain and finally to the text, never to the apology."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+
+    def synthesize(self, text: str, lang: str, deadline: float) -> bytes:
+        raise SynthesisError("unavailable", self.reason)
+
+
+def build_synthesizer_chain(config: Config, *, timeout_s: float = 20.0, strict: bool = False) -> SynthesizerChain:
+    """The configured chain. ``strict`` (start-up, bot.runtime.check_config): a member that cannot be built is a
+    ``ConfigError`` naming the key, so no entry point starts with it. Otherwise (the chain a bot builds on first
+    use) such a member is logged once and stands aside as :class:`Unavailable`."""
     reply = config.voice.reply
-    return SynthesizerChain([build_synthesizer(n, config) for n in reply.synthesizers], fmt=reply.format,
-                            lang=config.voice.lang, timeout_s=timeout_s)
+    members: list[Synthesizer] = []
+    for i, spec in enumerate(reply.synthesizers):
+        try:
+            members.append(build_synthesizer(spec, config))
+        except Exception as exc:  # someone's factory may raise anything
+            if strict and isinstance(exc, ConfigError):
+                raise
+            if strict:
+                raise ConfigError(f"[voice.reply] synthesizers[{i}]: building {spec!r} raised "
+                                  f"{type(exc).__name__}: {exc}") from None
+            log.warning("voice synthesizer=%s unavailable (%s): answers fall through to the next synthesizer, or to "
+                        "text", spec, exc)
+            members.append(Unavailable(spec, str(exc)))
+    return SynthesizerChain(members, fmt=reply.format, lang=config.voice.lang, timeout_s=timeout_s)
 
 
 __all__ = ["SynthesizerChain", "build_synthesizer", "build_synthesizer_chain"]

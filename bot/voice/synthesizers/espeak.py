@@ -80,8 +80,9 @@ class EspeakSynthesizer:
             self.engine = _Engine.get()
         except (ImportError, OSError) as exc:
             from bot.config import ConfigError
-            raise ConfigError("[voice.reply] synthesizers: 'espeak' needs the espeak extra: "
-                              f"pip install 'wechat-voicebot[espeak]' ({type(exc).__name__}: {exc})") from None
+            from bot.config.extras import install_hint
+            raise ConfigError(f"[voice.reply] synthesizers: 'espeak' needs the espeak extra: {install_hint('espeak')} "
+                              f"({type(exc).__name__}: {exc})") from None
 
     def synthesize(self, text: str, lang: str, deadline: float) -> bytes:
         """WAV at espeak-ng's rate (22.05 kHz); the chain transcodes it like any synthesizer's audio."""
