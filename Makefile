@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 # `make run PORT=28080 SANDBOX_PORT=28090` when 8080/8090 are taken (simulate then takes the same --port and
 # --sandbox-port: `make run` prints the command).
 run: install
-	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(PORT), --port $(PORT))$(if $(SANDBOX_PORT), --sandbox-port $(SANDBOX_PORT))
+	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(RETIRED), --recognition-retired)$(if $(PORT), --port $(PORT))$(if $(SANDBOX_PORT), --sandbox-port $(SANDBOX_PORT))
 
 # Four test processes, a module per process (its fixtures stay together): most tests wait on sockets and clocks.
 test: install lint

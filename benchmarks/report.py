@@ -211,6 +211,14 @@ def voice_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
         series.append((label, v))
     lines.append(table(["clip, recognition latency", "messages", "wall p50 ms", "bot p50 ms", "bot p99 ms",
                         "bare transcode p50 ms"], rows))
+    fallback = data.get("fallback") or []
+    if fallback:
+        lines += ["", "WeChat's recognition dead, a 1 s speech service after it, WeChat's 5 s tries played over HTTP "
+                      "(\"main's code\": is_end ignored, the whole window for WeChat's recognizer):", "",
+                  table(["code", "WeChat's recognition", "fallback", "WeChat's share s", "answered at s (median)",
+                         "came in", "the user read"],
+                        [[r["code"], r["wechat_answers"], "1 s" if r["fallback"] else "none", r["share_s"],
+                          r["answered_s_p50"], ", ".join(sorted(set(r["tries"]))), r["answer"]] for r in fallback])]
     if series:
         plt = _plt()
         fig, ax = plt.subplots(figsize=(8, 4))

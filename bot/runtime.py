@@ -115,7 +115,7 @@ def bot_id(config: Config) -> str:
 def build_pipeline(config: Config, router: Router | None = None, *, services: Services,
                    transcriber: Transcriber | None = None, clock: Clock = SYSTEM) -> Pipeline:
     """``router`` (default: the configured routers and intents) behind the configured recognizer chain."""
-    return Pipeline(config, router, transcriber=transcriber or build_chain(config, services.client),
+    return Pipeline(config, router, transcriber=transcriber or build_chain(config, services.client, clock),
                     services=services, clock=clock)
 
 

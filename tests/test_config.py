@@ -83,6 +83,13 @@ ERRORS = {
     "no tries": (VALID_WECHAT + '[reply]\ntries = 0\n', "[reply] tries", "positive"),
     "rq without redis": (VALID_WECHAT + '[reply]\nexecutor = "rq"\n', "[reply] executor",
                          '"rq" needs a redis:// (or rediss://) [storage] url, got sqlite://'),
+    "no share for WeChat": (VALID_WECHAT + '[voice]\nwechat_share_s = 0\n', "[voice] wechat_share_s",
+                            "positive number, got 0"),
+    "stt url not http": (VALID_WECHAT + '[voice.openai]\nurl = "api.groq.com"\n', "[voice.openai] url",
+                         "http:// or https:// URL"),
+    "stt language with a space": (VALID_WECHAT + '[voice.openai]\nlanguage = "zh CN"\n', "[voice.openai] language",
+                                  "language code"),
+    "stt timeout": (VALID_WECHAT + '[voice.openai]\ntimeout_s = 0\n', "[voice.openai] timeout_s", "positive"),
     "bad TOML": (VALID_WECHAT + "[server\nport = 1\n", "config.toml", "not valid TOML"),
     "duplicate key": (VALID_WECHAT + 'appid = "again"\n', "config.toml", "not valid TOML"),
 }
@@ -155,6 +162,12 @@ def test_env_overrides_win_over_the_file(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, VALID_WECHAT + 'encoding_aes_key = ""\n', env=env)
     assert (cfg.wechat.appid, cfg.wechat.appsecret, cfg.wechat.token, cfg.wechat.encoding_aes_key) == \
         ("wxfromenv", "env-secret", "env-token", "Z" * 43)
+
+
+def test_the_speech_service_key_comes_from_the_environment_too(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, VALID_WECHAT + '[voice.openai]\napi_key = "in-file"\n',
+                    env={"VOICEBOT_STT_API_KEY": "sk-from-env"})
+    assert cfg.voice.openai.api_key == "sk-from-env" and "sk-from-env" not in repr(cfg)
 
 
 def test_env_supplies_what_the_file_leaves_out(tmp_path: Path) -> None:

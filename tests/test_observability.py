@@ -22,9 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import Router
 from bot.config import Config, config_from_dict, load_config
 from bot.ops.logs import setup_logging
-from bot.ops.trace import hash_openid
+from bot.ops.trace import Trace, add_recognition, emit, hash_openid
 from bot.sandbox import Sandbox
+from bot.store import open_store
 from bot.testing import BotClient, messages
+from bot.voice.recognizers import build_chain
+from bot.wechat import WeChatAPI
 
 SENTENCE = "打开客厅的灯"
 FORWARD_SECRET = "fwd-secret-0a9b8c7d"
@@ -201,6 +204,53 @@ def test_recognizer_failures_are_counted_by_reason(sandbox: Sandbox) -> None:
     labels = {"recognizer": "wechat", "reason": "invalid_media"}
     assert value(after, "wvb_recognizer_failures_total", **labels) - value(before, "wvb_recognizer_failures_total",
                                                                             **labels) == 1
+
+
+def test_line_and_metrics_say_which_recognizer_heard_it_how_long_each_tried_and_why_the_others_failed(
+        sandbox: Sandbox) -> None:
+    """A retired WeChat recognition and a speech service after it: the metrics (counted where the chain runs) and
+    the fields a message's trace gets from its transcript (``add_recognition``), in the text and the JSON line."""
+    sandbox.configure(recognition_retired=True)
+    voice = {"recognizers": ["push", "wechat", "openai"], "openai": {"url": sandbox.url}}
+    config = make_config(sandbox, voice=voice, metrics={"enabled": True})
+    try:
+        with local_bot(config, router) as bot:
+            base = bot.url.rsplit("/", 1)[0]
+            before = scrape(base)
+            assert send_voice(bot, sandbox, config, openid(), messages.next_msg_id()) == "已打开客厅的灯"
+            after = scrape(base)
+        chain = build_chain(config, WeChatAPI(config.wechat, open_store("memory://")))
+        clip = sandbox.register_voice(SENTENCE, duration_s=0.5)
+        transcript = chain({"MediaId": clip["media_id"], "Format": "amr", "Recognition": ""}, "6194535080005")
+    finally:
+        sandbox.configure(recognition_retired=False)
+    moved = lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)  # noqa: E731
+    assert moved("wvb_recognizer_successes_total", recognizer="openai") == 1
+    assert moved("wvb_recognizer_failures_total", recognizer="wechat", reason="empty_final") == 1
+    assert moved("wvb_recognizer_failures_total", recognizer="push", reason="no_push_recognition") == 1
+    for recognizer, outcome in (("push", "no_push_recognition"), ("wechat", "empty_final"), ("openai", "ok")):
+        assert moved("wvb_recognizer_seconds_count", recognizer=recognizer, outcome=outcome) == 1, recognizer
+    assert moved("wvb_recognizer_seconds_sum", recognizer="wechat", outcome="empty_final") >= 0.2  # 1st poll at 0.2 s
+    assert [(name, outcome) for name, outcome, _ in transcript.tries] == [
+        ("push", "no_push_recognition"), ("wechat", "empty_final"), ("openai", "ok")]
+    for fmt in ("text", "json"):
+        logged = make_config(sandbox, logging={"format": fmt})
+        stream = capture(logged)
+        trace = Trace("6194535080005", type="voice", outcome="answered")
+        add_recognition(trace, transcript)
+        emit(trace, "passive", tries=1)
+        line = message_lines(stream.getvalue(), 6194535080005)[0]
+        if fmt == "text":
+            assert " recognizer=openai " in line and "recognition_error" not in line
+            assert re.search(r" recognizers=push:no_push_recognition:[\d.]+,wechat:empty_final:[\d.]+,openai:ok:[\d.]+ ",
+                             line), line
+        else:
+            record = json.loads(line)
+            assert record["recognizer"] == "openai"
+            assert [(t["name"], t["outcome"]) for t in record["recognizers"]] == [
+                ("push", "no_push_recognition"), ("wechat", "empty_final"), ("openai", "ok")]
+            assert record["recognizers"][1]["ms"] >= 200  # its first poll comes after 0.2 s
+        logging.getLogger().handlers[:] = [h for h in logging.getLogger().handlers if not getattr(h, "_wvb", False)]
 
 
 def test_metrics_disabled_is_404_and_the_token_is_required(sandbox: Sandbox) -> None:

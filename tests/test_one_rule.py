@@ -71,6 +71,8 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
     "empty token": ({"wechat": {"token": ""}}, "[wechat] token:", ""),
     "api base url": ({"wechat": {"api_base_url": "127.0.0.1:8090"}}, "[wechat] api_base_url:", ""),
     "recognizer url": ({"voice": {"openai": {"url": "localhost:9000"}}}, "[voice.openai] url: expected", ""),
+    "recognizer language": ({"voice": {"openai": {"language": "zh CN"}}}, "[voice.openai] language:", ""),
+    "recognizers' share": ({"voice": {"wechat_share_s": 0}}, "[voice] wechat_share_s:", ""),
     "http timeout": ({"wechat": {"http_timeout_s": 0}}, "[wechat] http_timeout_s:", ""),
     "window": ({"voice": {"window_s": -1}}, "[voice] window_s:", ""),
     "replay window": ({"server": {"replay_window_s": -1}}, "[server] replay_window_s:", ""),

@@ -31,16 +31,23 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """config.example.toml copied with free ports and state in a temp dir, served by ``python -m bot run``."""
-    work = tmp_path_factory.mktemp("run")
+    yield from start_run(tmp_path_factory.mktemp("run"))
+
+
+def start_run(work: Path, *options: str) -> Iterator[Running]:
+    """``python -m bot run [options]`` on a copy of config.example.toml (free ports, state in ``work``)."""
     with (REPO / "config.example.toml").open("rb") as f:
         settings = tomllib.load(f)
     bot_port, sandbox_port = free_port(), free_port()
-    settings["wechat"]["api_base_url"] = f"http://127.0.0.1:{sandbox_port}"
+    for section in (settings["wechat"], settings["voice"]["openai"], settings["voice"]["reply"]["openai"],
+                    settings["llm"]):  # every service the example points at the sandbox
+        section.update({k: v.replace(":8090", f":{sandbox_port}") for k, v in section.items()
+                        if k in ("api_base_url", "url")})
     settings["server"].update(host="127.0.0.1", port=bot_port)
     settings["storage"]["url"] = f"sqlite:///{work / 'state' / 'bot.db'}"
     config = work / "config.toml"
     config.write_text(to_toml(settings), encoding="utf-8")
-    with bot_run(config, f"http://127.0.0.1:{bot_port}") as run:
+    with bot_run(config, f"http://127.0.0.1:{bot_port}", *options) as run:
         yield Running(run, config, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sandbox_port}", settings)
     assert run.proc.returncode is not None
 
@@ -63,6 +70,25 @@ def test_run_then_simulate_voice_answers_through_the_sandbox(running: Running) -
     assert running.settings["wechat"]["appsecret"] not in running.output() + result.stdout + result.stderr
     # the state went where the config said: into the temp dir, not the repository
     assert (running.config.parent / "state" / "bot.db").exists()
+
+
+def test_run_with_a_retired_recognition_answers_voice_through_the_fallback_at_the_first_try(
+        tmp_path: Path) -> None:
+    """Issue 19's "Done when": the sandbox plays a retired recognition (``run --recognition-retired``), the example
+    config has the fallback (the sandbox's /v1/audio/transcriptions): the answer comes at the first try."""
+    runs = start_run(tmp_path, "--recognition-retired")
+    retired = next(runs)
+    try:
+        assert "its voice recognition retired" in retired.output()
+        result = simulate(retired, "voice", VOICE)
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(rf"\[ *[0-3]\.\d\ds\] passive: {ANSWER}\n", result.stdout), result.stdout
+        assert "1 try: reply" in result.stderr
+        calls = requests.get(f"{retired.sandbox}/sandbox/calls", timeout=5).json()
+        answers = [c for c in calls if c["api"] == "queryrecoresultfortext"]
+        assert len(answers) == 1 and [c["api"] for c in calls][-1] == "transcriptions"
+    finally:
+        next(runs, None)
 
 
 def test_a_second_voice_reuses_the_token(running: Running) -> None:

@@ -166,9 +166,10 @@ def test_round_trip_amr_to_text(sandbox: Sandbox, wx: WeChat) -> None:
     mp3 = transcode_to_mp3(amr).data
     assert wx.add(mp3, "msg-1") == {"errcode": 0, "errmsg": "ok"}
     added = time.monotonic()
-    assert wx.query("msg-1") == {"result": ""}  # not ready before the latency
+    early = wx.query("msg-1")  # not final before the latency: what was heard so far
+    assert early["is_end"] is False and "打开客厅的灯".startswith(early["result"]) and early["result"] != "打开客厅的灯"
     wait_until(added + LATENCY + 0.05)
-    assert wx.query("msg-1") == {"result": "打开客厅的灯"}
+    assert wx.query("msg-1") == {"result": "打开客厅的灯", "is_end": True}
     wait_until(added + WINDOW + 0.1)
     expired = wx.query("msg-1")
     assert expired["errcode"] == 46001 and "window" in expired["errmsg"]
@@ -181,7 +182,7 @@ def test_round_trip_through_the_16k_media(sandbox: Sandbox, wx: WeChat) -> None:
     assert decode_pcm(r.content)[1].sample_rate == 16000
     assert wx.add(transcode_to_mp3(r.content).data, "msg-16k")["errcode"] == 0
     time.sleep(LATENCY + 0.05)
-    assert wx.query("msg-16k") == {"result": "播放音乐"}
+    assert wx.query("msg-16k") == {"result": "播放音乐", "is_end": True}
 
 
 def test_broken_audio_gets_an_empty_transcript(sandbox: Sandbox, wx: WeChat) -> None:
@@ -191,8 +192,77 @@ def test_broken_audio_gets_an_empty_transcript(sandbox: Sandbox, wx: WeChat) -> 
     assert wx.add(pitch_shifted, "shifted")["errcode"] == 0
     assert wx.add(make_tone(clip["frequency"] + 25, 1.0, fmt="mp3"), "unregistered")["errcode"] == 0
     time.sleep(LATENCY + 0.05)
-    assert wx.query("shifted") == {"result": ""}
-    assert wx.query("unregistered") == {"result": ""}
+    assert wx.query("shifted") == {"result": "", "is_end": True}  # finished, heard nothing
+    assert wx.query("unregistered") == {"result": "", "is_end": True}
+
+
+def test_partial_results_then_final_and_the_documented_form(sandbox: Sandbox, wx: WeChat,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [500.0]
+    monkeypatch.setattr(sandbox.state, "clock", lambda: now[0])
+    sandbox.configure(recognition_latency_s=3.0, window_s=10.0)
+    clip = sandbox.register_voice("打开客厅的灯", duration_s=1.0)
+    mp3 = transcode_to_mp3(wx.media(clip["media_id"]).content).data
+    assert wx.add(mp3, "p1")["errcode"] == 0
+    seen = []
+    for _ in range(4):
+        seen.append(wx.query("p1"))
+        now[0] += 1.0
+    assert seen == [{"result": "", "is_end": False}, {"result": "打开", "is_end": False},
+                    {"result": "打开客厅", "is_end": False}, {"result": "打开客厅的灯", "is_end": True}]
+    sandbox.configure(recognition_partial=False)
+    assert wx.add(mp3, "p2")["errcode"] == 0
+    now[0] += 2.0
+    assert wx.query("p2") == {"result": "", "is_end": False}
+    sandbox.configure(recognition_is_end=False)  # the documented form: no is_end, empty = not ready
+    assert wx.add(mp3, "p3")["errcode"] == 0
+    first = wx.query("p3")
+    now[0] += 3.0
+    assert [first, wx.query("p3")] == [{"result": ""}, {"result": "打开客厅的灯"}]
+
+
+def test_retired_recognition_answers_empty_and_final_and_pushes_carry_empty_recognition(
+        sandbox: Sandbox, wx: WeChat, http: requests.Session) -> None:
+    assert sandbox.register_voice("开灯", duration_s=0.5)["recognition"] is None  # recognition not in pushes
+    assert http.post(f"{sandbox.url}/sandbox/config", json={"recognition_retired": True},
+                     timeout=5).json()["recognition_retired"] is True
+    clip = http.post(f"{sandbox.url}/sandbox/voices", json={"text": "开灯", "duration_s": 0.5}, timeout=5).json()
+    assert clip["recognition"] == ""  # the push's <Recognition> is there, empty
+    assert wx.add(transcode_to_mp3(wx.media(clip["media_id"]).content).data, "r1")["errcode"] == 0
+    assert [wx.query("r1") for _ in range(2)] == [{"result": "", "is_end": True}] * 2  # at once, every time
+    sandbox.configure(recognition_is_end=False)
+    assert wx.query("r1") == {"result": ""}  # a retired recognition in the documented form: never ready
+
+
+def test_transcriptions_hear_clips_as_the_recognition_does(sandbox: Sandbox, wx: WeChat,
+                                                           http: requests.Session) -> None:
+    clip = sandbox.register_voice("关上窗户", duration_s=1.0)
+    amr = wx.media(clip["media_id"]).content
+    url = f"{sandbox.url}/v1/audio/transcriptions"
+
+    def post(audio: bytes, name: str = "voice.mp3", **form: str) -> requests.Response:
+        return http.post(url, files={"file": (name, audio)}, data={"model": "whisper-1", **form}, timeout=10)
+
+    mp3 = transcode_to_mp3(amr).data
+    r = post(mp3, language="zh", prompt="打开、关上")
+    assert r.status_code == 200 and r.json() == {"text": "关上窗户"}
+    assert post(amr, "voice.amr", response_format="text").text == "关上窗户"  # any format PyAV decodes
+    assert post(make_tone(FREQUENCY_GRID[-1] + 25, 1.0, fmt="mp3")).json() == {"text": ""}  # no clip tone: nothing
+    assert post(b"not audio").status_code == 400
+    assert http.post(url, data={"model": "whisper-1"}, timeout=5).status_code == 400  # no file
+    calls = [c for c in sandbox.calls() if c["api"] == "transcriptions"]
+    assert calls[0]["form"] == {"model": "whisper-1", "language": "zh", "prompt": "打开、关上"}
+    assert (calls[0]["audio"]["codec"], calls[0]["audio"]["sample_rate"], calls[1]["audio"]["codec"]) == \
+        ("mp3", 16000, "amr_nb")
+    sandbox.configure(transcription_api_key="sk-sandbox", transcription_latency_s=0.3)
+    started = time.monotonic()
+    assert post(mp3).status_code == 401
+    ok = http.post(url, files={"file": ("v.mp3", mp3)}, data={"model": "m"}, timeout=10,
+                   headers={"Authorization": "Bearer sk-sandbox"})
+    assert ok.json() == {"text": "关上窗户"} and time.monotonic() - started >= 0.3
+    sandbox.inject_fault("audio/transcriptions", 0, http_status=503, body='{"error": {"message": "overloaded"}}')
+    assert http.post(url, timeout=5).status_code == 503
+    assert all("sk-sandbox" not in str(c) for c in sandbox.calls())
 
 
 def test_unknown_voice_id(wx: WeChat) -> None:
@@ -239,7 +309,7 @@ def test_fault_busy_then_success(sandbox: Sandbox, wx: WeChat) -> None:
     sandbox.inject_fault("queryrecoresultfortext", -1, times=2)
     sandbox.inject_fault("queryrecoresultfortext", 45009)
     assert [wx.query("f1").get("errcode") for _ in range(3)] == [-1, -1, 45009]
-    assert wx.query("f1") == {"result": "开门"}
+    assert wx.query("f1") == {"result": "开门", "is_end": True}
     assert [c["errcode"] for c in sandbox.calls() if c["api"] == "queryrecoresultfortext"] == [-1, -1, 45009, 0]
 
 
@@ -330,7 +400,7 @@ def test_control_endpoints_register_clips_and_media(sandbox: Sandbox, wx: WeChat
     assert got.content == tone and got.headers["Content-Type"] == "audio/x-wav"
     assert wx.add(transcode_to_mp3(got.content).data, "uploaded")["errcode"] == 0
     time.sleep(LATENCY + 0.05)
-    assert wx.query("uploaded") == {"result": "上传的"}
+    assert wx.query("uploaded") == {"result": "上传的", "is_end": True}
     garbage = http.post(f"{sandbox.url}/sandbox/media", data=b"garbage", timeout=5).json()["media_id"]
     assert wx.media(garbage).content == b"garbage"
     bad = http.post(f"{sandbox.url}/sandbox/media", params={"text": "x"}, data=b"garbage", timeout=5)

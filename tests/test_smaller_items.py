@@ -38,7 +38,8 @@ def test_a_busy_sandbox_port_names_every_key_that_points_at_it(tmp_path: Path) -
     assert result.stderr.splitlines()[-1] == (
         f"error: cannot start the WeChat API sandbox on 127.0.0.1:{port}: the port is already in use, most likely by "
         "another `make run` or `python -m bot serve` still running; stop it, or pass --sandbox-port (make run "
-        "SANDBOX_PORT=…), or change the port in [wechat] api_base_url, [voice.reply.openai] url and [llm] url")
+        "SANDBOX_PORT=…), or change the port in [wechat] api_base_url, [voice.openai] url, [voice.reply.openai] url "
+        "and [llm] url")
 
 
 def test_make_run_passes_the_ports() -> None:
@@ -66,11 +67,12 @@ def test_run_moves_the_sandbox_and_simulate_finds_it(tmp_path: Path) -> None:
 
 def test_moving_the_sandbox_moves_every_key_pointing_at_it(tmp_path: Path) -> None:
     config = load_config(example_config(tmp_path, 8080, 8090), env={})
-    assert keys_at(config, ("127.0.0.1", 8090)) == ["[wechat] api_base_url", "[voice.reply.openai] url", "[llm] url"]
+    assert keys_at(config, ("127.0.0.1", 8090)) == ["[wechat] api_base_url", "[voice.openai] url",
+                                                    "[voice.reply.openai] url", "[llm] url"]
     there = moved(config, ("127.0.0.1", 8090), 28090)
-    assert (there.wechat.api_base_url, there.voice.reply.openai.url, there.llm.url) == (
-        "http://127.0.0.1:28090", "http://127.0.0.1:28090", "http://127.0.0.1:28090/v1")
-    assert there.voice.openai.url == "" and there.server.port == 8080
+    assert (there.wechat.api_base_url, there.voice.openai.url, there.voice.reply.openai.url, there.llm.url) == (
+        "http://127.0.0.1:28090", "http://127.0.0.1:28090", "http://127.0.0.1:28090", "http://127.0.0.1:28090/v1")
+    assert there.server.port == 8080
 
 
 def test_a_list_is_a_list_of_strings() -> None:

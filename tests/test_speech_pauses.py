@@ -3,6 +3,7 @@ separated by short silences go through ``to_voice_media``, and each test checks 
 the speech is silent, that no part is over WeChat's limits, and that no audio is lost or added."""
 from __future__ import annotations
 
+import math
 import time
 from array import array
 
@@ -49,17 +50,19 @@ def silences(pcm: array, rate: int, min_s: float) -> list[tuple[float, float]]:
 
 def check_parts(speech: SpeechAudio, fmt: str, input_s: float) -> list[float]:
     """WeChat's limits hold for every part, and the parts together are the whole speech: their lengths add up to
-    the input's to the sample, and decoded, to within one codec frame per part (AMR-NB's encoder flushes one
-    frame after a part's last samples). Returns the cuts, in seconds."""
-    rate = RATES[fmt]
+    the input's to the sample, and decoded, each part to its length padded to whole codec frames plus one (the
+    last frame is padded with silence, and AMR-NB's encoder flushes one more after a part's last samples).
+    Returns the cuts, in seconds."""
+    rate, frame = RATES[fmt], FRAME_S[fmt]
     assert sum(p.duration_s for p in speech.parts) == pytest.approx(input_s, abs=1 / rate)
-    decoded = 0.0
+    decoded, padded = 0.0, 0.0
     for part in speech.parts:
         pcm, info = decode_pcm(part.data, sample_rate=rate)
         assert (info.codec, info.sample_rate) == ({"amr": "amr_nb", "mp3": "mp3"}[fmt], rate)
         assert part.duration_s <= LIMIT_S and info.duration_s <= 60 and len(part.data) <= MAX_PART_BYTES
         decoded += info.duration_s
-    assert input_s <= decoded + 1 / rate and decoded <= input_s + len(speech.parts) * FRAME_S[fmt] + 1e-6, decoded
+        padded += math.ceil(part.duration_s / frame - 1e-9) * frame + frame
+    assert input_s <= decoded + 1 / rate and decoded <= padded + 1e-6, (decoded, padded)
     cuts, at = [], 0.0
     for part in speech.parts[:-1]:
         at += part.duration_s

@@ -5,12 +5,17 @@ happens in other processes.
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import Pool
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis_support import (  # noqa: F401 - fixtures are found by name
@@ -23,7 +28,12 @@ from redis_support import (  # noqa: F401 - fixtures are found by name
     wait_until,
 )
 
-from bot.store import Store, open_store
+from bot.config import WeChatConfig
+from bot.sandbox import Sandbox
+from bot.store import Store, StoreError, open_store
+from bot.testing.net import free_port
+from bot.voice.audio import transcode_to_mp3
+from bot.wechat import WeChatAPI
 from bot.wechat.token import AccessTokenManager, TokenError
 
 SECRET = "s3cr3t-app-secret-0123456789abcdef"
@@ -164,11 +174,81 @@ def test_times_out_when_another_worker_holds_the_lock(store: Store) -> None:
     assert manager.fetch_count == 0
 
 
-def test_unreachable_store_is_a_token_error() -> None:
-    manager = AccessTokenManager(open_store("redis://:hunter2@127.0.0.1:1/0"), lambda: ("t", 7200))
-    with pytest.raises(TokenError, match="store") as info:
-        manager.get()
-    assert "hunter2" not in str(info.value)
+# -- a store that fails: the token is still used in this process (issue 19, item 7) ------------------------
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis of this test's own on a free port (the shared one is not ours to fill up or stop)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    import redis
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):
+            try:
+                client.config_set("requirepass", "hunter2")
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield url, proc
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(5)
+
+
+def counted(tokens: list[str]) -> Callable[[], tuple[str, float]]:
+    """A fetch that counts in this process (the store is the thing failing)."""
+    def fetch() -> tuple[str, float]:
+        tokens.append(f"tok-{uuid.uuid4().hex[:8]}")
+        return tokens[-1], 7200
+    return fetch
+
+
+def test_a_full_store_still_gives_the_fresh_token(private_redis: tuple[str, Any],
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Redis out of memory (maxmemory reached, no eviction): reads work, every write fails, as on a full disk."""
+    url, _ = private_redis
+    import redis
+    admin = redis.Redis.from_url(url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")
+    store, fetched = open_store(url), []
+    with pytest.raises(StoreError, match="used memory > 'maxmemory'"):
+        store.set("probe", "x")
+    manager = AccessTokenManager(store, counted(fetched))
+    assert manager.get() == fetched[0]
+    assert [manager.get() for _ in range(5)] == [fetched[0]] * 5 and len(fetched) == 1  # kept in memory
+    assert manager.refresh(fetched[0]) == fetched[1]  # WeChat rejected it: one new fetch, still in memory
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and all("hunter2" not in w for w in warnings)
+    assert len(warnings) == 2 and all("fetching a token for this process" in w for w in warnings), warnings
+    admin.close()
+
+
+def test_a_store_that_went_down_still_gives_a_token_and_voice_keeps_working(
+        private_redis: tuple[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    url, proc = private_redis
+    store, fetched = open_store(url), []
+    proc.terminate()
+    proc.wait(5)
+    with pytest.raises(StoreError, match="unreachable"):
+        store.get("probe")
+    manager = AccessTokenManager(store, counted(fetched))
+    assert manager.get() == fetched[0] and manager.get() == fetched[0] and len(fetched) == 1
+    assert any("fetching a token for this process" in r.getMessage() for r in caplog.records)
+    assert all("hunter2" not in r.getMessage() for r in caplog.records)
+    # the real client against the sandbox: WeChat's voice API works with the store down
+    with Sandbox(appid="wxtokenstoredown", appsecret="s3cr3t-down", recognition_latency_s=0.0) as sandbox:
+        config = WeChatConfig(appid="wxtokenstoredown", appsecret="s3cr3t-down", token="t", api_base_url=sandbox.url)
+        api = WeChatAPI(config, store)
+        clip = sandbox.register_voice("打开客厅的灯", duration_s=1.0)
+        api.voice.add("vid-store-down", transcode_to_mp3(sandbox.media_data(clip["media_id"])[0]).data)  # type: ignore[index]
+        assert api.voice.result("vid-store-down").text == "打开客厅的灯"
+        assert [c["api"] for c in sandbox.calls()].count("stable_token") == 1
 
 
 # -- across processes -------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Every test posts through ``BotClient`` to a webhook built by ``build_webhook`` (in-process, or over HTTP to
 gunicorn), and the bot talks to the real sandbox over HTTP with real audio: AMR clips the sandbox encodes,
 and the committed Ogg Speex / AMR-WB fixtures. Clocks are scaled down (a 1.5 s window, 0.15 s latency);
-one test runs at WeChat's real scale (10 s window, result at 8 s).
+one test runs at WeChat's real scale (10 s window, result at 8 s). WeChat's ``is_end``, the fallback recognizer and
+the share of the message's time it gets are in test_voice_fallback.py.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import Server
-from voice_support import AUDIO, XML, FakeOpenAI, parse_source, source_router
+from voice_support import AUDIO, XML, parse_source, source_router
 
 from bot.config import ConfigError, load_config
 from bot.core.loading import load_router
@@ -51,7 +52,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(autouse=True)
 def clean(sandbox: Sandbox) -> Iterator[None]:
-    sandbox.reset()
+    sandbox.reset(settings=True)
     sandbox.configure(recognition_latency_s=LATENCY, window_s=WINDOW, token_expires_in=7200, token_grace_s=0.0)
     yield
 
@@ -313,81 +314,6 @@ def test_lang_en_us_is_passed_to_upload_and_query(sandbox: Sandbox) -> None:
     assert reply.content == "Turned on the kitchen lights"
     recognition = calls_to(sandbox, "addvoicetorecofortext") + calls_to(sandbox, "queryrecoresultfortext")
     assert len(recognition) >= 2 and {c["query"]["lang"] for c in recognition} == {"en_US"}
-
-
-# -- the openai fallback --------------------------------------------------------------------------------
-@pytest.fixture
-def openai(sandbox: Sandbox) -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI(api_key="sk-fake-0123456789", text_for=sandbox.state.text_for).start()
-    yield server
-    server.stop()
-
-
-def openai_voice(openai: FakeOpenAI, **kw: Any) -> dict[str, Any]:
-    return {"recognizers": ["push", "wechat", "openai"],
-            "openai": {"url": openai.url, "api_key": openai.api_key, "model": "whisper-1", "timeout_s": 2.0, **kw}}
-
-
-def test_openai_answers_when_wechat_refuses(sandbox: Sandbox, openai: FakeOpenAI) -> None:
-    sandbox.inject_fault("addvoicetorecofortext", 45009)  # daily quota used up
-    clip = sandbox.register_voice(LIGHTS)
-    reply = bot(sandbox, **openai_voice(openai)).voice(clip["media_id"], recognition="")
-    assert parse_source(reply.content) == ("openai", LIGHTS)
-    assert [c["errcode"] for c in calls_to(sandbox, "addvoicetorecofortext")] == [45009]
-    assert len(calls_to(sandbox, "get")) == 1  # downloaded and transcoded once for the whole chain
-    (req,) = openai.requests
-    assert req["auth"] == "Bearer sk-fake-0123456789" and req["model"] == "whisper-1" and req["language"] == "zh"
-    assert (req["codec"], req["sample_rate"], req["channels"]) == ("mp3", 16000, 1)
-
-
-def test_openai_answers_when_wechats_window_expires(sandbox: Sandbox, openai: FakeOpenAI) -> None:
-    sandbox.configure(recognition_latency_s=5.0, window_s=6.0)
-    clip = sandbox.register_voice(LIGHTS)
-    started = time.monotonic()
-    reply = bot(sandbox, window_s=0.5, lang="en_US", **openai_voice(openai)).voice(clip["media_id"])
-    assert parse_source(reply.content) == ("openai", LIGHTS)
-    assert time.monotonic() - started < 2.5  # WeChat's result would come at 5 s
-    assert openai.requests[0]["language"] == "en"
-
-
-def test_openai_http_500_answers_not_understood(sandbox: Sandbox, openai: FakeOpenAI,
-                                                caplog: pytest.LogCaptureFixture) -> None:
-    openai.status = 500
-    sandbox.inject_fault("addvoicetorecofortext", 45009)
-    clip = sandbox.register_voice(LIGHTS)
-    msg_id = messages.next_msg_id()
-    reply = bot(sandbox, **openai_voice(openai)).voice(clip["media_id"], msg_id=msg_id)
-    assert reply.content == SORRY
-    assert len(openai.requests) == 1
-    lines = failure_lines(caplog, msg_id)
-    assert [line.split()[1] for line in lines] == ["recognizer=wechat", "recognizer=openai"]
-    assert "reason=unavailable" in lines[1] and "500" in lines[1]
-
-
-def test_openai_wrong_key_answers_not_understood(sandbox: Sandbox, openai: FakeOpenAI,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
-    sandbox.inject_fault("addvoicetorecofortext", 45009)
-    clip = sandbox.register_voice(LIGHTS)
-    msg_id = messages.next_msg_id()
-    reply = bot(sandbox, **openai_voice(openai, api_key="sk-wrong")).voice(clip["media_id"], msg_id=msg_id)
-    assert reply.content == SORRY
-    assert openai.requests[0]["auth"] == "Bearer sk-wrong"
-    assert any("recognizer=openai" in line and "401" in line for line in failure_lines(caplog, msg_id))
-    assert all("sk-wrong" not in r.getMessage() for r in caplog.records)
-
-
-def test_openai_timeout_is_respected(sandbox: Sandbox, openai: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
-    openai.delay_s = 3.0
-    sandbox.inject_fault("addvoicetorecofortext", 45009)
-    clip = sandbox.register_voice(LIGHTS)
-    msg_id = messages.next_msg_id()
-    started = time.monotonic()
-    reply = bot(sandbox, **openai_voice(openai, timeout_s=0.5)).voice(clip["media_id"], msg_id=msg_id)
-    elapsed = time.monotonic() - started
-    assert reply.content == SORRY
-    assert 0.5 <= elapsed < 2.0  # the endpoint would answer at 3 s
-    lines = failure_lines(caplog, msg_id)
-    assert "recognizer=openai" in lines[-1] and "reason=timeout" in lines[-1]
 
 
 @pytest.mark.parametrize("recognizers, error", [

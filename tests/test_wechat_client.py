@@ -27,6 +27,7 @@ from bot.wechat.errors import (
     VoiceExpiredError,
     WeChatAPIError,
 )
+from bot.wechat.voice import RecognitionResult
 
 APPID, SECRET = "wxclienttest00001", "client-secret-91c2e"
 LATENCY, WINDOW = 0.1, 1.0
@@ -67,9 +68,9 @@ def recognize(api: WeChatAPI, voice_id: str, mp3: bytes, lang: str = "zh_CN") ->
     api.voice.add(voice_id, mp3, lang)
     deadline = time.monotonic() + WINDOW
     while time.monotonic() < deadline:
-        text = api.voice.query(voice_id, lang)
-        if text:
-            return text
+        answer = api.voice.result(voice_id, lang)
+        if answer.final:
+            return answer.text
         time.sleep(0.03)
     raise AssertionError("no result within the window")
 
@@ -86,6 +87,35 @@ def test_voice_add_query_translate_round_trip(sandbox: Sandbox) -> None:
     assert seq[2:-2] and set(seq[2:-2]) == {"queryrecoresultfortext"}
     add = sandbox.calls()[1]["query"]
     assert add == {"format": "mp3", "voice_id": "vid-round-trip", "lang": "zh_CN"}
+
+
+def test_voice_result_reads_is_end_partial_final_retired_and_the_documented_form(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What live accounts answer (issue 19): partial text with is_end false, then the final text; a retired
+    recognition's empty-and-final; the documented form without is_end; is_end spelled as 1."""
+    now = [1000.0]
+    monkeypatch.setattr(sandbox.state, "clock", lambda: now[0])  # WeChat's clock, played without waiting
+    sandbox.configure(recognition_latency_s=2.0, window_s=10.0)
+    api = client(sandbox)
+
+    def answers(voice_id: str, *steps: float) -> list[tuple[str, bool | None, bool]]:
+        api.voice.add(voice_id, mp3_saying(sandbox, "打开客厅的灯"))
+        out = []
+        for step in steps:
+            now[0] += step
+            answer = api.voice.result(voice_id)
+            out.append((answer.text, answer.is_end, answer.final))
+        return out
+
+    assert answers("vid-partial", 0.0, 1.0, 1.0) == [("", False, False), ("打开客", False, False),
+                                                     ("打开客厅的灯", True, True)]
+    sandbox.configure(recognition_retired=True)
+    assert answers("vid-retired", 0.0, 3.0) == [("", True, True)] * 2
+    sandbox.configure(recognition_retired=False, recognition_is_end=False)
+    assert answers("vid-documented", 0.0, 2.0) == [("", None, False), ("打开客厅的灯", None, True)]
+    sandbox.inject_fault("queryrecoresultfortext", 0, body='{"result": "开灯", "is_end": 1}')
+    assert api.voice.result("vid-documented") == RecognitionResult("开灯", True)
+    assert api.voice.query("vid-documented") == "打开客厅的灯"  # the text alone, as before
 
 
 def test_voice_query_is_empty_until_ready_then_the_text(sandbox: Sandbox) -> None:

@@ -42,9 +42,10 @@ class Result:
     ok: bool
     name: str
     detail: str
+    warning: bool = False  # printed with "!", not counted as a failure
 
     def but(self, name: str) -> Result:
-        return Result(self.ok, name, self.detail)
+        return Result(self.ok, name, self.detail, self.warning)
 
 
 def check_wechat(config: Config) -> Result:
@@ -100,37 +101,6 @@ def _sqlite_not_created(path: Path) -> Result | None:
         return Result(True, "", f"{path} does not exist yet; the bot creates it at start-up ({parent} is writable)")
     return Result(False, "", f"{path} cannot be created: {parent} is not a writable directory; fix [storage] url "
                              "or the directory's permissions")
-
-
-def check_recognizer(config: Config, spec: str, wechat_ok: bool) -> Result:
-    name = f"recognizer {spec}"
-    if spec == "push":
-        return Result(True, name, "ready" if config.voice.use_push_recognition else
-                      "disabled ([voice] use_push_recognition = false)")
-    if spec == "wechat":
-        return Result(wechat_ok, name, "ready (uses the WeChat API token)" if wechat_ok else
-                      "needs the WeChat API token: fix the WeChat API line above")
-    if spec == "openai":
-        return _check_openai(config, name)
-    from bot.voice.recognizers.chain import build_recognizer
-    try:
-        build_recognizer(spec, config, None)
-    except ConfigError as exc:
-        return Result(False, name, str(exc))
-    return Result(True, name, "loads")
-
-
-def _check_openai(config: Config, name: str) -> Result:
-    """Any HTTP answer from the base URL means reachable (a GET needs no key and sends no audio)."""
-    import requests
-    url = config.voice.openai.url
-    if not url:
-        return Result(False, name, "[voice.openai] url is empty: set it, or take \"openai\" out of [voice] recognizers")
-    try:
-        response = requests.get(url, timeout=min(config.voice.openai.timeout_s, 5.0))
-    except requests.RequestException as exc:
-        return Result(False, name, f"cannot reach {url} ({type(exc).__name__}): check [voice.openai] url")
-    return Result(True, name, f"{url} reachable (HTTP {response.status_code})")
 
 
 def check_routers(config: Config) -> list[Result]:
@@ -250,8 +220,9 @@ def check_wecom_voice(config: Config) -> Result:
     return Result(True, name, f"push and wechat do not apply; voice goes through {', '.join(config.voice.recognizers)}")
 
 
-def account_checks(config: Config, config_file: str = "FILE") -> list[Result]:
-    """One account's checks (the whole config's for a [wechat] config)."""
+def account_checks(config: Config, config_file: str = "FILE", voice_file: str | None = None) -> list[Result]:
+    """One account's checks (the whole config's for a [wechat] config); ``voice_file``: check's ``--voice``."""
+    from bot.cli.check_voice import voice_lines
     wechat = check_wechat(config)
     results = [wechat, check_store(config)]
     if config.account.kind == "wecom_app":
@@ -261,19 +232,20 @@ def account_checks(config: Config, config_file: str = "FILE") -> list[Result]:
         results.append(check_customer_service(config, wechat.ok))
     if config.reply.executor == "rq":
         results.append(check_rq_workers(config, config_file))
-    results += [check_recognizer(config, spec, wechat.ok) for spec in config.voice.recognizers]
+    results += [Result(line.kind != "fail", line.name, line.detail, line.kind == "warn")
+                for line in voice_lines(config, wechat.ok, voice_file)]
     results += [Result(*line) for line in check_synthesizers(config)]
     results += check_routers(config)
     results.append(check_callback(config))
     return results
 
 
-def run_checks(config: Config, config_file: str = "FILE") -> list[Result]:
+def run_checks(config: Config, config_file: str = "FILE", voice_file: str | None = None) -> list[Result]:
     """Every account's checks, each line named by its account when the config has [accounts.NAME]."""
     if not config.accounts:
-        return account_checks(config, config_file)
+        return account_checks(config, config_file, voice_file)
     return [r.but(f"[{account.account.name}] {r.name}") for account in config.accounts
-            for r in account_checks(account, config_file)]
+            for r in account_checks(account, config_file, voice_file)]
 
 
 def marks(stream: TextIO) -> tuple[str, str]:
@@ -294,7 +266,7 @@ def report(config: Config, stream: TextIO | None = None, checks: Callable[[Confi
     ok_mark, bad_mark = marks(stream)
     results = checks(config)
     for r in results:
-        line = f"{ok_mark if r.ok else bad_mark} {r.name}: {r.detail}"
+        line = f"{'!' if r.warning else ok_mark if r.ok else bad_mark} {r.name}: {r.detail}"
         try:
             print(redact(line), file=stream, flush=True)
         except UnicodeEncodeError:
@@ -310,4 +282,4 @@ def cmd_check(args: Any) -> int:
     from bot.ops.logs import announce
     config, which = load(args.config)  # refuses (exit 2) whatever serve refuses, [[intents]] included
     announce(None, which, stream=sys.stdout)
-    return report(config, checks=lambda c: run_checks(c, str(config_path(args.config))))
+    return report(config, checks=lambda c: run_checks(c, str(config_path(args.config)), getattr(args, "voice", None)))

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--unverified", action="store_true",
                            help="the sandbox plays an unverified account (no customer-service API, errcode "
                                 "48001): late answers wait for the user's next message (README, \"Delivery\")")
+            p.add_argument("--recognition-retired", action="store_true",
+                           help="the sandbox plays an account whose voice recognition WeChat retired (every result "
+                                "empty and final): voice needs a fallback recognizer (README, \"Voice recognition\")")
         p.set_defaults(func=func)
 
     sub.add_parser("sandbox", help="run the local stand-in for api.weixin.qq.com (see: sandbox --help)")
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("check", help="check the config, the WeChat API, the store, recognizers "
                                    "and routers", description="One line per check with the fix; exit 0 "
                                    "when all are ready, 1 otherwise, 2 for a broken config."))
+    p.add_argument("--voice", metavar="FILE", help="a recording (amr, mp3, wav, m4a, ...) every recognizer must "
+                                                   "hear (default: a sentence spoken by espeak-ng, when installed)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("worker", help="run an RQ worker for the delivery jobs ([reply] executor = \"rq\")",

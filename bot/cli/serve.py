@@ -134,11 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if address:
         from bot.sandbox import Sandbox
         unverified = bool(getattr(args, "unverified", False))
+        retired = bool(getattr(args, "recognition_retired", False))
         played = sandbox_accounts(config)
         if unverified:
             played.update(customer_service=False, temporary_media=False)
-        sandbox = Sandbox(**played, host=address[0], port=address[1]).start()
+        sandbox = Sandbox(**played, host=address[0], port=address[1], recognition_retired=retired).start()
         kind = "an unverified account: no customer-service API" if unverified else "a verified account"
+        kind += ", its voice recognition retired" if retired else ""
         announce(config, f"WeChat API sandbox on {sandbox.url}, playing {kind} (calls: {sandbox.url}/sandbox/calls)")
     else:
         announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")

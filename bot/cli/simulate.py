@@ -255,4 +255,5 @@ def voice_push(config: Config, args: argparse.Namespace, sender: dict[str, Any])
     if r.status_code != 200:
         raise SandboxError(f"the WeChat API sandbox at {base} refused the clip: HTTP {r.status_code} {r.text[:200]}")
     clip = r.json()
-    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format, **sender)
+    return messages.voice(clip["media_id"], media_id_16k=clip.get("media_id_16k"), fmt=args.format,
+                          recognition=clip.get("recognition"), **sender)

@@ -25,6 +25,7 @@ ENV_OVERRIDES = {
     "WECHAT_APPSECRET": ("wechat", "appsecret"),
     "WECHAT_TOKEN": ("wechat", "token"),
     "WECHAT_AES_KEY": ("wechat", "encoding_aes_key"),
+    "VOICEBOT_STT_API_KEY": ("voice.openai", "api_key"),
     "VOICEBOT_TTS_API_KEY": ("voice.reply.openai", "api_key"),
 }  # and what each declared section's ``env`` names (VOICEBOT_FORWARD_SECRET, VOICEBOT_LLM_API_KEY: sections.py)
 

@@ -36,6 +36,7 @@ def check(cfg: Config, *, placeholder: bool = False) -> None:
     _check_reply(cfg)
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
+    _check_voice(cfg)
     _check_voice_reply(cfg)
     check_extras(cfg)  # last: every value is sound, only an installation is missing
 
@@ -53,6 +54,16 @@ def _check_late_answers(reply: ReplyConfig) -> None:
                           f"({len(reply.more_marker.encode())} bytes), got {reply.max_text_bytes}")
     if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
         raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
+
+
+def _check_voice(cfg: Config) -> None:
+    """``[voice.openai] language`` (its url, timeout and ``[voice]``'s clocks: ``_check_wechat``): a mistake here
+    would otherwise show only as "没听清" to users."""
+    language = cfg.voice.openai.language
+    if language != language.strip() or " " in language:
+        raise ConfigError(f"[voice.openai] language: expected a language code such as \"zh\", \"omit\" or \"\" "
+                          f"(from [voice] lang), got {language!r}")
+
 
 def _check_voice_reply(cfg: Config) -> None:
     """``[voice.reply]``: the synthesizer specs and the openai endpoint, so a typo stops start-up, not a reply."""
@@ -79,8 +90,6 @@ def _check_voice_reply(cfg: Config) -> None:
                           f"and when = {reply.when!r}")
 
 
-
-
 def _check_wechat(cfg: Config, account: str = "[wechat]") -> None:
     """What ``check`` would only report and the bot would fail on at run time: an empty Token (every signature
     would be computable by anyone), an API base URL requests cannot call, timeouts and limits that are not
@@ -92,7 +101,8 @@ def _check_wechat(cfg: Config, account: str = "[wechat]") -> None:
         if (url or key == f"{account} api_base_url") and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}: expected an http:// or https:// URL, got {url!r}")
     positive = {f"{account} http_timeout_s": cfg.wechat.http_timeout_s, "[server] max_body_bytes": cfg.server.max_body_bytes,
-                "[voice] window_s": cfg.voice.window_s, "[voice] poll_initial_s": cfg.voice.poll_initial_s,
+                "[voice] window_s": cfg.voice.window_s, "[voice] wechat_share_s": cfg.voice.wechat_share_s,
+                "[voice] poll_initial_s": cfg.voice.poll_initial_s,
                 "[voice] poll_max_s": cfg.voice.poll_max_s, "[voice.openai] timeout_s": cfg.voice.openai.timeout_s}
     for key, value in positive.items():
         if value <= 0:

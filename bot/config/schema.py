@@ -42,10 +42,15 @@ class HandlersConfig:
 
 @dataclass(frozen=True)
 class OpenAIConfig:
+    """``[voice.openai]``: any OpenAI-compatible ``POST /v1/audio/transcriptions`` (bot/voice/recognizers/openai.py)."""
+
     url: str = ""
     model: str = "whisper-1"
-    api_key: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)  # or VOICEBOT_STT_API_KEY
     timeout_s: float = 8.0
+    language: str = ""  # "": from [voice] lang (zh, en); "omit": not sent; else sent as it is ("yue", ...)
+    prompt: str = ""  # words or a sentence in the audio's language that guide the recognizer ("" sends none)
+    prompt_intents: bool = False  # also put the [[intents]] keywords in the prompt, a list of the words the bot knows
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class VoiceConfig:
     lang: Literal["zh_CN", "en_US"] = "zh_CN"
     use_push_recognition: bool = True
     window_s: float = 10.0
+    # With a fallback after them, WeChat's own recognizers (push, wechat) get this much of the message's time, so
+    # that the fallback still answers within WeChat's first try (5 s, of which [reply] budget_s 4.5 s).
+    wechat_share_s: float = 2.5
     poll_initial_s: float = 0.2
     poll_max_s: float = 0.5
     not_understood: str = "抱歉，没听清，请再说一遍。"

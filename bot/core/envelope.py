@@ -84,6 +84,9 @@ class Inbound:
     #: says it was sent (the first try's own: bot/core/timing.py).
     waited_s: float = 0.0
     stamp_late_s: float = 0.0
+    #: When WeChat sent the message's first try, on the pipeline clock's monotonic time (delivery sets it): the
+    #: recognizers share the message's time from then (bot/voice/recognizers/chain.py).
+    arrived: float | None = None
 
     def __post_init__(self) -> None:
         msg_id = self.data.get("MsgId")

@@ -28,7 +28,7 @@ from bot.core.speech import Speaker
 from bot.core.stream import Progress, StreamedText
 from bot.core.text import clean_text
 from bot.ops.clock import SYSTEM, Clock
-from bot.ops.trace import Trace, emit, hash_openid, message_id, new_trace
+from bot.ops.trace import Trace, add_recognition, emit, hash_openid, message_id, new_trace
 from bot.voice.recognizers import RecognitionError, RecognizerChain
 from bot.voice.recognizers.base import Transcriber
 from bot.voice.recognizers.push import PushRecognizer
@@ -85,7 +85,10 @@ class Pipeline:
             ctx.text = ctx.original_text = content if isinstance(content, str) else None
             ctx.transcript_source = "text"
         elif message.type == "voice":
-            transcript = self.transcriber(inbound.data, inbound.msg_id)
+            if inbound.arrived is not None and isinstance(self.transcriber, RecognizerChain):
+                transcript = self.transcriber(inbound.data, inbound.msg_id, inbound.arrived)
+            else:
+                transcript = self.transcriber(inbound.data, inbound.msg_id)
             ctx.text = ctx.original_text = transcript.text
             ctx.transcript_source = transcript.source
             ctx.data["transcript"] = transcript
@@ -114,11 +117,9 @@ class Pipeline:
                           clock=self.clock)
         ctx.deadline = deadline
         transcript = ctx.data.get("transcript")
-        for step, seconds in getattr(transcript, "steps", ()):
-            trace.add_step(step, seconds)
-        trace.recognizer = getattr(transcript, "source", None) or ctx.transcript_source
-        if transcript is not None and transcript.error:
-            trace.recognition_error = transcript.error
+        if transcript is not None:
+            add_recognition(trace, transcript)
+        trace.recognizer = trace.recognizer or ctx.transcript_source
         started = time.perf_counter()
         streamed: list[Streaming] = []
 

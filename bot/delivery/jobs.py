@@ -104,7 +104,10 @@ class Jobs:
         try:
             inbound = inbound_from_xml(job.push_xml)
             _, record = self.states.read(job.key)
-            inbound.waited_s = (record.waited or 0.0) if record is not None else 0.0  # for its line
+            if record is not None:
+                inbound.waited_s = record.waited or 0.0  # for its line
+                # the message came then: its recognizers share WeChat's clock from there
+                inbound.arrived = self.clock.monotonic() - max(0.0, self.clock.time() - record.created)
             self._started(job.key, inbound)
             self.finish(job.key, self._read(job.key, owner, self.pipeline.process(inbound)), owner)
         finally:

@@ -30,6 +30,10 @@ RECOGNIZER_SUCCESSES = Counter("wvb_recognizer_successes", "Transcripts produced
                                ["account", "recognizer"])
 RECOGNIZER_FAILURES = Counter("wvb_recognizer_failures", "Recognizer failures by recognizer and reason "
                               "(timeout, download_failed, bad_audio, ...), by account", ["account", "recognizer", "reason"])
+RECOGNIZER_SECONDS = Histogram("wvb_recognizer_seconds", "How long each recognizer tried, by account, recognizer and "
+                               "outcome (ok, or why it failed: empty_final, timeout, unavailable, ...)",
+                               ["account", "recognizer", "outcome"],
+                               buckets=(.01, .05, .1, .25, .5, 1, 2, 3, 4.5, 8, 15, 30))
 SYNTHESES = Counter("wvb_syntheses", "Speech syntheses by synthesizer and outcome (ok, timeout, unavailable, "
                     "bad_audio, too_long, crashed, ...)", ["synthesizer", "outcome"])
 SYNTHESIS_SECONDS = Histogram("wvb_synthesis_seconds", "Duration of each synthesizer's try, its audio's transcode "
@@ -56,7 +60,7 @@ STORE_ERRORS = Counter("wvb_store_errors", "Store operations that failed, by bac
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 # Metrics whose first label is the account (bot/ops/account.py): ``labelled`` fills it in.
 BY_ACCOUNT = frozenset(map(id, (REQUESTS, MESSAGES, STEP_SECONDS, RECOGNIZER_SUCCESSES, RECOGNIZER_FAILURES,
-                                DELIVERIES, KEPT, TYPING, TOKEN_FETCHES, WITHHELD)))
+                                RECOGNIZER_SECONDS, DELIVERIES, KEPT, TYPING, TOKEN_FETCHES, WITHHELD)))
 
 
 def labelled(metric: Any, *labels: str, account: str | None = None) -> Any:

@@ -39,6 +39,8 @@ class Trace:
     type: str = "unknown"
     steps: dict[str, float] = field(default_factory=dict)  # step -> ms (a step that ran twice adds up)
     recognizer: str | None = None  # which recognizer produced the transcript ("text" for typed text)
+    # each recognizer's try in order: {"name", "outcome" (ok, or why it failed), "ms"}
+    recognizers: list[dict[str, Any]] | None = None
     outcome: str = "unfinished"  # answered, not_understood, handler_error, no_answer
     recognition_error: str | None = None  # why each recognizer that failed did: "wechat:empty_final,…"
     synthesizer: str | None = None
@@ -120,6 +122,22 @@ def new_trace(config: Config, inbound: Traced) -> Trace:
                  account=config.account.name or None, queued_ms=round(waited * 1000) if waited >= QUEUED else None)
 
 
+def add_recognition(trace: Trace, transcript: Any) -> None:
+    """Record a voice message's transcript (a ``bot.voice.recognizers.Transcript``): its steps, the recognizer
+    that produced it (``recognizer``), each recognizer's try in order with its outcome and ms (``recognizers``:
+    ``ok`` or why it failed — ``empty_final``, ``timeout``, ``unavailable``…), and, when none produced text, the
+    reasons (``recognition_error``)."""
+    for step, seconds in getattr(transcript, "steps", ()):
+        trace.add_step(step, seconds)
+    trace.recognizer = getattr(transcript, "source", None)
+    tries = getattr(transcript, "tries", ())
+    if tries:
+        trace.recognizers = [{"name": name, "outcome": outcome, "ms": round(seconds * 1000, 1)}
+                             for name, outcome, seconds in tries]
+    if getattr(transcript, "error", None):
+        trace.recognition_error = transcript.error
+
+
 def emit(trace: Trace, path: str, *, tries: int | None = None, sent: bool | None = None,
          reason: str | None = None, parts: int | None = None, waited_s: float | None = None) -> None:
     """Log the message's one line and count it in the metrics; called once, where delivery is decided.
@@ -155,11 +173,14 @@ def _log(level: int, text: str, fields: dict[str, Any]) -> None:
 
 
 def _text(fields: dict[str, Any]) -> str:
-    """``key=value`` pairs; steps as ``steps=download:12.0,poll:310.5``."""
+    """``key=value`` pairs; steps as ``steps=download:12.0,poll:310.5``, recognizers' tries as
+    ``recognizers=wechat:empty_final:312.4,openai:ok:1003``."""
     parts = []
     for key, value in fields.items():
         if key == "steps":
             value = ",".join(f"{k}:{v:g}" for k, v in value.items()) or "-"
+        elif key == "recognizers" and isinstance(value, list):
+            value = ",".join(f"{t.get('name')}:{t.get('outcome')}:{t.get('ms', 0):g}" for t in value) or "-"
         elif value is None:
             value = "-"
         elif isinstance(value, bool):

@@ -41,6 +41,7 @@ class SandboxAccount:
 
         ``fmt`` is amr (AMR-NB 8 kHz, what WeChat's MediaId serves), mp3 or wav. ``with_16k`` also stores a
         16 kHz version (``format_16k``: wav or mp3; PyAV cannot encode AMR-WB) as MediaId16K would serve.
+        ``recognition`` in the answer is what a push of it carries in ``<Recognition>`` (None: no such element).
         """
         if not text:
             raise SandboxError("text must not be empty")
@@ -52,7 +53,11 @@ class SandboxAccount:
         media_id = self.state.new_media_id()
         self.state.put_media(media_id, Media(make_tone(freq, duration_s, fmt=fmt), _CONTENT_TYPES[fmt],
                                              f"{media_id}.{fmt}", text, freq))
-        clip: dict[str, Any] = {"media_id": media_id, "frequency": freq, "text": text, "format": fmt}
+        # What the push's <Recognition> carries: nothing (the account did not turn recognition on), or, on an
+        # account whose recognition WeChat retired, an empty element.
+        recognition = "" if self.state.setting("recognition_retired") else None
+        clip: dict[str, Any] = {"media_id": media_id, "frequency": freq, "text": text, "format": fmt,
+                                "recognition": recognition}
         if with_16k:
             data = make_tone(freq, duration_s, fmt=format_16k, sample_rate=16000)
             media_16k = self.state.new_media_id()
@@ -85,6 +90,13 @@ class SandboxAccount:
                                              None if frequency is None else float(frequency)))
         return media_id
 
+    def hear(self, pcm: Any) -> tuple[str, float | None]:
+        """What the account's recognition (and its transcription endpoint) makes of 16 kHz samples: the sentence
+        whose clip tone they carry, and the tone (``""``/None for audio that carries none: speech, noise, a clip
+        played at the wrong speed)."""
+        frequency = detect_tone(pcm, 16000, self.state.clip_frequencies())
+        return self.state.text_for(frequency), frequency
+
     def inject_fault(
         self, endpoint: str, errcode: int, times: int = 1, *, http_status: int | None = None,
         body: str | None = None,
@@ -99,7 +111,8 @@ class SandboxAccount:
     def configure(self, **settings: Any) -> None:
         """Change any setting while running (``bot.sandbox.state.SETTINGS_DEFAULTS`` lists them): the account
         kind (customer_service, temporary_media), the quota and clocks (cs_quota, cs_window_s, typing_window_s,
-        ...), limits (max_text_bytes, max_media_bytes, ...), recognition_latency_s, window_s, tokens."""
+        ...), limits (max_text_bytes, max_media_bytes, ...), recognition (recognition_latency_s, window_s,
+        recognition_is_end, recognition_partial, recognition_retired), tokens."""
         self.state.configure(**settings)
 
     def user_messaged(self, openid: str, *, ago_s: float = 0.0) -> dict[str, Any]:

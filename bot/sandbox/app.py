@@ -8,7 +8,7 @@ Error codes WeChat documents are used as documented. Where WeChat documents noth
   ``media`` file field → 41005 (media data missing); an empty file → 44001; missing ``voice_id`` or an
   unknown ``lang`` → 40035 (invalid args); a ``voice_id`` already used → 47001.
 - queryrecoresultfortext: unknown ``voice_id``, or asked after ``window_s`` → 46001 (the errmsg says which);
-  missing ``voice_id`` → 40035.
+  missing ``voice_id`` → 40035. Answers carry ``is_end`` as live accounts' do (``SandboxState.query_voice``).
 - translatecontent: empty body → 44004, more than 600 bytes → 45002, unknown lfrom/lto → 40035.
 - message/custom/send and message/custom/typing: see bot/sandbox/customer_service.py; media/upload and the
   permanent-material endpoints: bot/sandbox/media_api.py; the WeCom app under /wecom: bot/sandbox/wecom_api.py.
@@ -21,12 +21,11 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api, transcribe_api, wecom_api
+from bot.sandbox import chat_api, customer_service, inspection, media_api, speech_api, wecom_api
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.endpoint import Answer, Endpoints, control, control_body, err, error_response, json_body
 from bot.sandbox.state import VoiceUpload
 from bot.voice.audio import AudioError, decode_pcm
-from bot.voice.tones import detect_tone
 
 LANGS = ("zh_CN", "en_US")
 
@@ -118,8 +117,8 @@ def create_app(sandbox: SandboxAccount) -> Flask:
             return err(40005, f"invalid file type: {info.sample_rate} Hz, must be 16000 Hz")
         if info.channels != 1:
             return err(40005, f"invalid file type: {info.channels} channels, must be mono")
-        freq = detect_tone(pcm, 16000, state.clip_frequencies())
-        if not state.add_voice(voice_id, VoiceUpload(state.clock(), state.text_for(freq), lang, freq)):
+        text, freq = sandbox.hear(pcm)
+        if not state.add_voice(voice_id, VoiceUpload(state.clock(), text, lang, freq)):
             return err(47001, f"voice_id {voice_id!r} already used")
         return err(0, "ok")
 
@@ -128,8 +127,8 @@ def create_app(sandbox: SandboxAccount) -> Flask:
         voice_id = request.args.get("voice_id")
         if not voice_id:
             return err(40035, "invalid args: voice_id missing")
-        result, reason = state.query_voice(voice_id)
-        return err(46001, reason) if result is None else {"result": result}
+        answer, reason = state.query_voice(voice_id)
+        return err(46001, reason) if answer is None else answer
 
     @api("/cgi-bin/media/voice/translatecontent", ("POST",))
     def translatecontent() -> Answer:
@@ -152,7 +151,6 @@ def create_app(sandbox: SandboxAccount) -> Flask:
     speech_api.register(endpoints, sandbox)
     chat_api.register(endpoints, sandbox)
     wecom_api.register(endpoints, sandbox)
-    transcribe_api.register(app, sandbox)
     register_control(app, sandbox)
     inspection.register(app, sandbox)
     return app

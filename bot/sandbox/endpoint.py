@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from bot.sandbox.state import Fault, SandboxError, SandboxState
 
@@ -97,6 +97,7 @@ class Endpoints:
                     "status": resp.status_code,
                     "errcode": errcode,
                     "errmsg": errmsg,
+                    **getattr(g, "call_note", {}),  # what a handler adds (note_call), e.g. a form's fields
                 })
                 return resp
 
@@ -104,6 +105,13 @@ class Endpoints:
             return view
 
         return decorator
+
+
+def note_call(**fields: Any) -> None:
+    """Add ``fields`` to this request's entry in the call log (never a secret: the log is readable by anyone)."""
+    if not hasattr(g, "call_note"):
+        g.call_note = {}
+    g.call_note.update(fields)
 
 
 # ------------------------------------------------------------------------------------- /sandbox/* control endpoints

@@ -115,14 +115,17 @@ def describe_account(settings: dict[str, Any]) -> str:
         cs = (f"customer service: {settings['cs_quota']} messages within {settings['cs_window_s']:g} s of the "
               f"user's message, text ≤ {settings['max_text_bytes']} bytes")
     media = "temporary media upload" if settings["temporary_media"] else "no temporary media (48001: use material)"
-    return f"{cs}; {media}"
+    recognition = ("voice recognition retired (every result empty and final, empty <Recognition> in pushes)"
+                   if settings["recognition_retired"] else "voice recognition answers its clips")
+    return f"{cs}; {media}; {recognition}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bot.sandbox``: serve the sandbox until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m bot sandbox",
                                      description="Local stand-in for api.weixin.qq.com (tokens, media, voice "
-                                                 "recognition, translation, customer-service messages).",
+                                                 "recognition, translation, customer-service messages) and the OpenAI-compatible "
+                                                 "/v1/audio/speech and /v1/audio/transcriptions.",
                                      epilog="translatecontent knows a few phrases (今天天气很好, good morning, ...); "
                                             "anything else comes back as \"[en_US] text\": register more with "
                                             "POST /sandbox/translations {\"你好\": \"Hello\"}.")
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="message/custom/send and /typing answer 48001 (api unauthorized)")
     account.add_argument("--no-temporary-media", dest="temporary_media", action="store_false",
                          help="media/upload answers 48001: voice replies need permanent material")
+    account.add_argument("--recognition-retired", action="store_true",
+                         help="WeChat retired this account's voice recognition: queryrecoresultfortext answers "
+                              '{"result": "", "is_end": true} every time and pushes carry an empty <Recognition> '
+                              "(a bot needs a fallback recognizer: /v1/audio/transcriptions here)")
     account.add_argument("--cs-quota", type=int, default=5, metavar="N",
                          help="customer-service messages per user message (default 5; then 45047)")
     account.add_argument("--cs-window", type=float, default=48 * 3600.0, metavar="SECONDS",
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                       recognition_latency_s=args.latency, window_s=args.window, log_requests=True,
                       customer_service=args.customer_service and not args.unverified,
                       temporary_media=args.temporary_media and not args.unverified,
+                      recognition_retired=args.recognition_retired,
                       cs_quota=args.cs_quota, cs_window_s=args.cs_window, max_text_bytes=args.max_text_bytes)
     try:
         sandbox.start()

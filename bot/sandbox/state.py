@@ -28,6 +28,13 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "appsecret": "sandbox-secret",
     "recognition_latency_s": 0.3,
     "window_s": 10.0,
+    # queryrecoresultfortext (query_voice): answers carry is_end as live accounts' do (false: the documented form,
+    # {"result"} alone, where empty means "not ready"); before the latency has passed they hold the part of the text
+    # heard so far (partial results); a retired recognition answers {"result": "", "is_end": true} at once, every
+    # time, and voice pushes carry an empty <Recognition> (register_voice says so in "recognition").
+    "recognition_is_end": True,
+    "recognition_partial": True,
+    "recognition_retired": False,
     "token_expires_in": 7200,
     "token_grace_s": 0.0,
     "max_voice_bytes": 1_000_000,
@@ -49,6 +56,9 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "max_materials": 1000,
     "speech_latency_s": 0.0,  # /v1/audio/speech (bot/sandbox/speech_api.py): delay before each answer
     "speech_seconds_per_char": 0.2,  # its speech lasts this long per character of the input
+    # /v1/audio/transcriptions (bot/sandbox/speech_api.py): delay before each answer, and the bearer key ("" = any)
+    "transcription_latency_s": 0.0,
+    "transcription_api_key": "",
     # The OpenAI-compatible chat service (bot/sandbox/chat_api.py): delay before an answer starts, streaming rate,
     # the scale of its timed answers (12 s story, 40 s essay, "用 N 秒回答"), the bearer key it wants ("" = any),
     # the models it has, and a stream that stops after that many chunks (0 = never).
@@ -301,8 +311,9 @@ class SandboxState:
         with self.lock:
             return voice_id in self.voices
 
-    def query_voice(self, voice_id: str) -> tuple[str | None, str]:
-        """(result, "") while the window is open — ``""`` until the latency passed — or (None, reason)."""
+    def query_voice(self, voice_id: str) -> tuple[dict[str, Any] | None, str]:
+        """(answer, "") while the window is open, or (None, reason). The answer is the text so far and, unless
+        ``recognition_is_end`` is off, ``is_end``: see the settings above."""
         with self.lock:
             upload = self.voices.get(voice_id)
             if upload is None:
@@ -310,9 +321,16 @@ class SandboxState:
             age = self.clock() - upload.added_at
             if age > float(self.settings["window_s"]):
                 return None, f"voice_id not found: its {self.settings['window_s']:g}s result window has passed"
-            if age < float(self.settings["recognition_latency_s"]):
-                return "", ""
-            return upload.text, ""
+            with_is_end = bool(self.settings["recognition_is_end"])
+            if self.settings["recognition_retired"]:
+                return ({"result": "", "is_end": True} if with_is_end else {"result": ""}), ""
+            latency = float(self.settings["recognition_latency_s"])
+            if age >= latency:
+                return ({"result": upload.text, "is_end": True} if with_is_end else {"result": upload.text}), ""
+            if not with_is_end:
+                return {"result": ""}, ""
+            heard = int(len(upload.text) * age / latency) if self.settings["recognition_partial"] else 0
+            return {"result": upload.text[:heard], "is_end": False}, ""
 
     # ---------------------------------------------------------------- faults
     def add_fault(self, fault: Fault) -> None:

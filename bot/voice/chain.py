@@ -40,17 +40,19 @@ class Attempt(Generic[T]):
 
 
 def first_success(members: Sequence[Any], attempt: Callable[[Any], T], *, kind: str, msg_id: str,
-                  record: Callable[[str, str, float], None], quiet: frozenset[str] = frozenset()) -> Attempt[T]:
+                  record: Callable[[str, str, float], None], quiet: frozenset[str] = frozenset(),
+                  clock: Callable[[], float] = time.perf_counter) -> Attempt[T]:
     """``attempt(member)`` for each member in order until one returns; a :class:`ChainError` or any other
     exception hands over to the next. ``record(name, outcome, seconds)`` counts each try (outcome ``"ok"``, the
-    reason, or ``"crashed"``); failures are logged on "bot.voice" (at DEBUG for ``quiet`` reasons)."""
+    reason, or ``"crashed"``; seconds by ``clock``); failures are logged on "bot.voice" (at DEBUG for ``quiet``
+    reasons)."""
     reasons: list[str] = []
     for member in members:
-        started = time.perf_counter()
+        started = clock()
         try:
             value = attempt(member)
         except ChainError as exc:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             reasons.append(f"{member.name}:{exc.reason}")
             record(member.name, exc.reason, elapsed)
             log.log(logging.DEBUG if exc.reason in quiet else logging.WARNING,
@@ -59,10 +61,10 @@ def first_success(members: Sequence[Any], attempt: Callable[[Any], T], *, kind: 
             continue
         except Exception as exc:  # a third-party member's bug must not lose the message
             reasons.append(f"{member.name}:crashed")
-            record(member.name, "crashed", time.perf_counter() - started)
+            record(member.name, "crashed", clock() - started)
             log.exception("voice %s=%s msg_id=%s crashed: %s", kind, member.name, msg_id, type(exc).__name__)
             continue
-        record(member.name, "ok", time.perf_counter() - started)
+        record(member.name, "ok", clock() - started)
         return Attempt(value, member.name, reasons)
     return Attempt(None, None, reasons)
 

@@ -7,6 +7,7 @@ turned into the chain's typed error so the next member gets its turn.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -23,10 +24,11 @@ def endpoint(url: str, path: str) -> str:
 
 
 def post(session: requests.Session, url: str, *, api_key: str, timeout_s: float, deadline: float,
-         error: type[ChainError], who: str, **kwargs: Any) -> requests.Response:
-    """POST within ``min(timeout_s, deadline - now)``: the answer, whatever its status (see :func:`check`), or
+         error: type[ChainError], who: str, clock: Callable[[], float] = time.monotonic,
+         **kwargs: Any) -> requests.Response:
+    """POST within ``min(timeout_s, deadline - clock())``: the answer, whatever its status (see :func:`check`), or
     ``error`` ("timeout" / "unavailable") when there is none."""
-    timeout = min(timeout_s, deadline - time.monotonic())
+    timeout = min(timeout_s, deadline - clock())
     if timeout <= 0:
         raise error("timeout", f"no time left for the {who}")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

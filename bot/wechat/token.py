@@ -5,10 +5,16 @@ breaking each other (the classic 40001 storm). The token therefore lives in the 
 short lock taken with ``store.add`` lets exactly one caller fetch while the others poll for its result.
 A process-local memo saves a store round trip per API call; ``refresh()`` still goes through the store
 so a token rejected in one process is replaced once for all of them.
+
+A store that fails (a full disk, a Redis outage) does not take the token with it: the process fetches one itself
+and uses it from its memo until it expires, so voice keeps working where text (which needs no token) already
+does. One warning line says so; the store is tried again for the next token. With ``stable_token`` (the default)
+such a fetch disturbs no other process; with the classic endpoint it may, which beats having no token at all.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -22,6 +28,7 @@ from typing import NoReturn
 from bot.store import Store, StoreError
 
 Fetch = Callable[[], tuple[str, int]]
+log = logging.getLogger("bot.wechat")
 
 _SECRET_FIELD = re.compile(
     r"""((?:app)?secret|access_token|password)(["']?\s*[=:]\s*["']?)([^&"'\s,;}]+)""", re.IGNORECASE
@@ -136,7 +143,15 @@ class AccessTokenManager:
                     self.store.compare_and_delete(self.key, raw)  # still the rejected token: drop it
                 return self._fetch_or_wait(accept, deadline)
             except StoreError as exc:
-                raise TokenError(f"access token store failed: {exc}") from exc
+                return self._without_store(exc)
+
+    def _without_store(self, exc: StoreError) -> str:
+        """The store cannot be used: fetch a token for this process alone (its memo) rather than fail."""
+        log.warning("access token store failed (%s): fetching a token for this process, kept in memory until it "
+                    "expires", exc)
+        record = self._fetch_record()
+        self._memo = record
+        return record.token
 
     @contextmanager
     def _turn(self, started: float) -> Iterator[None]:
@@ -161,7 +176,7 @@ class AccessTokenManager:
                     if record is None or not accept(record):
                         record = self._fetch_and_store()
                 finally:
-                    self.store.compare_and_delete(self.lock_key, owner)
+                    self._release(owner)
                 self._memo = record
                 return record.token
             if time.monotonic() >= deadline:
@@ -175,7 +190,26 @@ class AccessTokenManager:
                 self._memo = record
                 return record.token
 
+    def _release(self, owner: str) -> None:
+        """Give the fetch lock back; a store that fails here lets it expire (``lock_ttl_s``) instead."""
+        try:
+            self.store.compare_and_delete(self.lock_key, owner)
+        except StoreError as exc:
+            log.warning("access token store failed releasing the fetch lock (%s); it expires in %gs", exc,
+                        self.lock_ttl_s)
+
     def _fetch_and_store(self) -> _Record:
+        """Fetch and share the token; one the store cannot keep is still this process's (its memo)."""
+        record = self._fetch_record()
+        try:
+            self.store.set(self.key, record.dump(), ttl=record.expires_at - record.fetched_at)
+        except StoreError as exc:
+            log.warning("access token store failed (%s): the new token is used by this process only, kept in memory "
+                        "until it expires", exc)
+        return record
+
+    def _fetch_record(self) -> _Record:
+        """One fetch from WeChat, checked; its lifetime ends ``refresh_margin_s`` early."""
         self.fetch_count += 1
         failure: tuple[str, int | None] | None = None
         try:
@@ -190,9 +224,7 @@ class AccessTokenManager:
             self._fail("access token fetch returned an invalid answer (empty token or expires_in <= 0)")
         now = time.time()
         ttl = max(expires_in - self.refresh_margin_s, min(expires_in / 2, 60.0))
-        record = _Record(token, now + ttl, now)
-        self.store.set(self.key, record.dump(), ttl=ttl)
-        return record
+        return _Record(token, now + ttl, now)
 
     def _fail(self, message: str, errcode: int | None = None) -> NoReturn:
         self._failure = (time.monotonic(), message, errcode)

@@ -1,6 +1,7 @@
 """The ``voice`` API group: WeChat's speech recognition and translation, which wechatpy lacks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -16,6 +17,36 @@ def _json_object(api: str, result: Any) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class RecognitionResult:
+    """One ``queryrecoresultfortext`` answer: the text so far and whether it is final.
+
+    ``is_end`` is None when the answer does not carry the field (the documented form, where an empty text
+    means "not ready yet"); True means recognition is over, with ``text`` as its result — an empty one means it
+    heard nothing, as accounts whose recognition WeChat retired answer every time; False means more is coming
+    (``text`` may hold what was recognized so far).
+    """
+
+    text: str
+    is_end: bool | None
+
+    @property
+    def final(self) -> bool:
+        """The answer is the result: ``is_end`` says so, or (without it) there is text."""
+        return self.is_end if self.is_end is not None else bool(self.text)
+
+
+def _flag(value: Any) -> bool | None:
+    """``is_end`` as sent (true/false, 1/0, "true"/"false"); None when absent or unreadable."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    return None
+
+
 class WeChatVoice(BaseWeChatAPI):
     """``addvoicetorecofortext``, ``queryrecoresultfortext`` and ``translatecontent``."""
 
@@ -25,11 +56,15 @@ class WeChatVoice(BaseWeChatAPI):
         _json_object(api, self._post(api, params={"format": "mp3", "voice_id": voice_id, "lang": lang},
                                      files={"media": ("voice.mp3", mp3, "audio/mpeg")}))
 
-    def query(self, voice_id: str, lang: str = "zh_CN") -> str:
-        """The transcript so far; ``""`` means not ready yet (extra fields such as ``is_end`` are ignored)."""
+    def result(self, voice_id: str, lang: str = "zh_CN") -> RecognitionResult:
+        """The recognition's answer so far, with WeChat's undocumented ``is_end`` (see :class:`RecognitionResult`)."""
         api = "media/voice/queryrecoresultfortext"
-        result = _json_object(api, self._post(api, params={"voice_id": voice_id, "lang": lang}))
-        return str(result.get("result") or "")
+        answer = _json_object(api, self._post(api, params={"voice_id": voice_id, "lang": lang}))
+        return RecognitionResult(str(answer.get("result") or "").strip(), _flag(answer.get("is_end")))
+
+    def query(self, voice_id: str, lang: str = "zh_CN") -> str:
+        """The text so far (``""``: nothing yet, or nothing heard); :meth:`result` also says whether it is final."""
+        return self.result(voice_id, lang).text
 
     def translate(self, text: str, lfrom: str = "zh_CN", lto: str = "en_US") -> str:
         """Translate up to 600 bytes of UTF-8 text between zh_CN and en_US."""
