@@ -586,8 +586,11 @@ def test_slow_clients_do_not_block_other_requests(http: Server) -> None:
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all(line == b"" or line.split(b" ")[1] in (b"408", b"400", b"413") for line in cut_off), cut_off
     assert any(b" 408 " in line for line in cut_off), cut_off  # the deadline did cut slow bodies off
-    assert all(Envelope.for_config(config_from_dict(BASE_CONFIG), "safe").unwrap(200, a.text).content == ANSWER
-               for a in answers)
+    # A request that waited for a thread past its budget (WeChat's 5 s — 1 s here — count from its timestamp) is
+    # answered "success", its answer left to a later try, customer service or pickup (README "Delivery",
+    # overload): every reply is the answer or nothing, never an error.
+    contents = [Envelope.for_config(config_from_dict(BASE_CONFIG), "safe").unwrap(200, a.text).content for a in answers]
+    assert set(contents) <= {ANSWER, None}, contents
 
 
 def test_huge_content_length_is_413(http: Server) -> None:
