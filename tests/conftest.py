@@ -108,14 +108,18 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _loggers_restored() -> Iterator[None]:
     """A mounted VoiceBot gives the bot's own loggers their handler (and stops them propagating) and filters the
-    servers' request logs: put them back after each test, so that later tests' caplog sees ``bot.*`` again."""
-    bot = logging.getLogger("bot")
+    servers' request logs, and ``setup_logging`` installs a root handler: put them back after each test, so that
+    later tests' caplog sees ``bot.*`` again and no earlier test's handler (another config's redaction) is left."""
+    bot, root = logging.getLogger("bot"), logging.getLogger()
     saved = (list(bot.handlers), bot.propagate, bot.level)
+    root_handlers = list(root.handlers)
     requests = [logging.getLogger(name) for name in ("werkzeug", "gunicorn.access")]
     filters = [list(lg.filters) for lg in requests]  # only those: werkzeug sets its own level once per process
     yield
     bot.handlers[:], bot.propagate = saved[:2]
     bot.setLevel(saved[2])
+    root.handlers[:] = root_handlers + [h for h in root.handlers if h not in root_handlers
+                                        and not getattr(h, "_wvb", False)]  # pytest's own, added meanwhile
     for lg, kept in zip(requests, filters):
         lg.filters[:] = kept
 

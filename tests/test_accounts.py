@@ -96,7 +96,7 @@ def test_a_second_bots_log_handler_keeps_the_first_ones_secrets_hidden() -> None
     first = config_from_dict({"wechat": {"appid": "wxfirst", "appsecret": "first-secret-123", "token": "firsttoken"}})
     second = config_from_dict({"wechat": {"appid": "wxsecond", "appsecret": "second-secret-456", "token": "t2t2"}})
     stream = io.StringIO()
-    setup_logging(first, stream=stream)
+    setup_logging(first, stream=stream)  # (conftest removes the root handler after the test)
     setup_logging(second, stream=stream)
     logging.getLogger("bot.test").warning("first-secret-123 second-secret-456 firsttoken")
     assert "first-secret-123" not in stream.getvalue() and "second-secret-456" not in stream.getvalue()

@@ -176,3 +176,19 @@ def test_text_formatter_is_logging_formatter_with_the_time_built_once_a_second()
         record = logging.LogRecord("bot.x", logging.WARNING, __file__, 1, "m %s", ("a",), None)
         record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
         assert fast.format(record) == plain.format(record)
+
+
+def test_an_openid_hashed_by_one_bots_filter_is_not_hashed_again_by_anothers() -> None:
+    """Two bots in one process (two configs, or a mounted bot and the root handler) each filter a request line:
+    the openid is hashed once, by the first, not re-hashed into something no bot.message line shows."""
+    import hashlib
+
+    def bot_a(openid: str) -> str:
+        return hashlib.sha256(b"a" + openid.encode()).hexdigest()[:12]
+
+    def bot_b(openid: str) -> str:
+        return hashlib.sha256(b"b" + openid.encode()).hexdigest()[:12]
+    line = "POST /wechat?signature=x&openid=oRAWOPENID1234567890abcdefgh&nonce=1"
+    once = RedactFilter([], bot_a).redact(line)
+    assert f"openid={bot_a('oRAWOPENID1234567890abcdefgh')}&" in once
+    assert RedactFilter([], bot_b).redact(once) == once

@@ -24,6 +24,7 @@ SECRET_PARAM = re.compile(r"""((?:access_token|secret)(?:=|["']?\s*:\s*["']))[^&
 _MIN_SECRET = 4  # shorter configured "secrets" would blank out ordinary words
 # WeChat puts the sender's openid in the callback URL, so request logs (the development server's, a proxy's
 # access log routed through logging) would carry it raw: it is replaced by the same hash the bot.message line uses.
+HASHED = re.compile(r"[0-9a-f]{12}")  # what hash_openid makes of an openid (bot/ops/trace.py)
 OPENID_PARAM = re.compile(r"([?&]openid=)([A-Za-z0-9_-]{8,})")  # in a URL only: bot.message's openid= is hashed
 # An event's id is FromUserName:CreateTime (events have no MsgId). bot.message shows it hashed already
 # (bot/ops/trace.py message_id); other lines (delivery's) get the same hash here. Hashes are 12 characters,
@@ -114,10 +115,14 @@ class RedactFilter(logging.Filter):
             text = SECRET_PARAM.sub(r"\1***", text)
         if self.hash_openid is not None:
             hashed = self.hash_openid
+
+            def once(m: re.Match[str]) -> str:  # a value hashed already (by another bot's filter) stays as it is
+                value = m.group(2)
+                return m.group(0) if HASHED.fullmatch(value) else f"{m.group(1)}{hashed(value)}"
             if "?openid=" in text or "&openid=" in text:
-                text = OPENID_PARAM.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+                text = OPENID_PARAM.sub(once, text)
             if "msg_id" in text:
-                text = EVENT_ID.sub(lambda m: f"{m.group(1)}{hashed(m.group(2))}", text)
+                text = EVENT_ID.sub(once, text)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
