@@ -139,7 +139,8 @@ def test_customer_service_refusal_keeps_the_answer_for_pickup(errcode: int) -> N
             sends = _sends(sandbox, 1)
             assert wait_for(lambda: logs.lines(f"delivery msg_id={msg_id} answer kept for pickup"), 3.0)
             later = BotClient(config, url=bot.url, openid=user).text("你好")
-    assert seen.statuses == ["success"] and seen.answers == []
+    # success at the budget (a busy machine may answer it a try later: still success, never the answer)
+    assert seen.statuses[-1] == "success" and "reply" not in seen.statuses and seen.answers == [], seen
     assert sends == [errcode]
     lines = logs.lines(f"delivery msg_id={msg_id} customer-service API refused errcode={errcode}")
     assert len(lines) == 1 and "kept for pickup" in lines[0], logs.messages

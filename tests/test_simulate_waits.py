@@ -76,8 +76,11 @@ def test_the_whole_story_is_shown_on_an_account_with_customer_service(tmp_path: 
         result = simulate(path, bot.url, "text", "讲个故事", "--openid", openid("story"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split("] ")[1].startswith("passive: 第1句。") and "customer service: " in lines[-1], lines
-    assert user_saw(result.stdout) == "".join(STORY)  # the first sentences at the budget, the rest when written
+    # the first sentences at the budget (on a machine too busy to have written one by then: none), the rest
+    # by customer service when written — and simulate showed it all
+    assert lines[0].split("] ")[1].startswith(("passive: 第1句。", "customer service: 第1句。")), lines
+    assert "customer service: " in lines[-1], lines
+    assert user_saw(result.stdout) == "".join(STORY)
     elapsed, note = summary(result.stderr)
     assert elapsed >= len(STORY) * SECONDS_PER_SENTENCE and note == "; the bot owes nothing more for this message"
 
