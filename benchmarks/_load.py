@@ -63,9 +63,12 @@ def _sign_range(bounds: tuple[int, int]) -> list[Request]:
     token, appid, aes_key, mode, path = _secrets
     envelope = Envelope(token, appid, aes_key if mode != "plaintext" else "", mode)  # type: ignore[arg-type]
     out = []
+    # Signed ahead of the run and sent up to its end: a timestamp a little in the future, so that the bot, which
+    # judges a first try by WeChat's clock (bot/core/timing.py), never sees a request as having waited to be sent.
+    stamp = int(time.time()) + 60
     for msg_id in range(*bounds):
         xml = messages.text(f"打开客厅的灯 #{msg_id % 10**8:08d}", msg_id=msg_id)
-        query, body = envelope.wrap(xml)
+        query, body = envelope.wrap(xml, timestamp=stamp)
         out.append((f"{path}?{urlencode(query)}", body))
     return out
 
