@@ -225,6 +225,21 @@ def test_concurrent_tries_run_one_job_and_answer_once(store_target: tuple[str, s
         assert [m["text"]["content"] for m in sent] == ["echo hi"]
 
 
+def test_a_slow_text_handler_in_customer_service_mode_answers_success_at_the_budget() -> None:
+    """customer_service mode: the first try answers success at its budget and the answer follows by customer
+    service. A text job is not run in the request thread there: a handler that outlives WeChat's wait would keep
+    the try until WeChat gave up (a timeout, a second try, an error shown), not answered at the budget."""
+    router, calls = _slow_counting_router(WAIT_S * 1.2)  # past WeChat's wait for one try
+    with start_sandbox() as sandbox:
+        config = bot_config(sandbox.url, mode="customer_service", scale=SCALE, reply={"customer_service": True})
+        with local_bot(config, router) as bot:
+            user = openid()
+            seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=WAIT_S, cs_wait_s=5.0,
+                                     settle_s=0.3).text("hi", openid=user)
+    assert seen.statuses == ["success"], seen
+    assert seen.answers == ["echo hi"] and len(seen.customer_service) == 1 and len(calls) == 1, seen
+
+
 def test_a_text_answered_at_once_costs_two_single_sqlite_statements(tmp_path: Path) -> None:
     """The claim (which also tells whether the user has answers kept for pickup) and the move to delivered:
     each its own transaction in one statement, so none holds the write lock while its thread waits for the

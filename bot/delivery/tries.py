@@ -105,7 +105,9 @@ class Tries:
         """The first try creates the record and starts the job; later tries join it. Returns the try number,
         and the claim when the caller should run the job itself: messages without voice need no recognition,
         so the request thread runs them (a thread hand-off cost more than the job) — unless the try came too
-        late for its answer anyway (it waited in the queue): then a job thread runs it, and this one is free."""
+        late for its answer anyway (it waited in the queue), or the account answers late by customer service
+        (this try must answer success at its budget, not when a slow handler returns): then a job thread runs
+        it, and this one is free."""
         now = self.clock.time()
         created = now - waited  # when WeChat sent it (if this is the first try): its tries' clock starts there
         owner, token = self.jobs.hold(created)
@@ -113,7 +115,7 @@ class Tries:
                         waited=round(waited, 3) or None)
         with dropped_on_error(self.jobs.heartbeat, token):
             raw, kept = self.states.claim(key, record)
-        if raw is not None and inbound.message.type != "voice" and in_time:
+        if raw is not None and inbound.message.type != "voice" and in_time and self.config.mode != "customer_service":
             self.wakeups.running_here(key)
             return 1, Claim(key, record, raw, token, kept)
         if raw is not None:
