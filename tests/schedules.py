@@ -478,6 +478,8 @@ class World:
                 for run in [r for r in self.runs if r.inline_try is not None]:
                     self.finish_run(run)
             self.advance(1.0)
+            for run in [r for r in self.runs if not r.msg.stuck]:  # jobs on a pool (customer_service mode)
+                self.finish_run(run)
         problems = self.check()
         seen = self.tokens()
         for msg in self.messages:

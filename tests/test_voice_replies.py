@@ -80,9 +80,10 @@ def test_a_150_second_answer_goes_in_three_voice_parts(customer_service: bool) -
             seen = WeChatRetryClient(config, bot.url, sandbox.url, wait_s=5.0 * SCALE, settle_s=1.0).text(
                 "故事", openid=user)
             media = [r.media_id for r in seen.passive]
-            if customer_service:
-                sent = wait_for(lambda: len([m for m in sandbox.custom_messages() if m["touser"] == user]) >= 2, 10)
-                assert sent
+            if customer_service:  # the parts the tries did not carry (all three when a busy machine missed them)
+                media = [m for m in media if m]
+                owed = 3 - len(media)
+                assert wait_for(lambda: len([m for m in sandbox.custom_messages() if m["touser"] == user]) >= owed, 20)
                 media += [m["voice"]["media_id"] for m in sandbox.custom_messages() if m["touser"] == user]
             else:  # one part per message the user sends (the first with the tries, or with the first 继续 when
                 client = BotClient(config, url=bot.url, openid=user)  # a busy machine made it miss every try)
