@@ -195,3 +195,11 @@ def test_wecoms_limit_past_the_retries_keeps_the_answer_for_pickup(sandbox: Sand
         assert wait_for(lambda: logs.lines(f"delivery msg_id={msg_id} answer kept for pickup"), 3.0)
         assert bot.webhook.delivery.states.kept_for(user, 10)
     assert sends(sandbox) == [(user, 45009)] * 3 and sent_to(sandbox, user) == []
+
+
+@pytest.mark.parametrize("reply,says", [({}, "by message/send with agentid 1000002"),
+                                        ({"customer_service": False}, "off by config: kept for pickup")])
+def test_check_says_how_a_wecom_apps_late_answers_go(reply: dict[str, Any], says: str) -> None:
+    from bot.cli.check import account_checks
+    late = [r for r in account_checks(wecom_config("http://127.0.0.1:9", **reply)) if r.name == "late answers"]
+    assert len(late) == 1 and late[0].detail.startswith(says), late
