@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import AES_KEY, to_toml
+from conftest import AES_KEY, REPO, free_port, run_cli, to_toml
 from delivery_support import start_gunicorn_conf
+from run_support import bot_run
 
 from bot.config import ConfigError, config_from_dict, load_config
 from bot.ops.logs import setup_logging
@@ -176,3 +178,21 @@ def test_check_checks_each_account(deployment: dict[str, Any], tmp_path: Path) -
     assert "[ok] [shop] WeChat API" in text and "[ok] [staff] WeCom API" in text
     assert "[staff] late answers: by message/send" in text and "[shop] customer-service API" in text
     assert "[FAIL] [staff] voice recognition (WeCom app): a WeCom app has no WeChat recognition" in text
+
+
+def test_run_with_the_two_account_example_prints_a_simulate_line_per_account_that_works(tmp_path: Path) -> None:
+    """README "Several accounts" as a new user tries it: ``run --config accounts.example.toml`` (ports moved), then
+    each ``simulate`` command it prints — text and voice to each account — answered by that account."""
+    path = tmp_path / "accounts.example.toml"
+    path.write_text((REPO / "accounts.example.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    bot_port, sandbox_port = free_port(), free_port()
+    with bot_run(path, f"http://127.0.0.1:{bot_port}", "--port", str(bot_port), "--sandbox-port",
+                 str(sandbox_port)) as run:
+        printed = [line.split("try:", 1)[1] for line in run.output().splitlines() if "try:" in line]
+        commands = [shlex.split(c.strip()) for line in printed for c in line.split("   and   ")]
+        results = [run_cli(*command[3:], cwd=tmp_path, timeout=60) for command in commands]
+    assert [c[-2:] for c in commands] == [["--account", "shop"]] * 2 + [["--account", "staff"]] * 2, printed
+    assert all(c[:5] == [".venv/bin/python", "-m", "bot", "simulate", kind] and "--config" in c
+               for c, kind in zip(commands, ["text", "voice"] * 2)), printed
+    for result in results:
+        assert result.returncode == 0 and "passive: 已打开客厅的灯" in result.stdout, result

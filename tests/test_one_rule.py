@@ -144,6 +144,8 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
                        "[accounts.staff] agent_id:", ""),
     "wecom api base url": ({"wechat": None, "accounts": {"staff": {**WECOM, "api_base_url": "x"}}},
                            "[accounts.staff] api_base_url:", ""),
+    "wecom text limit": ({"wechat": None, "accounts": {"staff": {**WECOM, "reply": {"max_text_bytes": 4096}}}},
+                         "[accounts.staff.reply] max_text_bytes: at most 2048 on a WeCom app", ""),
     "wechat beside accounts": ({"accounts": {"shop": OA}}, "[wechat]: a config with [accounts.NAME] tables", ""),
     "section not a table": ({"llm": "x"}, "[llm]: expected a table", ""),
     # bot/runtime.py: the store URL, and the parts of the bot (built as serve builds them)

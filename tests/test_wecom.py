@@ -170,9 +170,9 @@ def test_message_send_errors_are_typed_for_delivery(client: Any, sandbox: Sandbo
     sandbox.configure(wecom_users=[], wecom_per_user_per_minute=2)
     client.message.send_text("wangwu", "1")
     client.message.send_text("wangwu", "2")
-    with pytest.raises(RateLimitedError) as limited:  # not this way: kept for the user's next message
+    with pytest.raises(RateLimitedError) as limited:  # a per-minute limit: retried a few times, then kept
         client.message.send_text("wangwu", "3")
-    assert not limited.value.retryable and not limited.value.final
+    assert limited.value.retryable and not limited.value.final
     with pytest.raises(UnsupportedError):  # no customer-service typing on a WeCom app, and no call is made
         client.post("message/custom/typing", data={"touser": "wangwu", "command": "Typing"})
     with pytest.raises(UnsupportedError):

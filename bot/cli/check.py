@@ -226,8 +226,10 @@ def account_checks(config: Config, config_file: str = "FILE", voice_file: str | 
     wechat = check_wechat(config)
     results = [wechat, check_store(config)]
     if config.account.kind == "wecom_app":
-        results += [Result(True, "late answers", f"by message/send with agentid {config.account.agent_id} (no "
-                                                 "48-hour window; WeCom's per-app limits)"), check_wecom_voice(config)]
+        late = ("off by config: kept for pickup with the user's next message" if config.reply.customer_service is
+                False or config.reply.mode == "passive" else f"by message/send with agentid {config.account.agent_id} "
+                "(no 48-hour window; WeCom's per-app limits)")
+        results += [Result(True, "late answers", late), check_wecom_voice(config)]
     else:
         results.append(check_customer_service(config, wechat.ok))
     if config.reply.executor == "rq":

@@ -10,6 +10,7 @@ import argparse
 import errno
 import logging
 import re
+import shlex
 import socket
 import sys
 from typing import Any
@@ -145,7 +146,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         announce(config, f"using the real WeChat API at {config.wechat.api_base_url}")
     where = (f" --port {port}" if port != config.server.port else "") + \
-        (f" --sandbox-port {args.sandbox_port}" if args.sandbox_port is not None else "")
-    announce(config, f"try:  .venv/bin/python -m bot simulate text '打开客厅的灯'{where}   and   "
-                     f".venv/bin/python -m bot simulate voice '打开客厅的灯'{where}")
+        (f" --sandbox-port {args.sandbox_port}" if args.sandbox_port is not None else "") + \
+        (f" --config {shlex.quote(args.config)}" if args.config else "")  # simulate must read the same file
+    for account in config.served():  # one line per account of an [accounts] config: each its own --account
+        to = f"{where} --account {account.account.name}" if account.account.name else where
+        announce(config, f"try:  .venv/bin/python -m bot simulate text '打开客厅的灯'{to}   and   "
+                         f".venv/bin/python -m bot simulate voice '打开客厅的灯'{to}")
     return _serve(config, args, app, sock)

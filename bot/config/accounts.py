@@ -29,6 +29,10 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # Recognizers that need the Official Account's own API: a WeCom app has no recognition of any kind.
 WECHAT_ONLY_RECOGNIZERS = ("push", "wechat")
 WECOM_API = "https://qyapi.weixin.qq.com"
+# A WeCom app may message its users at any time (message/send: no 48-hour window, no per-message quota), so its
+# late answers go that way as soon as they are ready, without holding tries for WeChat's retries and without the
+# Official Account's probe of the customer-service API. [reply] and [accounts.NAME.reply] still override them.
+WECOM_REPLY: dict[str, Any] = {"mode": "customer_service", "customer_service": True}
 
 
 def expand_accounts(root: Config, raw: Any, own_raw: dict[str, dict[str, Any]]) -> tuple[Config, ...]:
@@ -80,11 +84,15 @@ def _account(root: Config, name: str, table: dict[str, Any], own_raw: dict[str, 
                               encoding_aes_key=app.encoding_aes_key, api_base_url=app.api_base_url,
                               token_endpoint="classic", http_timeout_s=app.http_timeout_s)
         voice = dataclasses.replace(voice, recognizers=[r for r in voice.recognizers
-                                                       if r not in WECHAT_ONLY_RECOGNIZERS])
+                                                       if r not in WECHAT_ONLY_RECOGNIZERS],
+                                    reply=dataclasses.replace(voice.reply, format="amr"))  # WeCom takes AMR only
     handlers = root.handlers if "handlers" not in overrides else build(
         HandlersConfig, {**own_raw.get("handlers", {}), **overrides["handlers"]}, f"{section}.handlers")
-    reply = root.reply if "reply" not in overrides else build(
-        ReplyConfig, {**own_raw.get("reply", {}), **overrides["reply"]}, f"{section}.reply")
+    defaults = WECOM_REPLY if kind == "wecom_app" else {}
+    reply = root.reply if "reply" not in overrides and not defaults else build(
+        ReplyConfig, {**defaults, **own_raw.get("reply", {}), **overrides.get("reply", {})}, f"{section}.reply")
+    if kind == "wecom_app" and reply.customer_service == "auto":  # nothing to learn: an app may always send
+        reply = dataclasses.replace(reply, customer_service=True)
     return dataclasses.replace(
         root, wechat=wechat, handlers=handlers, reply=reply, voice=voice,
         server=dataclasses.replace(root.server, path=path),

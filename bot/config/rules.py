@@ -10,6 +10,7 @@ from bot.config.extras import check_extras
 from bot.config.schema import BUILTIN_SYNTHESIZERS, MEDIA_LIFETIME_S, Config, ConfigError, ReplyConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WECOM_MAX_TEXT_BYTES = 2048  # message/send truncates a longer text content
 
 
 def check(cfg: Config, *, placeholder: bool = False) -> None:
@@ -36,6 +37,7 @@ def check(cfg: Config, *, placeholder: bool = False) -> None:
     _check_reply(cfg)
     _check_matching(cfg)
     _check_late_answers(cfg.reply)
+    _check_wecom_reply(cfg)
     _check_voice(cfg)
     _check_voice_reply(cfg)
     check_extras(cfg)  # last: every value is sound, only an installation is missing
@@ -54,6 +56,13 @@ def _check_late_answers(reply: ReplyConfig) -> None:
                           f"({len(reply.more_marker.encode())} bytes), got {reply.max_text_bytes}")
     if not reply.pickup_notice.strip() or len(reply.pickup_notice.encode()) > room:
         raise ConfigError(f"[reply] pickup_notice: expected a non-empty text of at most {room} bytes")
+
+
+def _check_wecom_reply(cfg: Config) -> None:
+    """A WeCom app truncates a text over 2048 bytes (its docs): a larger limit would cut answers short unseen."""
+    if cfg.account.kind == "wecom_app" and cfg.reply.max_text_bytes > WECOM_MAX_TEXT_BYTES:
+        raise ConfigError(f"[accounts.{cfg.account.name}.reply] max_text_bytes: at most {WECOM_MAX_TEXT_BYTES} on a "
+                          f"WeCom app (WeCom truncates longer texts), got {cfg.reply.max_text_bytes}")
 
 
 def _check_voice(cfg: Config) -> None:

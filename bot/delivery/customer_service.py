@@ -8,6 +8,11 @@ start-up (and ``check``) asks WeChat again, and an answer that differs replaces 
 45047 (the user's quota is used up) refuse one message, not the account: that answer goes to pickup too. A
 busy or unreachable API is retried a bounded number of times. Sends are at most once: the caller marks the
 record delivered before sending and only moves it back to pickup when WeChat refused.
+
+A WeCom app (``kind = "wecom_app"``) sends the same parts by ``message/send``: it may always message its users, so
+there is nothing to probe or remember and no typing indicator; a user outside the app's visible range (81013,
+``invaliduser``) cannot be reached by any way (:data:`Sent.UNREACHABLE`), and its per-minute limits (45009) are
+retried like a busy API.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from bot.wechat.errors import (
     ContentTooLongError,
     CustomerServiceQuotaError,
     CustomerServiceWindowError,
+    RecipientError,
     TransportError,
     WeChatAPIError,
 )
@@ -37,6 +43,9 @@ log = logging.getLogger("bot.delivery")
 
 FIX = ("the customer-service API needs a verified account; late answers will be picked up with the user's "
        "next message")
+WECOM_FIX = ("check the account's agent_id and secret, and the app's trusted IPs (企业可信IP, errcode 60020); late "
+             "answers are kept for pickup meanwhile")
+UNREACHABLE = "the app cannot reach this user (outside its visible range, errcode 81013 or invaliduser)"
 
 
 AVAILABLE = "available"  # the remembered answer of a probe; anything else remembered is the refusing errcode
@@ -65,6 +74,7 @@ class Sent(enum.Enum):
     SENT = "sent"
     NOTHING = "nothing"  # an empty answer: nothing to send, nothing to keep
     REFUSED = "refused"  # not this way: keep it for pickup (account, window, quota, type, or the API failing)
+    UNREACHABLE = "unreachable"  # no way reaches this user (a WeCom app's user outside its visible range)
 
 
 def cs_payload(part: Part | None) -> dict[str, Any] | None:
@@ -85,8 +95,9 @@ class CustomerService:
     """Whether this account may use the API, and sending through it."""
 
     def __init__(self, store: Store, client: Any, config: ReplyConfig, account: str, clock: Clock = SYSTEM, *,
-                 retries: int = 2, backoff_s: float = 0.5) -> None:
+                 retries: int = 2, backoff_s: float = 0.5, kind: str = "official_account") -> None:
         self.store, self.client, self.config, self.clock = store, client, config, clock
+        self.wecom = kind == "wecom_app"  # message/send: always allowed, nothing to learn, no typing
         self.key = f"cap:customer_service:{account}"
         self.api = str(getattr(client, "base_url", "") or "")  # what is remembered holds only for this API
         self.retries, self.backoff_s = retries, backoff_s
@@ -94,7 +105,7 @@ class CustomerService:
     @property
     def learns(self) -> bool:
         """Whether this account's answer is learned and remembered (``customer_service = "auto"``)."""
-        return self.config.customer_service == "auto" and self.config.mode != "passive"
+        return self.config.customer_service == "auto" and self.config.mode != "passive" and not self.wecom
 
     def available(self, *, probe: bool = False) -> bool:
         """False when configured off, in passive mode, or (auto) after WeChat refused it for this account.
@@ -102,7 +113,7 @@ class CustomerService:
         setting = self.config.customer_service
         if setting is False or self.config.mode == "passive":
             return False
-        if setting is True:
+        if setting is True or self.wecom:
             return True
         try:
             known = self._read()[1]
@@ -212,7 +223,7 @@ class CustomerService:
                         exc.errcode, exc.errmsg, FIX)
 
     def send(self, msg_id: str, openid: str, part: Part | None) -> Sent:
-        """Send one part of an answer to ``openid``."""
+        """Send one part of an answer to ``openid`` (a WeCom app: to the UserID, by ``message/send``)."""
         payload = cs_payload(part)
         if payload is None:
             log.info("delivery msg_id=%s late result is empty: nothing to send", msg_id)
@@ -230,7 +241,11 @@ class CustomerService:
                 if not isinstance(senders[kind](), dict):  # wechatpy hands back a body that is not JSON as it is
                     raise TransportError("message/custom/send", None, "answer is not a JSON object")
             except APIUnauthorizedError as exc:
-                self.refused_for_account(exc)
+                if self.wecom:
+                    log.error("delivery msg_id=%s message/send refused (errcode %s: %s): %s", msg_id, exc.errcode,
+                              exc.errmsg, WECOM_FIX)
+                else:
+                    self.refused_for_account(exc)
                 return Sent.REFUSED
             except (CustomerServiceWindowError, CustomerServiceQuotaError) as exc:
                 log.warning("delivery msg_id=%s customer-service API refused errcode=%s (%s): kept for pickup",
@@ -240,24 +255,26 @@ class CustomerService:
                 log.error("delivery msg_id=%s customer-service API refused the length (%s): lower [reply] "
                           "max_text_bytes; kept for pickup", msg_id, exc)
                 return Sent.REFUSED
-            except (BusyError, TransportError) as exc:
+            except RecipientError:
+                return Sent.UNREACHABLE  # final: no retry, nothing kept; the caller logs the message's one line
+            except WeChatAPIError as exc:
+                if not exc.retryable:  # busy, unreachable, a WeCom app's per-minute limit: retried below
+                    log.error("delivery msg_id=%s customer-service API refused (%s): kept for pickup", msg_id, exc)
+                    return Sent.REFUSED
                 if attempt == self.retries:
                     log.error("delivery msg_id=%s customer-service API failed %d times (%s): kept for pickup",
                               msg_id, attempt + 1, exc)
                     return Sent.REFUSED
                 log.warning("delivery msg_id=%s customer-service send failed (%s); retrying", msg_id, exc)
                 self.clock.sleep(self.backoff_s * 2 ** attempt)
-            except WeChatAPIError as exc:
-                log.error("delivery msg_id=%s customer-service API refused (%s): kept for pickup", msg_id, exc)
-                return Sent.REFUSED
             else:
                 log.info("delivered msg_id=%s via=customer_service type=%s", msg_id, kind)
                 return Sent.SENT
         return Sent.REFUSED
 
     def typing(self, msg_id: str, openid: str) -> None:
-        """Show "对方正在输入" once; best effort: never retried, never fails the answer."""
-        if not self.available():
+        """Show "对方正在输入" once; best effort: never retried, never fails the answer. A WeCom app has none."""
+        if self.wecom or not self.available():
             return
         try:
             self.client.post("message/custom/typing", data={"touser": openid, "command": "Typing"})

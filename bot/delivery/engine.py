@@ -64,7 +64,7 @@ class Delivery:
         self.releases = pipeline.speaker.releases
         self.outcomes = outcomes = Outcomes(self.releases)
         self.cs = CustomerService(self.store, services.client, config, pipeline.config.wechat.appid, clock,
-                                  retries=cs_retries, backoff_s=cs_backoff_s)
+                                  retries=cs_retries, backoff_s=cs_backoff_s, kind=pipeline.config.account.kind)
         self.pickup = Pickup(self.states, outcomes)
         self.late = LateAnswers(self.states, self.cs, self.pickup, outcomes, tasks, self.heartbeat, config)
         self.answerer = Answerer(self.states, self.cs, self.pickup, self.late, outcomes, config)

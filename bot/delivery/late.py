@@ -1,7 +1,8 @@
 """Late answers: what happens to an answer that no try of its message can carry any more.
 
-Through the customer-service API where the account has it (every part in order), else — or when WeChat
-refuses it for this message — kept for pickup with the user's next message. Whoever wins the one move out of
+Through the customer-service API where the account has it (every part in order; a WeCom app: ``message/send``),
+else — or when WeChat refuses it for this message — kept for pickup with the user's next message; a user no way
+reaches (outside a WeCom app's visible range) makes it undeliverable. Whoever wins the one move out of
 ``done`` (the job that finished late, the last try, or the sweeper) becomes its *sender*: the record says who
 sends and how many parts WeChat took, each recorded before the next is sent, so a sender that dies is
 replaced by the sweeper and the rest still goes, in order, once. Sending runs on the delivery's bounded pool
@@ -13,7 +14,7 @@ import logging
 
 from bot.config import ReplyConfig
 from bot.core.answer import Answer, Part, Text
-from bot.delivery.customer_service import CustomerService, Sent, cs_payload
+from bot.delivery.customer_service import UNREACHABLE, CustomerService, Sent, cs_payload
 from bot.delivery.executors import Tasks
 from bot.delivery.leases import Heartbeat, dropped_on_error
 from bot.delivery.outcome import Outcomes
@@ -97,6 +98,11 @@ class LateAnswers:
                     else Sent.NOTHING
                 if outcome is Sent.REFUSED:
                     self._keep_rest(key, raw, record, list(parts[done:]), "refused")
+                    return
+                if outcome is Sent.UNREACHABLE:  # the message's one line says why; nothing kept, no retry
+                    if self.states.unreachable(key, raw, record, UNREACHABLE):
+                        self.outcomes.done(trace, "undeliverable", reason=UNREACHABLE, parts=record.total,
+                                           answer=record.answer)
                     return
                 moved = self.states.part_sent(key, raw, record)
                 if moved is None:

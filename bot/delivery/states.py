@@ -88,6 +88,9 @@ MOVES: dict[str, Move] = {m.name: m for m in (
     _move("keep", {RUNNING, DONE}, {PENDING}, {J, T, S},
           "no try or customer service can carry it: kept for the user's next message"),
     _move("keep_refused", {SENDING}, {PENDING}, {SD}, "customer service refused what was left: kept for pickup"),
+    _move("unreachable", {SENDING}, {UNDELIVERABLE}, {SD},
+          "no way reaches the user (a WeCom app's user outside its visible range): they could not send the next "
+          "message a pickup waits for either"),
     _move("pick_up", {PENDING}, {PENDING, DELIVERED}, {P},
           "a try of the user's next message shows the next kept part (the last one: delivered)"),
     _move("put_back", {PENDING, DELIVERED}, {PENDING}, {P}, "that try's reply did not go out: kept again"),
@@ -264,6 +267,10 @@ class States:
     def undeliverable(self, actor: Actor, key: str, raw: str, record: Record, reason: str) -> bool:
         new = record.but(state=UNDELIVERABLE, reason=reason, push=None, owner=None, since=None, partial=None)
         return self._swap("undeliverable", actor, key, raw, record, new, _closed(key))
+
+    def unreachable(self, key: str, raw: str, record: Record, reason: str) -> bool:
+        new = record.but(state=UNDELIVERABLE, reason=reason, kept=None, sent=None, owner=None, since=None)
+        return self._swap("unreachable", Actor.SENDER, key, raw, record, new, _closed(key))
 
     def look_later(self, key: str, raw: str, record: Record, when: float) -> bool:
         return self._swap("look_later", Actor.SWEEPER, key, raw, record, record, _open_at(key, when))

@@ -67,6 +67,12 @@ class RateLimitedError(WeChatAPIError):
     """45009: daily API quota reached."""
 
 
+class FrequencyLimitError(RateLimitedError):
+    """WeCom 45009 ("api freq out of limit") / 45033 (too many concurrent calls): the app's per-minute limits
+    (30 messages a minute to one user); retried a bounded number of times, then the answer is kept."""
+    retryable = True
+
+
 class CustomerServiceWindowError(WeChatAPIError):
     """45015: the user's 48 h window for customer-service messages has passed."""
 
@@ -143,8 +149,8 @@ WECOM_ERRCODE_CLASSES: dict[int, type[WeChatAPIError]] = {
     42001: TokenInvalidError,   # access_token expired
     40007: InvalidMediaError,
     45002: ContentTooLongError,
-    45009: RateLimitedError,    # api freq out of limit
-    45033: RateLimitedError,    # api concurrent out of limit
+    45009: FrequencyLimitError,  # api freq out of limit
+    45033: FrequencyLimitError,  # api concurrent out of limit
     48002: APIUnauthorizedError,  # api forbidden for this app
     40056: APIUnauthorizedError,  # invalid agentid: the token's app is not this agent
     60020: APIUnauthorizedError,  # not allow to access from your ip: add it to the app's trusted IPs
