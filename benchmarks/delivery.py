@@ -23,6 +23,11 @@ message's own reply time. Written to ``benchmarks/out/delivery_pickup.json``.
     python benchmarks/delivery.py                  # 200 messages, 2 s recognition
     python benchmarks/delivery.py --messages 50 --latency 7
     python benchmarks/delivery.py --pickup         # 100 users, answers of 16-20 s, no customer service
+    python benchmarks/delivery.py --overload       # 600 over 2 s on the packaged gunicorn settings, both kinds
+
+``--overload``: a burst larger than the packaged settings' threads, next to a baseline they carry, on an account
+with customer service and on one without: see ``benchmarks/_overload.py``. Written to
+``benchmarks/out/delivery_overload.json``.
 """
 from __future__ import annotations
 
@@ -46,6 +51,9 @@ import requests
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
 
+from _overload import ok as overload_ok  # noqa: E402
+from _overload import run_overload  # noqa: E402
+from _overload import summary as overload_summary  # noqa: E402
 from _rig import (  # noqa: E402
     AES_KEY,
     APPID,
@@ -342,13 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=8.0,
                     help="--pickup: the user writes again this long after the notice, seconds")
     ap.add_argument("--seed", type=int, default=11, help="--pickup: for the answer times")
+    ap.add_argument("--overload", action="store_true",
+                    help="the overload run: a burst larger than gunicorn.conf.py's threads, next to a baseline "
+                         "(every other setting the packaged default; --messages/--ramp are the burst)")
+    ap.add_argument("--accounts", default="verified,unverified",
+                    help="--overload: account kinds, verified (customer service) and/or unverified (48001)")
+    ap.add_argument("--handler-s", default="0.5-1.5", help="--overload: the handler answers after LOW-HIGH s")
+    ap.add_argument("--base-messages", type=int, default=100, help="--overload: the baseline's messages")
+    ap.add_argument("--base-ramp", type=float, default=10.0, help="--overload: the baseline's ramp, seconds")
+    ap.add_argument("--follow-ups", type=int, default=4,
+                    help="--overload, no customer service: next messages a user sends at most, until the answer")
     ap.add_argument("--log-level", default="WARNING", help="the bot's log level (gunicorn.log in the work dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (config, SQLite file, gunicorn.log)")
     ap.add_argument("--out", help="default benchmarks/out/delivery.json (--pickup: delivery_pickup.json)")
     args = ap.parse_args(argv)
     if args.messages is None:
-        args.messages = 100 if args.pickup else 200
-    out = Path(args.out or REPO / "benchmarks" / "out" / ("delivery_pickup.json" if args.pickup else "delivery.json"))
+        args.messages = 600 if args.overload else 100 if args.pickup else 200
+    name = "delivery_overload" if args.overload else "delivery_pickup" if args.pickup else "delivery"
+    out = Path(args.out or REPO / "benchmarks" / "out" / f"{name}.json")
+    if args.overload:
+        result = run_overload(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+        command = " ".join(["python benchmarks/delivery.py", *map(shlex.quote, argv)])
+        print("\n".join([f"command: {command}", *overload_summary(result), f"(all of it: {out})"]))
+        return 0 if overload_ok(result) else 1
     result = run_pickup(args) if args.pickup else run(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
