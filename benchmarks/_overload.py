@@ -106,7 +106,7 @@ def play(name: str, n: int, ramp: float, url: str, config: Any, clips: list[str]
 
     def one(i: int, start_at: float) -> None:
         time.sleep(max(0.0, start_at - time.monotonic()))
-        user, msg_id = f"o{name[:1]}{i:05d}x{os.getpid()}", messages.next_msg_id()
+        user, msg_id = f"o{name}{i:05d}x{os.getpid()}", messages.next_msg_id()
         expected = SENTENCES[i % len(SENTENCES)]
         pushed = time.time()
         seen = WeChatRetryClient(config, url, wait_s=5.0, tries=3).voice(clips[i % len(clips)], openid=user,
@@ -117,12 +117,8 @@ def play(name: str, n: int, ramp: float, url: str, config: Any, clips: list[str]
                   "error_shown": seen.error_shown, "follow": []}
         if not customer_service and expected not in result["passive"]:
             time.sleep(args.think)  # the user read the notice (or the banner) and writes again
-            for k in range(args.follow_ups):
-                sent = time.time()
-                nxt = WeChatRetryClient(config, url, wait_s=5.0, tries=3).text(f"{FOLLOW}{k}", openid=user)
-                result["follow"].append({"text": f"{FOLLOW}{k}", "answers": nxt.answers, "statuses": nxt.statuses,
-                                         "at": sent + nxt.answered_s if nxt.answered_s is not None else None})
-                if any(expected in a.split("\n\n") for a in nxt.answers):
+            for _ in range(args.follow_ups):
+                if write_again(result, url, config):
                     break
                 time.sleep(4.0)
         results[i] = result
@@ -138,6 +134,30 @@ def play(name: str, n: int, ramp: float, url: str, config: Any, clips: list[str]
         print(f"  [{name}] {time.monotonic() - t0:5.1f} s: {done[0]}/{n} users done, "
               f"{len(watcher.seen)} customer-service messages so far", flush=True)
     return results
+
+
+def write_again(result: dict[str, Any], url: str, config: Any, later: bool = False) -> bool:
+    """The user of ``result`` sends a next message (played as WeChat plays it); True when it showed the answer.
+    ``later``: once every job has ended (the answer counts as ``pickup_later``)."""
+    text = f"{FOLLOW}{len(result['follow'])}"
+    sent = time.time()
+    nxt = WeChatRetryClient(config, url, wait_s=5.0, tries=3).text(text, openid=result["user"])
+    result["follow"].append({"text": text, "answers": nxt.answers, "statuses": nxt.statuses, "later": later,
+                             "at": sent + nxt.answered_s if nxt.answered_s is not None else None})
+    return any(result["expected"] in a.split("\n\n") for a in nxt.answers)
+
+
+def still_waiting(results: list[dict[str, Any]], url: str, config: Any) -> int:
+    """Once every job has ended: each user without customer service still waiting writes once more (a user who
+    comes back later; an answer kept for pickup is there for them). Returns how many wrote."""
+    waiting = [r for r in results if r and r["expected"] not in r["passive"]
+               and not any(r["expected"] in a.split("\n\n") for f in r["follow"] for a in f["answers"])]
+    threads = [threading.Thread(target=write_again, args=(r, url, config, True), daemon=True) for r in waiting]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return len(waiting)
 
 
 def bot_lines(log: Path) -> dict[str, list[dict[str, str]]]:
@@ -174,7 +194,7 @@ def judge(results: list[dict[str, Any]], watcher: Watcher, lines: dict[str, list
             for text in f["answers"]:
                 parts = text.split("\n\n")
                 texts += parts
-                shown += [("pickup", f["at"])] * parts.count(r["expected"])
+                shown += [("pickup" if not f.get("later") else "pickup_later", f["at"])] * parts.count(r["expected"])
         allowed = {r["expected"], NOTICE, *(f["text"] for f in r["follow"])}
         wrong += any(t not in allowed for t in texts)
         notice += NOTICE in r["passive"]
@@ -230,14 +250,21 @@ def run_kind(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         watcher.start()
         cpu_before = {pid: cpu_s(pid) or 0.0 for pid in [*children(gunicorn.pid), sandbox.pid]}
         phases: dict[str, list[dict[str, Any]]] = {}
+        log, warned = workdir / "gunicorn.log", {}
         t0 = time.monotonic()
         for name, n, ramp in (("baseline", args.base_messages, args.base_ramp), ("burst", args.messages, args.ramp)):
             if n <= 0:
                 continue
             print(f"[{kind}] {name}: {n} voice messages over {ramp:g} s", flush=True)
+            log_from = log.stat().st_size
             phases[name] = play(name, n, ramp, url, config, clips, customer_service, args, watcher)
             still = settle(workdir / "state.db", args.settle_max)
             out.setdefault("still_running_at_end", {})[name] = still
+            if not customer_service:
+                out.setdefault("came_back_later", {})[name] = still_waiting(phases[name], url, config)
+            with log.open("rb") as f:
+                f.seek(log_from)
+                warned[name] = f.read().decode(errors="replace").count("overloaded: requests waited up to")
         wall = time.monotonic() - t0
         watcher.stop_event.set()
         watcher.join(2)
@@ -245,15 +272,13 @@ def run_kind(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         used = lambda pid: round((cpu_s(pid) or 0.0) - cpu_before.get(pid, 0.0), 2)  # noqa: E731
         out["cpu_s"] = {"workers": [used(pid) for pid in children(gunicorn.pid)], "sandbox": used(sandbox.pid)}
         out["wall_s"] = round(wall, 1)
-        log = workdir / "gunicorn.log"
         lines = bot_lines(log)
         text = log.read_text(errors="replace")
-        out["overloaded_warnings"] = text.count("overloaded: requests waited up to")
         out["errors_logged"] = sum(" ERROR " in ln or "Traceback" in ln for ln in text.splitlines())
         for name, results in phases.items():
             kept = records(config.storage.url, config.storage.prefix, [r["msg_id"] for r in results if r])
             out[name] = {"ramp_s": args.base_ramp if name == "baseline" else args.ramp,
-                         **judge(results, watcher, lines, kept)}
+                         **judge(results, watcher, lines, kept), "overloaded_warnings": warned.get(name)}
     finally:
         stop_all(started, workdir, keep=args.keep)
     out["work_dir"] = str(workdir) if args.keep else None
@@ -281,8 +306,9 @@ def summary(result: dict[str, Any]) -> list[str]:
         g = kind.get("gunicorn", {})
         out.append(f"  {kind['account']} account (customer service: {'yes' if kind['customer_service'] else 'no'}), "
                    f"gunicorn {g.get('workers')} workers x {g.get('threads')} threads, [reply] threads "
-                   f"{kind.get('reply_threads')}; overloaded warnings {kind.get('overloaded_warnings')}, errors "
-                   f"logged {kind.get('errors_logged')}")
+                   f"{kind.get('reply_threads')}; errors logged {kind.get('errors_logged')}"
+                   + (f"; users who wrote once more after every job ended: {kind['came_back_later']}"
+                      if "came_back_later" in kind else ""))
         for name in ("baseline", "burst"):
             phase = kind.get(name)
             if not phase:
@@ -290,7 +316,8 @@ def summary(result: dict[str, Any]) -> list[str]:
             shown = ", ".join(f"{c} {phase[c]}" for c in cols)
             bot = phase["bot_lines"]
             out.append(f"    {name:8} {shown}")
-            out.append(f"    {'':8} bot says: paths {bot['paths']}, withheld {bot['withheld']}, queued (>=100 ms) "
+            out.append(f"    {'':8} bot says: paths {bot['paths']}, withheld {bot['withheld']}, 'overloaded' warnings "
+                       f"{phase['overloaded_warnings']}, first tries queued (>=100 ms) "
                        f"{bot['queued']} (p50 {bot['queued_p50_s']} s, max {bot['queued_max_s']} s); records "
                        f"{phase['records']}")
     return out
