@@ -300,7 +300,7 @@ def summary(result: dict[str, Any]) -> list[str]:
     """One table per account kind: the baseline and the burst side by side."""
     out = [f"overload (recognition {result['recognition_latency_s']:g} s, handler {result['handler_s']} s; "
            "times from the first push to the answer the user read):"]
-    cols = ("messages", "ramp_s", "by_path", "lost", "duplicates", "wrong", "notice_shown", "error_banner",
+    cols = ("messages", "ramp_s", "answered_once", "by_path", "lost", "duplicates", "wrong", "notice_shown", "error_banner",
             "p50_s", "p95_s")
     for kind in result["kinds"]:
         g = kind.get("gunicorn", {})
