@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/voice_reply.py
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/delivery.py --pickup
+	$(BIN)/python benchmarks/delivery.py --overload
 	$(BIN)/python benchmarks/llm_stream.py
 	$(BIN)/python benchmarks/report.py
 

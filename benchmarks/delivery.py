@@ -23,6 +23,11 @@ message's own reply time. Written to ``benchmarks/out/delivery_pickup.json``.
     python benchmarks/delivery.py                  # 200 messages, 2 s recognition
     python benchmarks/delivery.py --messages 50 --latency 7
     python benchmarks/delivery.py --pickup         # 100 users, answers of 16-20 s, no customer service
+    python benchmarks/delivery.py --overload       # 600 over 2 s on the packaged gunicorn settings, both kinds
+
+``--overload``: a burst larger than the packaged settings' threads, next to a baseline they carry, on an account
+with customer service and on one without: see ``benchmarks/_overload.py``. Written to
+``benchmarks/out/delivery_overload.json``.
 """
 from __future__ import annotations
 
@@ -31,8 +36,6 @@ import json
 import os
 import random
 import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,180 +48,55 @@ from typing import Any
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
+
+from _overload import ok as overload_ok  # noqa: E402
+from _overload import run_overload  # noqa: E402
+from _overload import summary as overload_summary  # noqa: E402
+from _rig import (  # noqa: E402
+    AES_KEY,
+    APPID,
+    NOTICE,
+    REPO,
+    SECRET,
+    SENTENCES,
+    TOKEN,
+    Sampler,
+    children,
+    cpu_s,
+    percentile,
+    records,
+    rss_kb,
+    settle,
+    start_gunicorn,
+    start_sandbox,
+    stop_all,
+    write_config,
+)
+from _rig import mb as _mb  # noqa: E402
+from _rig import rnd as _r  # noqa: E402
 
 from bot.config import config_from_dict  # noqa: E402
 from bot.testing import BotClient, WeChatRetryClient, messages  # noqa: E402
-from bot.testing.net import free_port, wait_until_up  # noqa: E402
-
-APPID, SECRET, TOKEN = "wxbenchdelivery01", "bench-secret", "bench-token"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-SENTENCES = [f"第{i}号房间的灯" for i in range(50)]
-
-SANDBOX = """
-import sys, time
-from bot.sandbox import Sandbox
-port, latency = int(sys.argv[1]), float(sys.argv[2])
-customer_service = sys.argv[5:6] != ["no-customer-service"]
-Sandbox(appid=sys.argv[3], appsecret=sys.argv[4], port=port, recognition_latency_s=latency, window_s=30,
-        customer_service=customer_service).start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"""
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    try:
-        wait_until_up(url, proc, timeout=timeout, interval=0.1)
-    except RuntimeError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def write_config(directory: Path, sandbox_url: str, args: argparse.Namespace,
-                 routers: str = "handlers.echo:router", search_paths: list[str] | None = None) -> Path:
-    handlers_extra = f"search_paths = {json.dumps(search_paths)}\n" if search_paths else ""
-    voice_extra = "".join(f"{k} = {v}\n" for k, v in (("poll_initial_s", args.poll_initial),
-                                                        ("poll_max_s", args.poll_max)) if v is not None)
-    text = f"""
-[wechat]
-appid = "{APPID}"
-appsecret = "{SECRET}"
-token = "{TOKEN}"
-encoding_aes_key = "{AES_KEY}"
-api_base_url = "{sandbox_url}"
-
-[handlers]
-routers = ["{routers}"]
-{handlers_extra}
-[voice]
-recognizers = ["wechat"]
-window_s = 30.0
-{voice_extra}
-[storage]
-url = "sqlite:///{directory / 'state.db'}"
-
-[reply]
-threads = {args.threads}
-
-[logging]
-level = "{args.log_level}"
-"""
-    path = directory / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def cpu_s(pid: int) -> float | None:
-    """utime + stime of a live process, seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
-
-
-class Sampler(threading.Thread):
-    """Peak VmRSS per gunicorn worker, sampled every 0.2 s while the load runs."""
-
-    def __init__(self, master: int) -> None:
-        super().__init__(daemon=True)
-        self.master = master
-        self.peak: dict[int, int] = {}
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.wait(0.2):
-            for pid in children(self.master):
-                kb = rss_kb(pid)
-                if kb:
-                    self.peak[pid] = max(self.peak.get(pid, 0), kb)
-
-
-def start_gunicorn(workdir: Path, config_path: Path, args: argparse.Namespace,
-                   started: list[subprocess.Popen[bytes]]) -> tuple[str, subprocess.Popen[bytes]]:
-    """gunicorn from the repository's gunicorn.conf.py (the documented deployment), up with every worker."""
-    bind = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "WECHAT_VOICEBOT_CONFIG": str(config_path), "WVB_BIND": bind,
-           "WEB_CONCURRENCY": str(args.workers), "WVB_THREADS": str(args.threads)}
-    with (workdir / "gunicorn.log").open("wb") as log:
-        gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
-                                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    started.append(gunicorn)
-    wait_http(f"http://{bind}/healthz", gunicorn)
-    while len(children(gunicorn.pid)) < args.workers:
-        time.sleep(0.1)
-    return bind, gunicorn
-
-
-def stop_all(procs: list[subprocess.Popen[bytes]], workdir: Path, *, keep: bool) -> None:
-    """SIGTERM each process group the run started (SIGKILL after 10 s); remove the work directory unless kept."""
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def settle(db: Path, limit_s: float) -> int:
-    """Wait until no job in the store is still running (late ones end in a customer-service send), up to
-    ``limit_s``; returns how many were still running. Reads the SQLite table directly: the Store interface
-    has no scan, on purpose."""
-    import sqlite3
-    deadline = time.monotonic() + limit_s
-    while True:
-        with sqlite3.connect(db, timeout=10) as conn:
-            rows = conn.execute("SELECT value FROM wvb_kv WHERE key LIKE '%dl:%' AND key NOT LIKE '%:lease'"
-                                " AND key NOT LIKE '%:tries' AND expires_at > ?", (time.time(),)).fetchall()
-        running = sum(json.loads(v).get("state") == "running" for (v,) in rows)
-        if running == 0 or time.monotonic() > deadline:
-            time.sleep(0.5)  # the send itself
-            return running
-        time.sleep(0.2)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+def config_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line sets in the bot's config (these runs set [reply] threads and the log level)."""
+    return {"threads": args.threads, "log_level": args.log_level, "poll_initial": args.poll_initial,
+            "poll_max": args.poll_max}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started_procs: list[subprocess.Popen[bytes]] = []
     workdir = Path(tempfile.mkdtemp(prefix="wvb-bench-delivery-"))
     try:
-        port = free_port()
-        sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX, str(port), str(args.latency), APPID, SECRET],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-        started_procs.append(sandbox)
-        sandbox_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{sandbox_url}/sandbox/", sandbox)
+        sandbox_url, sandbox = start_sandbox(args.latency, started_procs)
         clips = [requests.post(f"{sandbox_url}/sandbox/voices", json={"text": t, "duration_s": args.clip},
                                timeout=10).json()["media_id"] for t in SENTENCES]
 
-        config_path = write_config(workdir, sandbox_url, args)
-        bind, gunicorn = start_gunicorn(workdir, config_path, args, started_procs)
+        config_path = write_config(workdir, sandbox_url, **config_options(args))
+        bind, gunicorn = start_gunicorn(workdir, config_path, started_procs, workers=args.workers, threads=args.threads)
         idle_rss = {pid: rss_kb(pid) for pid in children(gunicorn.pid)}
 
         config = config_from_dict({"wechat": {"appid": APPID, "appsecret": SECRET, "token": TOKEN,
@@ -321,24 +199,9 @@ def answer(ctx):
         return sentence
     return text
 '''
-NOTICE = "回答还在准备中，稍后发任意消息即可收到。"  # [reply] pickup_notice's default
-
-
 def answer_range(spec: str) -> tuple[float, float]:
     low, _, high = spec.partition("-")
     return float(low), float(high or low)
-
-
-def records(store_url: str, prefix: str, msg_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The delivery records of ``msg_ids`` (state, via, created, kept: wall clocks written by the bot)."""
-    from bot.store import open_store
-    out: dict[int, dict[str, Any]] = {}
-    with open_store(store_url, prefix=prefix) as store:
-        for msg_id in msg_ids:
-            raw = store.get(f"dl:m:{msg_id}")
-            if raw is not None:
-                out[msg_id] = json.loads(raw)
-    return out
 
 
 def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
@@ -352,19 +215,13 @@ def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
     started_procs: list[subprocess.Popen[bytes]] = []
     workdir = Path(tempfile.mkdtemp(prefix="wvb-bench-pickup-"))
     try:
-        port = free_port()
-        sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX, str(port), "0.3", APPID, SECRET,
-                                    "no-customer-service"], cwd=REPO, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
-        started_procs.append(sandbox)
-        sandbox_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{sandbox_url}/sandbox/", sandbox)
+        sandbox_url, _ = start_sandbox(0.3, started_procs, customer_service=False)
         (workdir / "handlers").mkdir()
         (workdir / "handlers" / "bench_pickup.py").write_text(PICKUP_HANDLERS, encoding="utf-8")
-        config_path = write_config(workdir, sandbox_url, args, routers="bench_pickup:router",
-                                   search_paths=["handlers"])
+        config_path = write_config(workdir, sandbox_url, routers="bench_pickup:router", search_paths=["handlers"],
+                                   **config_options(args))
         bot_config = load_config(config_path)
-        bind, gunicorn = start_gunicorn(workdir, config_path, args, started_procs)
+        bind, _ = start_gunicorn(workdir, config_path, started_procs, workers=args.workers, threads=args.threads)
 
         url = f"http://{bind}/wechat"
         results: list[dict[str, Any]] = [{} for _ in range(n)]
@@ -474,14 +331,6 @@ def summary(result: dict[str, Any], argv: list[str]) -> str:
         f"  median time to the answer {result['p50_s']} s (p99 {result['p99_s']})"])
 
 
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 3)
-
-
-def _mb(kb: int | None) -> float | None:
-    return None if kb is None else round(kb / 1024, 1)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -501,13 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=8.0,
                     help="--pickup: the user writes again this long after the notice, seconds")
     ap.add_argument("--seed", type=int, default=11, help="--pickup: for the answer times")
+    ap.add_argument("--overload", action="store_true",
+                    help="the overload run: a burst larger than gunicorn.conf.py's threads, next to a baseline "
+                         "(every other setting the packaged default; --messages/--ramp are the burst)")
+    ap.add_argument("--accounts", default="verified,unverified",
+                    help="--overload: account kinds, verified (customer service) and/or unverified (48001)")
+    ap.add_argument("--handler-s", default="0.5-1.5", help="--overload: the handler answers after LOW-HIGH s")
+    ap.add_argument("--base-messages", type=int, default=100, help="--overload: the baseline's messages")
+    ap.add_argument("--base-ramp", type=float, default=10.0, help="--overload: the baseline's ramp, seconds")
+    ap.add_argument("--follow-ups", type=int, default=4,
+                    help="--overload, no customer service: next messages a user sends at most, until the answer")
     ap.add_argument("--log-level", default="WARNING", help="the bot's log level (gunicorn.log in the work dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (config, SQLite file, gunicorn.log)")
     ap.add_argument("--out", help="default benchmarks/out/delivery.json (--pickup: delivery_pickup.json)")
     args = ap.parse_args(argv)
     if args.messages is None:
-        args.messages = 100 if args.pickup else 200
-    out = Path(args.out or REPO / "benchmarks" / "out" / ("delivery_pickup.json" if args.pickup else "delivery.json"))
+        args.messages = 600 if args.overload else 100 if args.pickup else 200
+    name = "delivery_overload" if args.overload else "delivery_pickup" if args.pickup else "delivery"
+    out = Path(args.out or REPO / "benchmarks" / "out" / f"{name}.json")
+    if args.overload:
+        result = run_overload(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+        command = " ".join(["python benchmarks/delivery.py", *map(shlex.quote, argv)])
+        print("\n".join([f"command: {command}", *overload_summary(result), f"(all of it: {out})"]))
+        return 0 if overload_ok(result) else 1
     result = run_pickup(args) if args.pickup else run(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -32,6 +32,7 @@ COMMANDS = {  # what ``make bench`` runs, in order
     "voice": "python benchmarks/voice.py",
     "delivery": "python benchmarks/delivery.py",
     "delivery_pickup": "python benchmarks/delivery.py --pickup",
+    "delivery_overload": "python benchmarks/delivery.py --overload",
 }
 
 
@@ -297,6 +298,33 @@ def pickup_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str
     return "\n".join(lines)
 
 
+def overload_section(data: dict[str, Any], out_dir: Path, plots: list[str]) -> str:
+    lines = [f"Command: `{COMMANDS['delivery_overload']}` — per account kind, gunicorn as packaged "
+             "(gunicorn.conf.py, nothing overridden), a baseline the threads carry, then a burst larger than them; "
+             f"recognition {data.get('recognition_latency_s')} s, then a handler of {data.get('handler_s')} s; "
+             "every message played by WeChatRetryClient. Paths: how the user read the answer; p50/p95 from the "
+             "push to it; the bot's columns from its bot.message lines.", ""]
+    rows = []
+    for kind in data.get("kinds", []):
+        g = kind.get("gunicorn") or {}
+        for name in ("baseline", "burst"):
+            ph = kind.get(name)
+            if not ph:
+                continue
+            bot = ph.get("bot_lines") or {}
+            rows.append([kind.get("account"), f"{name} {ph.get('messages')} / {ph.get('ramp_s')} s",
+                         f"{g.get('workers')} × {g.get('threads')}",
+                         ", ".join(f"{k} {v}" for k, v in (ph.get("by_path") or {}).items()),
+                         ph.get("lost"), ph.get("duplicates"), ph.get("wrong"), ph.get("error_banner"),
+                         ph.get("notice_shown"), f"{fmt(ph.get('p50_s'), 2)} / {fmt(ph.get('p95_s'), 2)}",
+                         bot.get("withheld"), f"{bot.get('queued')} (max {fmt(bot.get('queued_max_s'), 2)} s)",
+                         ph.get("overloaded_warnings")])
+    lines.append(table(["account", "run", "workers × threads", "answered by", "lost", "twice", "wrong",
+                        "WeChat's error", "notice", "p50 / p95 s", "withheld", "first tries queued",
+                        "warnings"], rows))
+    return "\n".join(lines)
+
+
 def write_report(json_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     m = machine()
@@ -318,7 +346,9 @@ def write_report(json_dir: Path, out_dir: Path) -> Path:
                                  ("voice", "Voice pipeline", voice_section),
                                  ("delivery", "Delivery under load (WeChat's retries, real sandbox)", delivery_section),
                                  ("delivery_pickup", "Delivery without customer service: pickup (answers past 15 s)",
-                                  pickup_section)):
+                                  pickup_section),
+                                 ("delivery_overload", "Delivery under overload (a burst past the threads)",
+                                  overload_section)):
         data, source = load(json_dir, name)
         parts += [f"## {title}", "", f"Source: {source}.", ""]
         if data is not None:

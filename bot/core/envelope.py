@@ -87,6 +87,8 @@ class Inbound:
     #: When WeChat sent the message's first try, on the pipeline clock's monotonic time (delivery sets it): the
     #: recognizers share the message's time from then (bot/voice/recognizers/chain.py).
     arrived: float | None = None
+    #: Which of WeChat's tries of the message this request is (delivery sets it; 0: not known).
+    attempt: int = 0
 
     def __post_init__(self) -> None:
         msg_id = self.data.get("MsgId")

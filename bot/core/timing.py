@@ -7,7 +7,9 @@ a second the timestamp drops, plus any wait before the connection was accepted; 
 last minutes estimates the skew (clamped to ``[reply] clock_skew_s``). So a request waited, before a thread
 took it, at least since the connection was queued (``waited``), and — if its timestamp is its own sending —
 since ``timestamp + skew + 1 s`` (``stamp_late``). Whether WeChat signs a retry anew or sends the first try's
-query again is not documented: delivery trusts the timestamp for the first try of a message only.
+query again is not documented: delivery trusts the timestamp for the first try of a message only, and so do the
+queue-wait metric and the overload warning (:meth:`WeChatTiming.observe`, once delivery has said which try it was):
+a retry that carries its first try's timestamp was sent 5 or 10 s after it without waiting anywhere.
 
 Under a burst requests wait: a try that waited past its budget must not answer with the answer (WeChat may
 have dropped it, and an answer marked delivered on a dropped connection is lost), and the bot says, once a
@@ -54,10 +56,17 @@ class WeChatTiming:
             late = max(0.0, now - (stamp + self._offset(received - stamp, now) + 1.0))
             if late > UNRELATED_S:  # no try of WeChat's waits that long: a replayed sample, a clock far off
                 late = 0.0
-        QUEUE_WAIT.observe(max(waited, late))
-        if max(waited, late) > OVERLOADED_S:
-            self._overloaded(max(waited, late), now)
         return waited, late
+
+    def observe(self, waited: float, stamp_late: float, attempt: int) -> None:
+        """Count how long a try waited before a thread took it, and warn while that means overload. ``attempt``
+        is the try's number (0: not known). Only a first try's timestamp is its own sending: a retry that carries
+        it (WeChat re-sends the same query) is 5 or 10 s past it without having waited, so it counts
+        ``waited`` alone — else every answer given at a retry would count as seconds in the queue and warn."""
+        wait = waited if attempt > 1 else max(waited, stamp_late)
+        QUEUE_WAIT.observe(wait)
+        if wait > OVERLOADED_S:
+            self._overloaded(wait, self.clock.time())
 
     def _offset(self, sample: float, now: float) -> float:
         """The skew: the smallest sample of the last ``WINDOW_S``, this one included, within ``skew_s``."""

@@ -105,7 +105,10 @@ class Webhook:
             return Response(200, SUCCESS)
         labelled(REQUESTS, "accepted", "").inc()
         inbound.waited_s, inbound.stamp_late_s = self.timing.judge(query.get("timestamp"), received_at)
-        part = self.deliver(inbound)
+        try:
+            part = self.deliver(inbound)
+        finally:  # delivery has said which try this was: only a first try's timestamp is its own sending
+            self.timing.observe(inbound.waited_s, inbound.stamp_late_s, inbound.attempt)
         if part is None:
             return Response(200, SUCCESS)
         reply_xml = self.envelope.render(inbound, part)

@@ -82,6 +82,7 @@ class Tries:
         first_wait = max(inbound.waited_s, inbound.stamp_late_s)  # a first try's timestamp is its own sending
         attempt, claim = self.claim(key, inbound, first_wait, in_time=started - first_wait + cfg.budget_s
                                     > self.clock.monotonic())
+        inbound.attempt = attempt
         sent = started - (first_wait if attempt == 1 else inbound.waited_s)
         budget = sent + cfg.budget_s
         if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
