@@ -471,7 +471,9 @@ class World:
             self.advance(LEASE * 2)
         for _ in range(40):
             kept = {m.user for m in self.messages if (r := self.record(m)) is not None and r.state is State.PENDING}
-            if not kept:
+            busy = [m for m in self.messages if not m.stuck and (r := self.record(m)) is not None
+                    and r.state in (State.RUNNING, State.DONE, State.SENDING)]  # a pickup message's own answer
+            if not kept and not busy:
                 break
             for user in kept:
                 self.new_message(self.users.index(user), 0, sentences=1, voice=False, stream=False, stuck=False)
@@ -480,6 +482,7 @@ class World:
             self.advance(1.0)
             for run in [r for r in self.runs if not r.msg.stuck]:  # jobs on a pool (customer_service mode)
                 self.finish_run(run)
+            self.advance(BUDGET + 1.0)  # their tries answer (or keep what they cannot)
         problems = self.check()
         seen = self.tokens()
         for msg in self.messages:
