@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from bot.config import ReplyConfig
@@ -89,6 +89,20 @@ class FastPath:
     def takes(self, inbound: Inbound) -> bool:
         """Text and events (no voice: its recognition is slow by nature), when the setting is on."""
         return self.config.fast_path_s > 0 and inbound.message.type != "voice"
+
+    def play(self, key: str, inbound: Inbound, created: float, waited: float, budget: float
+             ) -> Generator[RunFast, Processed | None, Say | Joined | None]:
+        """The fast part of a first try (``budget``: its end, on ``clock.monotonic()``): its answer, or how the
+        try goes on (None: the record exists or answers are kept for the user; claim first)."""
+        run = self.begin(key, inbound, created, waited, budget)
+        if run is None:
+            return None
+        try:
+            processed = yield RunFast(run)
+        except BaseException:  # the handler raised, or the request died: stop the watchdog, end its claim
+            self.abandon(run)
+            raise
+        return self.finish(run, processed, budget)
 
     def begin(self, key: str, inbound: Inbound, created: float, waited: float, budget: float) -> FastRun | None:
         """Look (one read round): the run to start, its watchdog armed, or None when the record exists or the

@@ -7,6 +7,8 @@ the try answers (:class:`~bot.delivery.answer.Say`). The web side drives it with
 clock, resuming each try at moments it chooses.
 
 The rules, per try of a message (README "Delivery"):
+- a text or event message's first try runs a fast handler before anything is written (bot/delivery/fast.py:
+  answered within ``[reply] fast_path_s``, one write; else claimed at that moment, and on as below);
 - the first try claims the record and starts the job (in its own request for messages without voice);
 - every try waits for the answer until its budget (``[reply] budget_s`` after it arrived); an answer ready in
   time is its passive reply (moved to ``delivered`` first: exactly one try wins);
@@ -88,18 +90,11 @@ class Tries:
         in_time = started - first_wait + cfg.budget_s > self.clock.monotonic()
         joined: Joined | None = None
         if in_time and self.fast is not None and self.fast.takes(inbound):
-            run = self.fast.begin(key, inbound, self.clock.time() - first_wait, first_wait,
-                                  started - first_wait + cfg.budget_s)
-            if run is not None:  # nothing written, nothing kept: the handler runs before any write
-                try:
-                    processed = yield RunFast(run)
-                except BaseException:
-                    self.fast.abandon(run)
-                    raise
-                outcome = self.fast.finish(run, processed, started - first_wait + cfg.budget_s)
-                if isinstance(outcome, Say):
-                    return outcome
-                joined = outcome
+            outcome = yield from self.fast.play(key, inbound, self.clock.time() - first_wait, first_wait,
+                                                started - first_wait + cfg.budget_s)
+            if isinstance(outcome, Say):
+                return outcome
+            joined = outcome
         if joined is not None:
             attempt, claim = joined.attempt, joined.claim
         else:
