@@ -56,6 +56,10 @@ VARIANTS = {
                 'diagnostic (--breakdown): the default SQLite store, [logging] level = "WARNING" (no per-message line)'),
     "meminfo": ('\n[storage]\nurl = "memory://"\n',
                 "diagnostic (--breakdown): memory:// (not deployable with 2 workers), [logging] level default (INFO)"),
+    # --claim-first: the defaults with the fast path off (every message claimed before its handler: two writes)
+    "claimfirst": ('\n[reply]\nfast_path_s = 0\n',
+                   "diagnostic (--claim-first): the defaults with [reply] fast_path_s = 0 (claim before the handler, "
+                   "two writes a message)"),
 }
 QUIET_VARIANTS = {"memory", "sqlwarn"}  # no per-message INFO line to count
 

@@ -17,6 +17,8 @@ ours in the project's default configuration with the bare handler under the same
 - a second, labelled table: ours with ``memory://`` and WARNING logging under the same gunicorn settings. With two
   workers a memory store does not deduplicate across workers: not a deployable configuration, kept for
   comparison with earlier numbers.
+- with ``--claim-first``, a table of the defaults with ``[reply] fast_path_s = 0`` (claim before the handler: two
+  writes a message), for what the fast path gains in the same rounds;
 - with ``--breakdown``, a third table: each default alone (the SQLite store with WARNING logging, ``memory://``
   with INFO), so the default's gap splits into what the store and what the per-message log line cost.
 
@@ -209,6 +211,8 @@ def build_servers(args: argparse.Namespace, workdir: Path, secrets_: dict[str, s
     ]
     if args.breakdown:
         servers += [ours(v, VARIANTS[v][1], v) for v in ("sqlwarn", "meminfo")]
+    if args.claim_first:
+        servers.append(ours("claimfirst", VARIANTS["claimfirst"][1], "claimfirst"))
     if args.with_direct:
         servers.append(ours("direct", "diagnostic: ours with the delivery layer bypassed (benchmarks/_ours_direct.py), "
                             "default config", "default", "_ours_direct:app", str(BENCH_DIR)))
@@ -242,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--breakdown", action="store_true",
                     help="diagnostic: two more servers in the rounds, each default alone (SQLite + WARNING, "
                          "memory:// + INFO), to see what the store and the log line each cost")
+    ap.add_argument("--claim-first", action="store_true",
+                    help="diagnostic: one more server in the rounds, the defaults with [reply] fast_path_s = 0, to "
+                         "see what the fast path (one write a message instead of two) gains")
     ap.add_argument("--with-direct", action="store_true",
                     help="diagnostic: one more server in the rounds, ours with the delivery layer bypassed "
                          "(benchmarks/_ours_direct.py: a webhook without delivery)")
@@ -398,6 +405,10 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     table(f"second table — ours with memory:// and WARNING logging, same gunicorn settings, same bare runs: NOT a "
           f"deployable configuration (a memory store does not deduplicate across {g.get('workers')} workers); for "
           "comparison with earlier numbers", ["memory"], "")
+    if args.claim_first:
+        table("claim-first (--claim-first) — the defaults with [reply] fast_path_s = 0, same bare runs",
+              ["claimfirst"], "its gap to the default = what the fast path gains (one write and one read a message "
+              "instead of two writes)")
     if args.breakdown:
         table("breakdown (--breakdown) — each default alone, same bare runs: sqlwarn = SQLite store + WARNING, "
               "meminfo = memory:// + INFO (not deployable)", ["sqlwarn", "meminfo"],

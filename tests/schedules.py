@@ -30,6 +30,7 @@ from bot.core.services import Services
 from bot.delivery.answer import Say
 from bot.delivery.engine import Delivery
 from bot.delivery.executors import Executor, Job
+from bot.delivery.fast import RunFast
 from bot.delivery.jobs import Claim
 from bot.delivery.leases import Heartbeat
 from bot.delivery.record import FINAL, OPEN, Record, State, inbound_from_xml, pickup_index
@@ -47,6 +48,7 @@ from bot.wechat.errors import (
 )
 
 BUDGET, TIMEOUT, TRIES, LEASE, LIMIT, PICKUP_TTL, SWEEP_EVERY = 4.5, 5.0, 3, 6.0, 80, 60.0, 1.0
+FAST = 0.5  # [reply] fast_path_s: a text handler still running then is claimed by its watchdog
 GRACE = 0.25  # a try that waited until its budget wakes "at" it within this (bot/delivery/tries.py grace_s)
 POOL_DELAY = 1.0  # queued work a pool has not run yet runs at the latest this long after it was queued
 TOKEN = re.compile(r"m(\d+)s(\d+)r(\d+)")  # message, sentence (or voice part), and which run of the job wrote it
@@ -56,7 +58,7 @@ CS_MODES = ("ok", "48001", "45015", "45047", "flaky")
 def reply_config(mode: str) -> dict[str, Any]:
     return {"mode": mode, "budget_s": BUDGET, "wechat_timeout_s": TIMEOUT, "tries": TRIES, "lease_s": LEASE,
             "max_text_bytes": LIMIT, "pickup_ttl_s": PICKUP_TTL, "sweep_every_s": SWEEP_EVERY,
-            "more_marker": "（续）", "pickup_notice": "稍后", "typing_after_s": 1000.0}
+            "more_marker": "（续）", "pickup_notice": "稍后", "typing_after_s": 1000.0, "fast_path_s": FAST}
 
 
 @dataclass
@@ -93,9 +95,10 @@ class TryRun:
     proc: Proc
     arrived: float
     play: Any
-    request: Wait | RunInline | None = None
+    request: Wait | RunInline | RunFast | None = None
     done: bool = False
     dropped: bool = False  # WeChat stopped waiting (5 s passed, or the connection died)
+    copy: bool = False  # a copy of a try in flight (a replayed request), not one of WeChat's tries
 
 
 @dataclass
@@ -107,6 +110,7 @@ class JobRun:
     inline_try: TryRun | None = None
     published: int = 0
     streaming: bool = False  # an inline job whose stream is now read on the pool
+    fast: bool = False  # a fast handler's run: nothing written before it (bot/delivery/fast.py)
     variant: int = 0  # which run of the message's job this is (its answer's words differ)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,21 @@ class ManualTasks:
 
     def spawn(self, work: Callable[[], None]) -> None:
         self.proc.tasks.append((self.proc.world.clock.monotonic(), work))
+
+
+class ManualTimers:
+    """The process's timers (a fast handler's watchdog): due work runs when the world's clock gets there."""
+
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
+
+    def after(self, delay_s: float, work: Callable[[], None]) -> Callable[[], None]:
+        entry: list[Any] = [self.proc.world.clock.monotonic() + delay_s, work]
+        self.proc.timers.append(entry)
+
+        def cancel() -> None:
+            entry[1] = None
+        return cancel
 
 
 class ManualExecutor(Executor):
@@ -194,6 +213,7 @@ class Proc:
         self.alive, self._stalled = True, False
         self.last_stalled = -1e18  # when its heartbeat last stalled: its lease may lapse within LEASE of that
         self.tasks: list[tuple[float, Callable[[], None]]] = []
+        self.timers: list[list[Any]] = []  # [due, work or None once cancelled]
         self.queued: list[tuple[float, Job]] = []
         clock = world.clock
         self.heartbeat = Heartbeat(world.store, LEASE, clock)
@@ -203,7 +223,8 @@ class Proc:
         services = Services(store=world.store, client=world.client)  # type: ignore[arg-type]
         pipeline = Pipeline(config, Router("unused"), services=services, clock=clock)
         self.delivery = Delivery(pipeline, services, executor=ManualExecutor(self), clock=clock,
-                                 tasks=ManualTasks(self), heartbeat=self.heartbeat, poll_s=0.05, cs_backoff_s=0.05)
+                                 tasks=ManualTasks(self), heartbeat=self.heartbeat, poll_s=0.05, cs_backoff_s=0.05,
+                                 timers=ManualTimers(self))
 
 
 class World:
@@ -251,20 +272,30 @@ class World:
         self.messages.append(msg)
         self.send_try(msg, proc)
 
-    def send_try(self, msg: Message, proc: int) -> None:
+    def send_try(self, msg: Message, proc: int, *, copy: bool = False) -> None:
         live = self.live()
         if not live:
             return
         p = live[proc % len(live)]
-        t = TryRun(msg, len(msg.tries) + 1, p, self.clock.monotonic(), None)
+        t = TryRun(msg, len(msg.tries) + 1, p, self.clock.monotonic(), None, copy=copy)
         msg.tries.append(t)
         t.play = p.delivery.tries.play(inbound_from_xml(msg.xml), t.arrived)
         self.step_try(t, None, first=True)
 
     def retry_due(self) -> list[Message]:
         """Messages WeChat would send again now: the last try was dropped, tries remain, no reply came."""
-        return [m for m in self.messages if m.tries and not m.wechat_done and m.tries[-1].dropped
-                and len(m.tries) < TRIES]
+        real = {m.n: [t for t in m.tries if not t.copy] for m in self.messages}
+        return [m for m in self.messages if real[m.n] and not m.wechat_done and real[m.n][-1].dropped
+                and len(real[m.n]) < TRIES]
+
+    def copy_due(self) -> list[Message]:
+        """Messages with one of WeChat's tries in flight and no reply yet, whose request a copy could overlap
+        (a duplicate within the replay window): WeChat takes the first reply of either (it deduplicates by
+        MsgId), so whichever answers first is what the user sees. Not for a user with answers kept for pickup:
+        the reply that WeChat drops may be the one that carried them (a known limit, README "Fast handlers")."""
+        kept = {m.user for m in self.messages if (r := self.record(m)) is not None and r.state is State.PENDING}
+        return [m for m in self.messages if not m.wechat_done and m.user not in kept
+                and any(not t.done and not t.dropped and not t.copy and t.proc.alive for t in m.tries)]
 
     def step_try(self, t: TryRun, value: Any, first: bool = False) -> None:
         try:
@@ -278,6 +309,8 @@ class World:
             claim: Claim = request.claim
             run = JobRun(t.msg, t.proc, claim.record.owner or "", claim.token, inline_try=t)
             self.runs.append(run)
+        elif isinstance(request, RunFast):
+            self.runs.append(JobRun(t.msg, t.proc, "", 0, inline_try=t, fast=True))
 
     def answered(self, t: TryRun, say: Say) -> None:
         late = self.clock.monotonic() - t.arrived
@@ -288,6 +321,8 @@ class World:
                                  f"came (budget {BUDGET} s): {shown!r}")
         if t.dropped:
             return  # WeChat no longer listens: nothing reaches the user
+        if t.msg.wechat_done:
+            return  # a copy answered first: WeChat deduplicates by MsgId, one reply is shown
         t.msg.wechat_done = True
         if say.part is not None:
             self.saw(t.msg.user, "passive", say.part)
@@ -302,7 +337,8 @@ class World:
             t = run.inline_try
             if msg.stream:  # the handler returned a stream: the try waits, the stream is read on the pool
                 streaming = Streaming(lambda on: Answered(msg.answer(run.variant), trace), trace)
-                self.runs.append(JobRun(msg, run.proc, run.owner, run.token, streaming=True, variant=run.variant))
+                if not run.fast:  # a fast run's stream is claimed, then read by the pool's work (Jobs.read_later)
+                    self.runs.append(JobRun(msg, run.proc, run.owner, run.token, streaming=True, variant=run.variant))
                 self.step_try(t, streaming)
             else:
                 self.step_try(t, Answered(msg.answer(run.variant), trace))
@@ -324,6 +360,16 @@ class World:
             msg = next(m for m in self.messages if m.key == job.key)
             self.runs.append(JobRun(msg, proc, begun[0], begun[1], streaming=msg.stream))
 
+    def fire_timers(self, proc: Proc, now: float) -> None:
+        while True:
+            due = [entry for entry in proc.timers if entry[0] <= now]
+            if not due:
+                return
+            for entry in due:
+                proc.timers.remove(entry)
+                if entry[1] is not None:
+                    entry[1]()
+
     def run_task(self, proc: Proc) -> None:
         _, work = proc.tasks.pop(0)
         work()
@@ -342,6 +388,7 @@ class World:
         self.runs = [r for r in self.runs if r.proc is not proc]
         proc.tasks.clear()
         proc.queued.clear()
+        proc.timers.clear()
 
     def restart(self, index: int) -> None:
         self.procs[index] = Proc(self, f"p{index}'")
@@ -386,6 +433,7 @@ class World:
                 times.append(p.hb_wake)
             times.append(p.last_sweep + SWEEP_EVERY)
             times += [queued + POOL_DELAY for queued, _ in p.tasks + p.queued]  # type: ignore[operator]
+            times += [due for due, work in p.timers if work is not None]
         return [x for x in times if x > now]
 
     def at_now(self) -> None:
@@ -397,6 +445,9 @@ class World:
         for t in self.pending_tries():
             if isinstance(t.request, Wait) and now >= t.request.until:
                 self.step_try(t, None)
+        self.wake_events()
+        for p in self.live():
+            self.fire_timers(p, now)
         self.wake_events()
         self.heartbeats()
         for p in self.live():

@@ -83,6 +83,7 @@ CASES: dict[str, tuple[dict[str, Any] | str | bytes, str, str]] = {
     "aes key base64": ({"wechat": {"encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCD-_!"}},
                        "[wechat] encoding_aes_key: expected 43 characters of base64", ""),
     "budget": ({"reply": {"budget_s": 6.0}}, "[reply] budget_s:", ""),
+    "fast path": ({"reply": {"fast_path_s": -1}}, "[reply] fast_path_s:", ""),
     "tries": ({"reply": {"tries": 0}}, "[reply] tries:", ""),
     "rq without redis": ({"reply": {"executor": "rq"}, "storage": {"url": "sqlite:///state.db"}}, "[reply] executor:",
                          ""),

@@ -136,6 +136,20 @@ def test_add_peeking_claims_and_tells_whether_an_index_has_members(store: Store)
     assert store.index_range("open")[-2:] == [("stale", 5.0), ("stale2", 7.0)]
 
 
+def test_get_peeking_reads_a_value_and_whether_an_index_has_members(store: Store) -> None:
+    assert store.get_peeking("m1", "pickup:u") == (None, False)
+    assert store.add("kept", "v", index=[("pickup:u", "kept", 1.0)])
+    assert store.get_peeking("m1", "pickup:u") == (None, True)
+    store.set("m1", "语音 ✓", 60)
+    assert store.get_peeking("m1", "pickup:u") == ("语音 ✓", True)
+    assert store.get_peeking("m1", "pickup:other") == ("语音 ✓", False)
+    assert store.index_discard("pickup:u", "kept")
+    assert store.get_peeking("m1", "pickup:u") == ("语音 ✓", False)  # an emptied index has no member
+    store.set("short", "v", EXPIRE)
+    time.sleep(EXPIRE + 0.05)
+    assert store.get_peeking("short", "pickup:u") == (None, False)  # expired: absent
+
+
 # -- expiry -----------------------------------------------------------------------------------------
 def test_every_write_can_expire(store: Store) -> None:
     written = time.monotonic()

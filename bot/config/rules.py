@@ -144,6 +144,8 @@ def _check_reply(cfg: Config) -> None:
     if not 0 < reply.budget_s < reply.wechat_timeout_s:
         raise ConfigError(f"[reply] budget_s: expected more than 0 and less than wechat_timeout_s "
                           f"({reply.wechat_timeout_s:g}), got {reply.budget_s:g}")
+    if not 0 <= reply.fast_path_s < float("inf"):  # above budget_s / 2 it is budget_s / 2
+        raise ConfigError(f"[reply] fast_path_s: expected 0 (off) or a number of seconds, got {reply.fast_path_s:g}")
     for name in ("tries", "lease_s", "state_ttl_s", "threads"):
         if getattr(reply, name) <= 0:
             raise ConfigError(f"[reply] {name}: expected a positive number, got {getattr(reply, name)!r}")

@@ -124,6 +124,10 @@ class ReplyConfig:
     # how far WeChat's clock and ours may disagree: a try's 5 s run from WeChat's send time (its timestamp and
     # when the connection came in), estimated within this (bot/core/timing.py)
     clock_skew_s: float = 1.0
+    # A text or event message's handler runs before anything is written; answered within this (and within half
+    # the try's budget) it costs one store write. Still running then: the claim is written and the usual path
+    # goes on. 0: claim first, always (README "Fast handlers").
+    fast_path_s: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,26 @@
-"""The background work of one bot's delivery in a process: its heartbeat, its sweeper, and a bounded pool.
+"""The background work of one bot's delivery in a process: its heartbeat, its sweeper, a bounded pool, and timers.
 
 Built with the delivery (bot/runtime.py), started explicitly — by the wiring in every web worker and RQ worker,
 whether or not a message ever reaches it, and again (cheaply) per message, so a process forked after the
 build gets its own threads — and stopped explicitly: by tests, and by gunicorn's ``worker_exit`` hook
 (:func:`stop_all`). Nothing in delivery starts a thread of its own: streams read after their try, late sends
-and releases run on :attr:`DeliveryRuntime.tasks`.
+and releases run on :attr:`DeliveryRuntime.tasks`; work due at a moment (a fast handler's watchdog) on
+:attr:`DeliveryRuntime.timers`.
 
 The sweeper holds its delivery only weakly and stops when that is gone or its store is closed; with nothing
 open it looks every ``IDLE_EVERY_S`` instead of every ``sweep_every_s``.
 """
 from __future__ import annotations
 
+import contextvars
+import heapq
+import itertools
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from bot.delivery.executors import ThreadPool
 from bot.delivery.leases import Heartbeat
@@ -36,6 +41,7 @@ class DeliveryRuntime:
         self.heartbeat, self.every_s, self.clock, self.account = heartbeat, every_s, clock, account
         self._sweep = weakref.WeakMethod(sweep)
         self.tasks = ThreadPool(threads, "wvb-late")
+        self.timers = TimerThread(clock)
         self._pid = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -72,6 +78,7 @@ class DeliveryRuntime:
             self.heartbeat.stop()
             threads, self._threads = self._threads, []
         self.tasks.close()
+        self.timers.close()
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
@@ -99,6 +106,66 @@ class DeliveryRuntime:
             # found within IDLE_EVERY_S)
             idle = not busy and self.clock.monotonic() - self._touched > self.every_s
             wait = max(self.every_s, IDLE_EVERY_S) if idle else self.every_s
+
+
+class TimerThread:
+    """Work due at a moment on the delivery clock, run on one thread of this process (started on first use, and
+    again after a fork), in a copy of the arming thread's context. A cancelled entry is skipped, never run.
+
+    Cheap to arm and to cancel (a heap push, a flag): a fast handler arms one per message and cancels it when it
+    answers in time; the thread wakes only when the earliest entry is due."""
+
+    def __init__(self, clock: Clock, name: str = "wvb-timers") -> None:
+        self.clock, self.name = clock, name
+        self._heap: list[list[Any]] = []  # [due (clock.monotonic()), sequence, work or None once cancelled]
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid = 0
+        self._closed = False
+
+    def after(self, delay_s: float, work: Callable[[], None]) -> Callable[[], None]:
+        context = contextvars.copy_context()
+        entry: list[Any] = [self.clock.monotonic() + delay_s, next(self._order), lambda: context.run(work)]
+        with self._lock:
+            if self._pid != os.getpid() and not self._closed:
+                self._pid, self._heap = os.getpid(), []
+                threading.Thread(target=self._run, name=self.name, daemon=True).start()
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:  # earlier than what the thread waits for
+                self._wake.set()
+
+        def cancel() -> None:
+            entry[2] = None
+        return cancel
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._heap = []
+            self._wake.set()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while True:
+            due: list[Callable[[], None]] = []
+            with self._lock:
+                if self._closed or self._pid != pid:
+                    return
+                now, heap = self.clock.monotonic(), self._heap
+                while heap and (heap[0][2] is None or heap[0][0] <= now):
+                    work = heapq.heappop(heap)[2]
+                    if work is not None:
+                        due.append(work)
+                wait = heap[0][0] - now if heap else IDLE_EVERY_S
+                self._wake.clear()
+            for work in due:
+                try:
+                    work()
+                except Exception:  # never let the thread die: later timers still run
+                    log.exception("delivery timer crashed")
+            if not due:
+                self.clock.wait(self._wake, wait)
 
 
 def stop_all() -> None:

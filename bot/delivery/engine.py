@@ -7,7 +7,8 @@ key the store holds the message's record (bot/delivery/record.py), and every cha
 state table (bot/delivery/states.py): the winner of the move into ``delivered`` answers, every other try
 answers ``success``. The parts:
 
-- ``tries``: what one request answers (a generator on the clock, driven here);
+- ``tries``: what one request answers (a generator on the clock, driven here); ``fast``: a text handler that
+  answers within ``[reply] fast_path_s`` runs before anything is written, and costs one write;
 - ``jobs``: who runs the job, and what it records when done (``leases``: the heartbeat that says its process
   is alive; ``executors``: threads, RQ);
 - ``answer``: the passive reply of a try, with the user's kept answers first; ``late``: answers no try can
@@ -26,7 +27,8 @@ from bot.core.services import Services
 from bot.delivery.answer import Answerer, Say
 from bot.delivery.background import DeliveryRuntime
 from bot.delivery.customer_service import CustomerService
-from bot.delivery.executors import Executor, Job, Tasks, ThreadExecutor
+from bot.delivery.executors import Executor, Job, Tasks, ThreadExecutor, Timers
+from bot.delivery.fast import RunFast
 from bot.delivery.jobs import Jobs
 from bot.delivery.late import LateAnswers
 from bot.delivery.leases import Heartbeat
@@ -49,7 +51,7 @@ class Delivery:
     def __init__(self, pipeline: Pipeline, services: Services, *, executor: Executor | None = None,
                  clock: Clock = SYSTEM, tasks: Tasks | None = None, heartbeat: Heartbeat | None = None,
                  poll_s: float = 0.05, cs_retries: int = 2, cs_backoff_s: float = 0.5,
-                 hold_margin_s: float | None = None) -> None:
+                 hold_margin_s: float | None = None, timers: Timers | None = None) -> None:
         self.pipeline, self.store, self.clock = pipeline, services.store, clock
         self.config = config = pipeline.config.reply
         # A held try answers this long after WeChat should have dropped it: WeChat's timer is only known to be
@@ -73,7 +75,7 @@ class Delivery:
         self.jobs = Jobs(pipeline, self.states, self.late, outcomes, self.heartbeat, self.executor, tasks,
                          self.wakeups, clock)
         self.tries = Tries(self.states, self.jobs, self.answerer, self.late, self.cs, self.wakeups, clock,
-                           hold_margin_s=margin, poll_s=poll_s)
+                           hold_margin_s=margin, poll_s=poll_s, timers=timers or self.runtime.timers)
         self.open_records = OpenRecords(self.states, self.late, outcomes, self.jobs.take_over)
 
     # -- the web side: one call per try -----------------------------------------------------------------
@@ -105,6 +107,15 @@ class Delivery:
                         processed = self.jobs.run_inline(claim, inbound)
                     except BaseException:
                         self.jobs.ended(claim.key, claim.token)
+                        raise
+                    request = play.send(processed)
+                elif isinstance(request, RunFast):
+                    run = request.run
+                    try:
+                        processed = self.jobs.run_fast(run.key, inbound)
+                    except BaseException:
+                        if self.tries.fast is not None:
+                            self.tries.fast.abandon(run)
                         raise
                     request = play.send(processed)
                 else:

@@ -39,6 +39,13 @@ class Tasks(Protocol):
     def spawn(self, work: Callable[[], None]) -> None: ...
 
 
+class Timers(Protocol):
+    """Runs a piece of work ``delay_s`` from now on the delivery clock, unless cancelled first (a test fires it
+    when its clock gets there). ``after`` returns the cancel."""
+
+    def after(self, delay_s: float, work: Callable[[], None]) -> Callable[[], None]: ...
+
+
 class ThreadPool:
     """A bounded thread pool in this process, created on first use so it never crosses a fork; a crash of
     the work is logged, never lost silently."""

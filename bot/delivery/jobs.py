@@ -139,7 +139,17 @@ class Jobs:
         """Run a claimed job in the request of its first try. A streamed answer is read on the pool from here
         on (the try waits for it like for any job); the caller ends any other with :meth:`ended`."""
         self._started(claim.key, inbound)
-        processed = self.pipeline.process(inbound)
+        return self.read_later(claim, self.pipeline.process(inbound))
+
+    def run_fast(self, key: str, inbound: Inbound) -> Processed:
+        """Run a fast handler in the request of its first try, nothing written yet (bot/delivery/fast.py); the
+        caller ends it with :meth:`ended` (its claim's token, once the watchdog or the try wrote one)."""
+        self._started(key, inbound)
+        return self.pipeline.process(inbound)
+
+    def read_later(self, claim: Claim, processed: Processed) -> Processed:
+        """A streamed answer of a job run in its request is read on the pool from here on (its try waits for it
+        like for any job), and that read ends the job."""
         if isinstance(processed, Streaming):
             owner = claim.record.owner
 
@@ -206,12 +216,14 @@ class Jobs:
         with self._lock:
             self._running[key] = (self.clock.monotonic(), inbound.message.source, str(inbound.msg_id))
 
-    def ended(self, key: str, token: int) -> None:
-        """The job of ``key`` ended here (however it ended): stop vouching for it, wake its tries."""
+    def ended(self, key: str, token: int | None) -> None:
+        """The job of ``key`` ended here (however it ended): stop vouching for it (``token``: None for a fast
+        handler that never needed its process vouched for), wake its tries."""
         with self._lock:
             self._running.pop(key, None)
             self._typed.discard(key)
-        self.heartbeat.drop(token)
+        if token is not None:
+            self.heartbeat.drop(token)
         self.wakeups.wake(key)
 
     def running_long(self, after_s: float) -> list[tuple[str, str]]:

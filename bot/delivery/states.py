@@ -66,7 +66,10 @@ def _move(name: str, sources: set[State | None], targets: set[State | None], act
 MOVES: dict[str, Move] = {m.name: m for m in (
     _move("claim", {None}, {RUNNING}, {T},
           "the first try of a message creates its record; the job starts (in the try itself for messages "
-          "without voice)"),
+          "without voice); a fast handler's try writes it when the handler is still running at fast_path_s"),
+    _move("answer_at_once", {None}, {DELIVERED}, {T},
+          "a fast handler answered within fast_path_s, before anything was written: the record is created "
+          "delivered, with its reply (one write)"),
     _move("unclaim", {RUNNING}, {None}, {T},
           "the job could not be started (the queue is unreachable): the try answers in its request, undeduplicated"),
     _move("adopt", {RUNNING}, {RUNNING}, {J}, "an RQ worker takes a queued job over from the process that queued it"),
@@ -174,6 +177,19 @@ class States:
         added, kept = self.store.add_peeking(self.rkey(key), raw, ttl=self.config.state_ttl_s, index=index,
                                              peek=pickup_index(record.openid))
         return (raw if added else None), kept
+
+    def peek(self, key: str, openid: str | None) -> tuple[str | None, bool]:
+        """The record as stored (raw) and whether the user may have answers kept for pickup, in one read round:
+        what a fast handler's try looks at before it runs the handler with nothing written."""
+        if not openid:
+            return self.store.get(self.rkey(key)), False
+        return self.store.get_peeking(self.rkey(key), pickup_index(openid))
+
+    def answer_at_once(self, key: str, record: Record) -> bool:
+        """Create the record already delivered (``record``: its reply, for a copy or a retry to carry again);
+        False when a copy of the message created it first."""
+        self._check("answer_at_once", Actor.TRY, None, record)
+        return self.store.add(self.rkey(key), record.dump(), ttl=self.ttl(record))
 
     def unclaim(self, key: str, raw: str, record: Record) -> bool:
         self._check("unclaim", Actor.TRY, record, None)

@@ -7,6 +7,8 @@ the try answers (:class:`~bot.delivery.answer.Say`). The web side drives it with
 clock, resuming each try at moments it chooses.
 
 The rules, per try of a message (README "Delivery"):
+- a text or event message's first try runs a fast handler before anything is written (bot/delivery/fast.py:
+  answered within ``[reply] fast_path_s``, one write; else claimed at that moment, and on as below);
 - the first try claims the record and starts the job (in its own request for messages without voice);
 - every try waits for the answer until its budget (``[reply] budget_s`` after it arrived); an answer ready in
   time is its passive reply (moved to ``delivered`` first: exactly one try wins);
@@ -29,6 +31,8 @@ from bot.core.envelope import Inbound
 from bot.core.pipeline import Processed, Streaming
 from bot.delivery.answer import SUCCESS, Answerer, Say
 from bot.delivery.customer_service import CustomerService
+from bot.delivery.executors import Timers
+from bot.delivery.fast import FastPath, Joined, RunFast
 from bot.delivery.jobs import Claim, Jobs
 from bot.delivery.late import LateAnswers
 from bot.delivery.leases import dropped_on_error
@@ -58,15 +62,18 @@ class RunInline:
     claim: Claim
 
 
-Request = Wait | RunInline
+Request = Wait | RunInline | RunFast
 TryPlay = Generator[Request, Processed | None, Say]
 
 
 class Tries:
     def __init__(self, states: States, jobs: Jobs, answerer: Answerer, late: LateAnswers, cs: CustomerService,
-                 wakeups: Wakeups, clock: Clock, *, hold_margin_s: float, poll_s: float) -> None:
+                 wakeups: Wakeups, clock: Clock, *, hold_margin_s: float, poll_s: float,
+                 timers: Timers | None = None) -> None:
         self.states, self.jobs, self.answerer, self.late, self.cs = states, jobs, answerer, late, cs
         self.wakeups, self.clock = wakeups, clock
+        # without timers (a caller that plays tries by hand) no fast path: every message is claimed first
+        self.fast = None if timers is None else FastPath(states, jobs, jobs.outcomes, timers, clock, self.write_claim)
         self.config: ReplyConfig = states.config
         self.hold_margin_s, self.poll_s = hold_margin_s, poll_s
         # A job in another process or machine is polled for: every poll_s at first, backing off to at most 1/18
@@ -80,13 +87,23 @@ class Tries:
         ``inbound.waited_s`` since WeChat sent it: its budget and WeChat's cut-off run from the sending."""
         cfg, key = self.config, dedupe_key(inbound)
         first_wait = max(inbound.waited_s, inbound.stamp_late_s)  # a first try's timestamp is its own sending
-        attempt, claim = self.claim(key, inbound, first_wait, in_time=started - first_wait + cfg.budget_s
-                                    > self.clock.monotonic())
+        in_time = started - first_wait + cfg.budget_s > self.clock.monotonic()
+        joined: Joined | None = None
+        if in_time and self.fast is not None and self.fast.takes(inbound):
+            outcome = yield from self.fast.play(key, inbound, self.clock.time() - first_wait, first_wait,
+                                                started - first_wait + cfg.budget_s)
+            if isinstance(outcome, Say):
+                return outcome
+            joined = outcome
+        if joined is not None:
+            attempt, claim = joined.attempt, joined.claim
+        else:
+            attempt, claim = self.claim(key, inbound, first_wait, in_time=in_time)
         inbound.attempt = attempt
         sent = started - (first_wait if attempt == 1 else inbound.waited_s)
         budget = sent + cfg.budget_s
         if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
-            processed = yield RunInline(claim)
+            processed = joined.processed if joined is not None else (yield RunInline(claim))
             say = self.after_inline(claim, inbound, processed, budget)
             if say is not None:
                 return say
@@ -109,27 +126,36 @@ class Tries:
         late for its answer anyway (it waited in the queue), or the account answers late by customer service
         (this try must answer success at its budget, not when a slow handler returns): then a job thread runs
         it, and this one is free."""
-        now = self.clock.time()
-        created = now - waited  # when WeChat sent it (if this is the first try): its tries' clock starts there
-        owner, token = self.jobs.hold(created)
-        record = Record(State.RUNNING, created, owner, since=now, openid=inbound.message.source, push=inbound.xml,
-                        waited=round(waited, 3) or None)
-        with dropped_on_error(self.jobs.heartbeat, token):
-            raw, kept = self.states.claim(key, record)
-        if raw is not None and inbound.message.type != "voice" and in_time and self.config.mode != "customer_service":
+        # when WeChat sent it (if this is the first try): its tries' clock starts there
+        claim = self.write_claim(key, inbound, self.clock.time() - waited, waited)
+        if (claim is not None and inbound.message.type != "voice" and in_time
+                and self.config.mode != "customer_service"):
             self.wakeups.running_here(key)
-            return 1, Claim(key, record, raw, token, kept)
-        if raw is not None:
+            return 1, claim
+        if claim is not None:
+            owner, token = claim.record.owner or "", claim.token
             try:
                 self.jobs.start(key, inbound.xml, owner, token)
             except Exception as exc:  # e.g. the RQ queue is unreachable: forget the claim, answer inline
                 self.jobs.forget(owner, token)
                 self.wakeups.wake(key)
-                self.states.unclaim(key, raw, record)
+                self.states.unclaim(key, claim.raw, claim.record)
                 raise StoreError(f"cannot start the job: {type(exc).__name__}: {exc}") from exc
             return 1, None
-        self.jobs.heartbeat.drop(token)
         return self.states.count_retry(key), None
+
+    def write_claim(self, key: str, inbound: Inbound, created: float, waited: float) -> Claim | None:
+        """Create the message's record, running, owned by a new run of this process (held alive by its
+        heartbeat): the claim, or None when the record exists (a copy, or an earlier try, made it)."""
+        owner, token = self.jobs.hold(created)
+        record = Record(State.RUNNING, created, owner, since=self.clock.time(), openid=inbound.message.source,
+                        push=inbound.xml, waited=round(waited, 3) or None)
+        with dropped_on_error(self.jobs.heartbeat, token):
+            raw, kept = self.states.claim(key, record)
+        if raw is None:
+            self.jobs.heartbeat.drop(token)
+            return None
+        return Claim(key, record, raw, token, kept)
 
     def after_inline(self, claim: Claim, inbound: Inbound, processed: Processed | None, budget: float) -> Say | None:
         """The job ran in this request: in time, go straight from running to delivered with one move on the

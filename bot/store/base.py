@@ -90,6 +90,11 @@ class Store(ABC):
             return False, False
         return True, bool(self.index_range(peek, limit=1))
 
+    def get_peeking(self, key: str, peek: str) -> tuple[str | None, bool]:
+        """``get``, and whether index ``peek`` has any member: a fast message reads its record and its user's
+        pickup index before anything is written. A backend does both in one read round."""
+        return self.get(key), bool(self.index_range(peek, limit=1))
+
     @abstractmethod
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
@@ -213,6 +218,14 @@ class LockingStore(Store):
         full = self._k(key)
         entry = self._read(lambda: self._load(full, self._now()))
         return None if entry is None else entry[0]
+
+    def get_peeking(self, key: str, peek: str) -> tuple[str | None, bool]:
+        full, name = self._k(key), self._ix(peek)
+
+        def op() -> tuple[str | None, bool]:
+            entry = self._load(full, self._now())
+            return (None if entry is None else entry[0]), bool(self._index_range(name, math.inf, 1))
+        return self._read(op)
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         ttl, full = check_ttl(ttl), self._k(key)

@@ -127,6 +127,15 @@ class RedisStore(Store):
     def get(self, key: str) -> str | None:
         return self._run(self._client.get, self._k(key))  # type: ignore[return-value]  # decode_responses
 
+    def get_peeking(self, key: str, peek: str) -> tuple[str | None, bool]:
+        def both() -> tuple[str | None, bool]:
+            pipe = self._client.pipeline(transaction=False)  # one round trip
+            pipe.get(self._k(key))
+            pipe.exists(self._ix(peek))  # a sorted set with no member does not exist
+            value, found = pipe.execute()
+            return value, bool(found)
+        return self._run(both)
+
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._run(self._client.set, self._k(key), value, px=_px(ttl))
 

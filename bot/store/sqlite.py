@@ -289,6 +289,11 @@ class SQLiteStore(LockingStore):
         row = self._row(f"SELECT value FROM wvb_kv WHERE key = ? AND {_LIVE}", (self._k(key), self._now()))
         return None if row is None else row[0]
 
+    def get_peeking(self, key: str, peek: str) -> tuple[str | None, bool]:
+        row = self._row(f"SELECT (SELECT value FROM wvb_kv WHERE key = ? AND {_LIVE}),"
+                        " EXISTS (SELECT 1 FROM wvb_index WHERE name = ?)", (self._k(key), self._now(), self._ix(peek)))
+        return (None, False) if row is None else (row[0], bool(row[1]))
+
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         ttl, full = check_ttl(ttl), self._k(key)
         self._statement_write("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) VALUES (?, ?, ?)",

@@ -1,0 +1,252 @@
+"""The fast path's trade, played out on each store (memory, SQLite, Redis) on the schedules world's fake clock:
+the real delivery code, WeChat's tries, copies, ``kill -9`` and the watchdog's timer stepped by hand.
+
+A text handler that answers within ``[reply] fast_path_s`` (``FAST``) runs before anything is written and costs
+one write; one still running then is claimed by its watchdog and has today's guarantees. What it may see: two
+runs when two copies overlap within ``T``, or when its process dies within ``T`` — never two answers.
+(tests/test_delivery_schedules.py explores these moves among all the others.)
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis_support
+from delivery_support import bot_config, start_sandbox, wait_for
+from redis_support import drop_prefix, redis_target, require_redis  # noqa: F401 - fixture
+from schedules import FAST, LEASE, POOL_DELAY, World
+
+from bot.config import ConfigError
+from bot.core.router import Router
+from bot.delivery.background import TimerThread
+from bot.delivery.record import OPEN, Record, State
+from bot.ops.clock import SYSTEM
+from bot.runtime import build_webhook
+from bot.store import Store, open_store
+from bot.testing import BotClient
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "redis":
+        url, prefix = require_redis(), f"wvbtest:fast:{uuid.uuid4().hex[:12]}:"
+        with open_store(url, prefix=prefix) as s:
+            yield s
+        drop_prefix(url, prefix)
+        return
+    with open_store("memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'state.db'}") as s:
+        yield s
+
+
+def text(w: World, proc: int = 0, user: int = 0, sentences: int = 1) -> None:
+    w.new_message(user, proc, sentences=sentences, voice=False, stream=False, stuck=False)
+
+
+def seen(w: World, n: int) -> list[tuple[int, int]]:
+    """``(part, run)`` of message ``n``'s answer as its user saw them."""
+    return w.tokens().get(n, [])
+
+
+def test_a_handler_answered_within_t_is_one_delivered_record_and_nothing_else(store: Store) -> None:
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    assert w.record(msg) is None  # the handler runs with nothing written
+    run = w.runs[0]
+    assert run.fast
+    w.advance(0.1)
+    w.finish_run(run)
+    record = w.record(msg)
+    assert record is not None and record.state is State.DELIVERED and record.via == "passive"
+    assert record.owner is None and record.push is None  # no claim was ever written
+    assert store.index_range(OPEN) == [] and not store.get(f"dl:{msg.key}:tries")
+    assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
+@pytest.mark.parametrize("first", ["copy", "original"])
+def test_a_copy_during_a_fast_run_runs_the_handler_too_and_one_answer_is_given(store: Store, first: str) -> None:
+    """Two copies overlapping within ``T`` both run the handler (the trade); the first add wins, and the other
+    copy answers from the winner's record (its own run's answer is dropped)."""
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(0.1)
+    w.send_try(msg, 1, copy=True)
+    assert msg.runs == 2 and all(r.fast for r in w.runs)
+    original, copy = w.runs
+    w.finish_run(copy if first == "copy" else original)
+    w.finish_run(original if first == "copy" else copy)
+    winner = 2 if first == "copy" else 1
+    assert seen(w, msg.n) == [(0, winner)]  # WeChat shows the first reply; both carried the winner's answer
+    assert all(t.done for t in msg.tries)
+    record = w.record(msg)
+    assert record is not None and record.answer is not None and f"r{winner}" in str(record.answer.parts[0])
+    assert not w.settle()
+
+
+def test_a_copy_after_t_joins_the_watchdogs_claim(store: Store) -> None:
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(FAST + 0.1)
+    record = w.record(msg)
+    assert record is not None and record.state is State.RUNNING  # the watchdog claimed it at T
+    w.send_try(msg, 1, copy=True)
+    assert msg.runs == 1  # the copy joins the claimed job: no second run
+    w.finish_run(w.runs[0])
+    w.advance(0.1)
+    assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
+@pytest.mark.parametrize("mode", ["auto", "passive"])
+def test_a_handler_crossing_t_is_claimed_and_a_wechat_retry_joins_it(store: Store, mode: str) -> None:
+    """Still running at ``T``: the watchdog writes today's claim. It returns past WeChat's 5 s: its try is gone,
+    WeChat's retry (another process) joins the job, and the answer goes by that retry — once."""
+    w = World(store, mode, "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(FAST / 2)
+    assert w.record(msg) is None
+    w.advance(FAST)
+    record = w.record(msg)
+    assert record is not None and record.state is State.RUNNING and record.owner and record.push
+    w.advance(5.2 - 1.5 * FAST)  # WeChat dropped the first try
+    assert w.retry_due() == [msg]
+    w.send_try(msg, 1)
+    w.finish_run(w.runs[0])
+    w.advance(1.0)
+    assert msg.runs == 1
+    assert not w.settle()
+    assert seen(w, msg.n) == [(0, 1)]
+    record = w.record(msg)
+    assert record is not None and record.via == "retry"
+
+
+def test_customer_service_mode_claims_first(store: Store) -> None:
+    """``mode = "customer_service"`` takes no fast path: its try must answer success at the budget, and a handler
+    run in the request could hold it past that. The claim is written before the handler runs, on the pool."""
+    w = World(store, "customer_service", "ok")
+    text(w)
+    msg = w.messages[0]
+    record = w.record(msg)
+    assert record is not None and record.state is State.RUNNING and not w.runs  # claimed; the job is queued
+    w.advance(POOL_DELAY + 0.01)
+    assert len(w.runs) == 1 and not w.runs[0].fast
+    w.finish_run(w.runs[0])
+    assert not w.settle()
+    assert seen(w, msg.n) == [(0, 1)]
+
+
+def test_kill_9_within_t_leaves_nothing_and_the_retry_runs_the_handler_again(store: Store) -> None:
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(FAST / 2)
+    w.kill(w.procs[0])
+    assert w.record(msg) is None  # nothing was written
+    w.advance(5.0)
+    assert w.retry_due() == [msg]
+    w.send_try(msg, 1)
+    assert msg.runs == 2  # allowed: the process died within T
+    w.finish_run(w.runs[0])
+    assert seen(w, msg.n) == [(0, 2)]
+    assert not w.settle()
+
+
+def test_kill_9_after_t_is_taken_over_as_today(store: Store) -> None:
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(FAST + 0.1)
+    claimed = w.record(msg)
+    assert claimed is not None and claimed.state is State.RUNNING
+    w.kill(w.procs[0])
+    w.advance(5.0)
+    w.send_try(msg, 1)  # WeChat's retry finds the claim; its owner stops renewing: taken over after a lease
+    w.advance(LEASE + 1.0 - 5.0)
+    record = w.record(msg)
+    assert record is not None and record.owner != claimed.owner, record
+    w.start_queued(w.procs[1])
+    w.finish_run(w.runs[0])
+    w.advance(0.5)
+    assert seen(w, msg.n) == [(0, 2)] and msg.runs == 2
+    assert not w.settle()
+
+
+def test_a_user_with_kept_answers_takes_the_claim_path_and_sees_them_first(store: Store) -> None:
+    w = World(store, "customer_service", "48001")  # no customer service: a late answer is kept for pickup
+    text(w)
+    first = w.messages[0]
+    w.advance(5.2)  # the handler outlived the try (claimed at T), which WeChat dropped: nothing to carry it
+    w.finish_run(w.runs[0])
+    record = w.record(first)
+    assert record is not None and record.state is State.PENDING
+    text(w)  # the user writes again: their kept answer goes first
+    second = w.messages[1]
+    w.advance(POOL_DELAY + 0.01)  # customer_service mode: the job runs on the pool
+    assert not w.runs[0].fast  # the claim path: the kept answer is shown with this reply
+    w.finish_run(w.runs[0])
+    w.advance(0.1)
+    assert seen(w, first.n) == [(0, 1)] and seen(w, second.n) == [(0, 1)]
+    # the pickup notice at the first try's budget; then one reply: the kept answer, then the new
+    assert [how for _, how, _ in w.seen[first.user]] == ["passive", "passive"]
+    assert not w.settle()
+
+
+# -- on the real clock: the runtime's timer thread, and the watchdog in a real request ------------------------
+def test_the_timer_thread_runs_due_work_once_and_never_cancelled_work() -> None:
+    timers = TimerThread(SYSTEM)
+    ran: list[str] = []
+    try:
+        timers.after(0.1, lambda: ran.append("late"))
+        cancel = timers.after(0.02, lambda: ran.append("cancelled"))
+        timers.after(0.03, lambda: ran.append("early"))
+        cancel()
+        assert wait_for(lambda: len(ran) == 2, 2.0)
+        time.sleep(0.05)
+    finally:
+        timers.close()
+    assert ran == ["early", "late"]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    return redis_support.backend_target(request.param, request, tmp_path)
+
+
+def test_a_slow_handler_is_claimed_by_its_watchdog_at_t(store_target: tuple[str, str]) -> None:
+    """A handler still running at ``T`` (0.1 s here): the runtime's timer writes the claim while the request
+    thread is still in the handler — the record names this process's run, with the push to take over from."""
+    url, prefix = store_target
+    states: list[Record | None] = []
+    router = Router("slow")
+
+    @router.fallback
+    def answer(ctx: Any) -> str:
+        time.sleep(0.05)
+        states.append(Record.load(webhook.delivery.store.get(f"dl:m:{ctx.msg_id}")))  # type: ignore[union-attr]
+        time.sleep(0.15)
+        states.append(Record.load(webhook.delivery.store.get(f"dl:m:{ctx.msg_id}")))  # type: ignore[union-attr]
+        return f"echo {ctx.text}"
+
+    with start_sandbox() as sandbox:
+        config = bot_config(sandbox.url, store=url, prefix=prefix, reply={"fast_path_s": 0.1})
+        webhook = build_webhook(config, router)
+        try:
+            assert BotClient(webhook).text("hi").content == "echo hi"
+        finally:
+            webhook.delivery.close()  # type: ignore[union-attr]
+    before, after = states
+    assert before is None  # nothing written before T
+    assert after is not None and after.state is State.RUNNING and after.owner and after.push
+
+
+def test_fast_path_s_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="fast_path_s"):
+        bot_config("http://127.0.0.1:9", reply={"fast_path_s": -1})
