@@ -24,14 +24,16 @@ class RecognizerChain:
     """A transcriber for the webhook: ``chain(push_fields, msg_id[, started]) -> Transcript`` (never raises).
 
     ``timeout_s``: the whole chain's time; ``wechat_share_s``: what WeChat's own recognizers may use of it when a
-    fallback follows them (None: no limit); ``clock``/``sleep``: the chain's time, injectable for tests."""
+    fallback follows them (None: no limit); ``tries_s``: how long WeChat's tries of a message last — a job that
+    starts after them has no try to fit (its answer goes late anyway), so its chain counts from its start: a busy
+    bot still hears the message; ``clock``/``sleep``: the chain's time, injectable for tests."""
 
     def __init__(self, recognizers: Sequence[Recognizer], download: Callable[[str], bytes], *,
-                 timeout_s: float = 25.0, wechat_share_s: float | None = None,
+                 timeout_s: float = 25.0, wechat_share_s: float | None = None, tries_s: float = 15.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.recognizers = list(recognizers)
         self.download = download
-        self.timeout_s, self.wechat_share_s = timeout_s, wechat_share_s
+        self.timeout_s, self.wechat_share_s, self.tries_s = timeout_s, wechat_share_s, tries_s
         self.clock, self.sleep = clock, sleep
 
     def deadlines(self, start: float) -> list[float]:
@@ -51,7 +53,8 @@ class RecognizerChain:
         """``started``: when the message arrived, a ``clock`` value (default: now), so that a job started late (a
         later try, a worker taking it over) still fits WeChat's clock."""
         clip = VoiceClip.from_push(data, msg_id, self.download, clock=self.clock, sleep=self.sleep)
-        start = self.clock() if started is None else started
+        now = self.clock()
+        start = now if started is None or now - started > self.tries_s else started
         deadline = {id(r): d for r, d in zip(self.recognizers, self.deadlines(start))}
         tries: list[Try] = []
 
@@ -100,6 +103,7 @@ def build_chain(config: Config, client: Any, clock: Clock = SYSTEM) -> Recognize
     recognizers = [r for r in (build_recognizer(n, config, client) for n in config.voice.recognizers) if r]
     return RecognizerChain(recognizers, lambda media_id: media_bytes(client, media_id),
                            timeout_s=config.voice.window_s + 15.0, wechat_share_s=config.voice.wechat_share_s,
+                           tries_s=config.reply.tries * config.reply.wechat_timeout_s,
                            clock=clock.monotonic, sleep=clock.sleep)
 
 
