@@ -272,14 +272,19 @@ class World:
         self.messages.append(msg)
         self.send_try(msg, proc)
 
-    def send_try(self, msg: Message, proc: int, *, copy: bool = False) -> None:
+    def send_try(self, msg: Message, proc: int, *, copy: bool = False, stamp_late: float = 0.0) -> None:
+        """``stamp_late``: how far past the request's timestamp (the first try's) a thread took it."""
         live = self.live()
         if not live:
             return
         p = live[proc % len(live)]
-        t = TryRun(msg, len(msg.tries) + 1, p, self.clock.monotonic(), None, copy=copy)
+        k, now = len(msg.tries) + 1, self.clock.monotonic()
+        waited = max(0.0, stamp_late - TIMEOUT * (k - 1))  # since WeChat sent it, k - 1 tries after the stamp
+        t = TryRun(msg, k, p, now - waited, None, copy=copy)  # WeChat's 5 s run from its sending
         msg.tries.append(t)
-        t.play = p.delivery.tries.play(inbound_from_xml(msg.xml), t.arrived)
+        inbound = inbound_from_xml(msg.xml)
+        inbound.stamp_late_s = stamp_late
+        t.play = p.delivery.tries.play(inbound, now)
         self.step_try(t, None, first=True)
 
     def retry_due(self) -> list[Message]:
@@ -287,15 +292,6 @@ class World:
         real = {m.n: [t for t in m.tries if not t.copy] for m in self.messages}
         return [m for m in self.messages if real[m.n] and not m.wechat_done and real[m.n][-1].dropped
                 and len(real[m.n]) < TRIES]
-
-    def copy_due(self) -> list[Message]:
-        """Messages with one of WeChat's tries in flight and no reply yet, whose request a copy could overlap
-        (a duplicate within the replay window): WeChat takes the first reply of either (it deduplicates by
-        MsgId), so whichever answers first is what the user sees. Not for a user with answers kept for pickup:
-        the reply that WeChat drops may be the one that carried them (a known limit, README "Fast handlers")."""
-        kept = {m.user for m in self.messages if (r := self.record(m)) is not None and r.state is State.PENDING}
-        return [m for m in self.messages if not m.wechat_done and m.user not in kept
-                and any(not t.done and not t.dropped and not t.copy and t.proc.alive for t in m.tries)]
 
     def step_try(self, t: TryRun, value: Any, first: bool = False) -> None:
         try:

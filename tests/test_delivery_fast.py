@@ -143,6 +143,30 @@ def test_customer_service_mode_claims_first(store: Store) -> None:
     assert seen(w, msg.n) == [(0, 1)]
 
 
+def test_a_retry_that_waited_past_its_budget_does_not_carry_the_answer(store: Store) -> None:
+    """WeChat's retry carries its first try's query, timestamp included, and is sent 5 s after that try. One
+    that waited 4.8 s before a thread took it (a burst: before the server even accepted it, so no queue stamp
+    says so) is past its budget: WeChat has dropped it, and an answer marked delivered on it would be lost. It
+    carries nothing; the next try does (found by benchmarks/delivery.py --overload: 2 of 600 lost)."""
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(5.2)  # the handler crossed T (claimed) and the first try; WeChat dropped that try
+    w.finish_run(w.runs[0])
+    assert w.retry_due() == [msg]
+    w.send_try(msg, 1, stamp_late=5.0 + 4.8)  # sent 5 s after the first try, taken by a thread 4.8 s later
+    assert seen(w, msg.n) == []
+    record = w.record(msg)
+    assert record is not None and record.state is State.DONE  # not marked delivered on a dropped try
+    w.advance(5.2)
+    assert w.retry_due() == [msg]
+    w.send_try(msg, 0, stamp_late=10.0 + 0.1)  # the third try, taken at once
+    assert seen(w, msg.n) == [(0, 1)]
+    record = w.record(msg)
+    assert record is not None and record.via == "retry"
+    assert not w.settle()
+
+
 def test_kill_9_within_t_leaves_nothing_and_the_retry_runs_the_handler_again(store: Store) -> None:
     w = World(store, "auto", "ok")
     text(w)

@@ -68,14 +68,6 @@ def machine_for(make_store, mode: str) -> type[RuleBasedStateMachine]:
             due = self.world.retry_due()
             self.world.send_try(due[which % len(due)], proc)
 
-        @precondition(lambda self: self.world.copy_due())
-        @rule(which=st.integers(0, 7), proc=st.integers(0, 1))
-        def a_copy_arrives(self, which: int, proc: int) -> None:
-            """A copy of a request in flight (a replay within the window): with the fast path, both may run the
-            handler; the answer is still given once."""
-            due = self.world.copy_due()
-            self.world.send_try(due[which % len(due)], proc, copy=True)
-
         @rule(seconds=st.sampled_from([0.05, 0.3, 0.6, 1.0, 2.0, 4.6, 4.9, 5.2, LEASE + 0.5, PICKUP_TTL + 1]))
         def time_passes(self, seconds: float) -> None:
             self.world.advance(seconds)

@@ -100,7 +100,10 @@ class Tries:
         else:
             attempt, claim = self.claim(key, inbound, first_wait, in_time=in_time)
         inbound.attempt = attempt
-        sent = started - (first_wait if attempt == 1 else inbound.waited_s)
+        # a retry carrying its first try's query (timestamp included) was sent about wechat_timeout_s after the
+        # try before it: the timestamp still says how long it waited, even before the server accepted it
+        retry_wait = max(inbound.waited_s, inbound.stamp_late_s - cfg.wechat_timeout_s * (attempt - 1))
+        sent = started - (first_wait if attempt == 1 else retry_wait)
         budget = sent + cfg.budget_s
         if claim is not None:  # nothing slow to wait for: run it here, without a thread hand-off
             processed = joined.processed if joined is not None else (yield RunInline(claim))
