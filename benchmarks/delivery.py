@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-max", type=float, help="[voice] poll_max_s (default: the bot's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=160, help="gunicorn threads and [reply] threads per worker")
-    ap.add_argument("--settle-max", type=float, default=30.0, help="wait this long at most for late jobs")
+    ap.add_argument("--settle-max", type=float, default=90.0, help="wait this long at most for late jobs (only while some still run)")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--pickup", action="store_true",
                     help="the pickup run: no customer-service API, answers past 15 s, picked up by the next message")
