@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -58,16 +59,19 @@ def _init_signer(token: str, appid: str, aes_key: str, mode: str, path: str) -> 
     _secrets = (token, appid, aes_key, mode, path)
 
 
-def _sign_range(bounds: tuple[int, int]) -> list[Request]:
+def _sign_range(job: tuple[int, int, int, float, float]) -> list[Request]:
     assert _secrets is not None
     token, appid, aes_key, mode, path = _secrets
+    first, stop, pool_start, made_at, per_s = job
     envelope = Envelope(token, appid, aes_key if mode != "plaintext" else "", mode)  # type: ignore[arg-type]
     out = []
     # Signed ahead of the run and sent up to its end: a timestamp a little in the future, so that the bot, which
     # judges a first try by WeChat's clock (bot/core/timing.py), never sees a request as having waited to be sent.
     stamp = int(time.time()) + 60
-    for msg_id in range(*bounds):
-        xml = messages.text(f"打开客厅的灯 #{msg_id % 10**8:08d}", msg_id=msg_id)
+    for msg_id in range(first, stop):
+        # made when it will be sent (a WeChat message's first try comes within a second of its CreateTime)
+        made = int(made_at + (msg_id - pool_start) / per_s)
+        xml = messages.text(f"打开客厅的灯 #{msg_id % 10**8:08d}", msg_id=msg_id, create_time=made)
         query, body = envelope.wrap(xml, timestamp=stamp)
         out.append((f"{path}?{urlencode(query)}", body))
     return out
@@ -81,15 +85,19 @@ class Signer:
         self.processes = processes or max(1, min(4, os.cpu_count() or 1))
         self.next_msg_id = int(time.time()) * 10**6
 
-    def make(self, mode: str, count: int) -> list[Request]:
+    def make(self, mode: str, count: int, *, rate: float = math.inf) -> list[Request]:
+        """``count`` requests to send once they are signed, at about ``rate`` a second: each message's CreateTime
+        is about when it will be sent, as WeChat's first tries are (from the signing's start, advancing at
+        1.2x ``rate``: towards the past rather than the future, which would say the server's clock is behind)."""
         start = self.next_msg_id
         self.next_msg_id += count
         args = (self.token, self.appid, self.aes_key, mode, self.path)
+        made_at, per_s = time.time(), rate * 1.2
         if count < 2000 or self.processes == 1:
             _init_signer(*args)
-            return _sign_range((start, start + count))
+            return _sign_range((start, start + count, start, made_at, per_s))
         step = -(-count // (self.processes * 4))
-        chunks = [(s, min(s + step, start + count)) for s in range(start, start + count, step)]
+        chunks = [(s, min(s + step, start + count), start, made_at, per_s) for s in range(start, start + count, step)]
         with mp.get_context("fork").Pool(self.processes, initializer=_init_signer, initargs=args) as pool:
             return [r for part in pool.map(_sign_range, chunks) for r in part]
 

@@ -261,12 +261,14 @@ class World:
         return [p for p in self.procs if p.alive]
 
     def new_message(self, user: int, proc: int, *, sentences: int, voice: bool, stream: bool, stuck: bool,
-                    spoken: bool = False) -> None:
-        """A user writes (``spoken``: a voice message, whose job runs in the background, not in its request)."""
+                    spoken: bool = False, age: float = 0.0) -> None:
+        """A user writes (``spoken``: a voice message, whose job runs in the background, not in its request).
+        ``age``: how long before its first try WeChat made it (its CreateTime; negative: in our clock's future)."""
         n = next(self._numbers)
         user_id = self.users[user % len(self.users)]
-        xml = (messages.voice(f"media{n}", msg_id=n, openid=user_id) if spoken
-               else messages.text(f"q{n}", openid=user_id, msg_id=n))
+        made = int(self.clock.time() - age)  # WeChat makes a message just before its first try
+        xml = (messages.voice(f"media{n}", msg_id=n, openid=user_id, create_time=made) if spoken
+               else messages.text(f"q{n}", openid=user_id, msg_id=n, create_time=made))
         voice = voice and not stream
         msg = Message(n, user_id, xml, min(sentences, 3) if voice else sentences, voice, stream, stuck)
         self.messages.append(msg)

@@ -89,7 +89,10 @@ def test_a_copy_during_a_fast_run_runs_the_handler_too_and_one_answer_is_given(s
     assert not w.settle()
 
 
-def test_a_copy_after_t_joins_the_watchdogs_claim(store: Store) -> None:
+def test_a_copy_while_the_message_is_fresh_runs_the_handler_too_and_one_answer_is_given(store: Store) -> None:
+    """A copy that comes while the message is fresh (made under 2.5 s ago) reads nothing first either: after
+    ``T`` it runs the handler too (the trade: WeChat never sends one so soon), its watchdog's claim loses to the
+    first's, and it answers from the first's record."""
     w = World(store, "auto", "ok")
     text(w)
     msg = w.messages[0]
@@ -97,10 +100,79 @@ def test_a_copy_after_t_joins_the_watchdogs_claim(store: Store) -> None:
     record = w.record(msg)
     assert record is not None and record.state is State.RUNNING  # the watchdog claimed it at T
     w.send_try(msg, 1, copy=True)
-    assert msg.runs == 1  # the copy joins the claimed job: no second run
+    assert msg.runs == 2
+    w.finish_run(w.runs[0])
+    w.advance(FAST + 0.1)  # the copy's watchdog finds the first's claim
     w.finish_run(w.runs[0])
     w.advance(0.1)
     assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
+def test_a_copy_after_the_message_is_fresh_joins_the_watchdogs_claim(store: Store) -> None:
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    w.advance(3.0)  # past T, and the message was made 3 s ago: no first try comes so late
+    record = w.record(msg)
+    assert record is not None and record.state is State.RUNNING  # the watchdog claimed it at T
+    w.send_try(msg, 1, copy=True)
+    assert msg.runs == 1  # the copy read the claim and joins the job: no second run
+    w.finish_run(w.runs[0])
+    w.advance(0.1)
+    assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
+def reads_of(store: Store) -> list[str]:
+    """Every read round a fast try makes before its handler (``get_peeking``), as it happens."""
+    reads: list[str] = []
+    read = store.get_peeking
+
+    def counted(key: str, peek: str) -> tuple[str | None, bool]:
+        reads.append(key)
+        return read(key, peek)
+    store.get_peeking = counted  # type: ignore[method-assign]
+    return reads
+
+
+@pytest.mark.parametrize("age,read", [(0.0, False), (0.9, False), (3.0, True)])
+def test_a_first_try_reads_before_its_handler_only_when_its_message_is_not_fresh(store: Store, age: float,
+                                                                                 read: bool) -> None:
+    """Made under 2.5 s ago (half of WeChat's 5 s), a message can only be at its first try: nothing is read
+    before its handler, and its one write is also its look at the user's kept answers. Made 3 s ago (WeChat was
+    slow to send it; a retry is 5 s old or more), its record and its user's pickup index are read first."""
+    w = World(store, "auto", "ok")
+    reads = reads_of(store)
+    w.new_message(0, 0, sentences=1, voice=False, stream=False, stuck=False, age=age)
+    msg = w.messages[0]
+    assert w.runs[0].fast and reads == ([f"dl:{msg.key}"] if read else [])
+    w.finish_run(w.runs[0])
+    record = w.record(msg)
+    assert record is not None and record.state is State.DELIVERED and record.owner is None
+    assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
+def test_a_message_made_in_the_servers_future_makes_every_try_read_first_for_ten_minutes(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A message made 3 s in this server's future says its clock is behind WeChat's, by enough that a retry could
+    look fresh: every try reads first for 10 minutes, and one WARNING line says why and what to do."""
+    w = World(store, "auto", "ok")
+    reads = reads_of(store)
+    with caplog.at_level("WARNING", logger="bot.delivery"):
+        w.new_message(0, 0, sentences=1, voice=False, stream=False, stuck=False, age=-3.0)
+        w.finish_run(w.runs[0])
+        text(w)
+        w.finish_run(w.runs[0])
+    behind = [r.getMessage() for r in caplog.records if "behind WeChat's" in r.getMessage()]
+    assert len(behind) == 1 and "msg_id=1" in behind[0] and "NTP" in behind[0], behind
+    assert reads == [f"dl:{m.key}" for m in w.messages]
+    w.advance(601.0)
+    text(w)
+    w.finish_run(w.runs[0])
+    assert len(reads) == 2  # ten minutes later a fresh message reads nothing again
+    assert [seen(w, m.n) for m in w.messages] == [[(0, 1)]] * 3
     assert not w.settle()
 
 
@@ -220,6 +292,34 @@ def test_a_user_with_kept_answers_takes_the_claim_path_and_sees_them_first(store
     assert seen(w, first.n) == [(0, 1)] and seen(w, second.n) == [(0, 1)]
     # the pickup notice at the first try's budget; then one reply: the kept answer, then the new
     assert [how for _, how, _ in w.seen[first.user]] == ["passive", "passive"]
+    assert not w.settle()
+
+
+def test_a_fresh_message_of_a_user_with_kept_answers_runs_at_once_and_shows_them_first(store: Store) -> None:
+    """Nothing is read before a fresh message's handler, so a user's kept answers are found by its one write
+    (refused: the user has some), one read says so, and the usual path shows them first."""
+    w = World(store, "auto", "48001")  # no customer service: a late answer is kept for pickup
+    text(w)
+    first = w.messages[0]
+    for _ in range(2):  # the handler outlives WeChat's three tries
+        w.advance(5.2)
+        assert w.retry_due() == [first]
+        w.send_try(first, 1)
+    w.advance(5.2)
+    w.finish_run(w.runs[0])
+    w.advance(0.1)
+    record = w.record(first)
+    assert record is not None and record.state is State.PENDING  # kept for pickup
+    reads = reads_of(store)
+    text(w)  # the user writes again
+    second = w.messages[1]
+    assert w.runs[0].fast and reads == []  # nothing read: the handler runs at once
+    w.finish_run(w.runs[0])
+    assert reads == [f"dl:{second.key}"]  # the write was refused: one read says why
+    w.advance(0.1)
+    assert seen(w, first.n) == [(0, 1)] and seen(w, second.n) == [(0, 1)]
+    answers = [shown for _, _, shown in w.seen[first.user] if "s0r" in shown]
+    assert "m1s0r1" in answers[0] and "m2s0r1" in answers[-1], answers  # the kept answer first
     assert not w.settle()
 
 

@@ -65,7 +65,7 @@ LONG = "".join(f"第{i:03d}句话，这是很长的回答。" for i in range(200
 HANDLER_MODULE = "realclock_handlers"
 HANDLERS = '''"""Handlers for tests/test_delivery_real_clock.py (written by the test into the rig's directory).
 
-slow N ...     answers "答：<text>" after N seconds (an LLM behind the handler, say)
+slow N ...     answers "答：<text>" after N seconds (an LLM behind the handler, say); each run is a line of runs.log
 once N M tag   the same, N seconds the first time this text runs, M seconds when it runs again (a take-over)
 pid [N]        answers the worker's process id (after N seconds)
 long           answers 3,000 characters
@@ -87,6 +87,8 @@ def answer(ctx):
     text = (ctx.original_text or ctx.text or "").strip()
     words = text.split()
     if words[:1] == ["slow"]:
+        with open(HERE / "runs.log", "a", encoding="utf-8") as runs:  # one line per run of the handler
+            runs.write(text + "\n")
         time.sleep(float(words[1]))
         return "答：" + text
     if words[:1] == ["once"]:
@@ -118,7 +120,7 @@ class Rig:
                  recognition_latency_s: float = 0.3) -> None:
         self.name, self.directory = name, directory
         self.sandbox: Sandbox = start_sandbox(recognition_latency_s, customer_service=customer_service)
-        handlers = directory / "bot_handlers"
+        handlers = self.handlers = directory / "bot_handlers"
         handlers.mkdir(parents=True, exist_ok=True)
         (handlers / f"{HANDLER_MODULE}.py").write_text(HANDLERS, encoding="utf-8")
         self.store_url = store or f"sqlite:///{directory / 'state.db'}"
@@ -195,6 +197,11 @@ class Rig:
     def tail(self) -> str:
         return self.log()[-4000:]
 
+    def runs(self, text: str) -> int:
+        """How many times the ``slow`` handler ran for ``text`` (any worker, any try)."""
+        log = self.handlers / "runs.log"
+        return log.read_text(encoding="utf-8").splitlines().count(text) if log.exists() else 0
+
 
 def warm_both_workers(rig: Rig) -> set[int]:
     """Let each gunicorn worker answer a message, as on any server with traffic: each then runs a sweeper
@@ -224,6 +231,9 @@ def case_pickup(rig: Rig, voice: bool) -> None:
         seen = rig.client().text(question, openid=user, msg_id=first)
     assert seen.statuses == ["timeout", "timeout", "reply"] and seen.answers == [NOTICE], seen
     assert (seen.answered_s or 0) > 10.0, seen  # the last try (WeChat's third, sent at 10 s) shows it
+    # the first try read nothing before the handler (a fresh message); WeChat's retries, 5 and 10 s after the
+    # message was made, read its claim and joined it, whichever worker took them: the handler ran once
+    assert rig.runs(question) == 1, rig.tail()
     kept = rig.wait_state(first, "pending", 25.0)
     assert kept is not None, (rig.record(first), rig.tail())
     assert kept["kept_at"] - kept["created"] > 15.0, kept  # the answer took 18 s: past WeChat's three tries

@@ -150,6 +150,23 @@ def test_get_peeking_reads_a_value_and_whether_an_index_has_members(store: Store
     assert store.get_peeking("short", "pickup:u") == (None, False)  # expired: absent
 
 
+def test_add_if_empty_adds_only_when_the_key_is_absent_and_the_index_has_no_member(store: Store) -> None:
+    assert store.add_if_empty("m1", "答 1", 60, empty="pickup:u")
+    assert store.get("m1") == "答 1"
+    assert not store.add_if_empty("m1", "答 2", 60, empty="pickup:u")  # live: a copy made it first
+    assert store.get("m1") == "答 1"
+    assert store.add("kept", "v", index=[("pickup:u", "kept", 1.0)])
+    assert not store.add_if_empty("m2", "答", 60, empty="pickup:u")  # the user has an answer kept
+    assert store.get("m2") is None
+    assert store.add_if_empty("m2", "答", 60, empty="pickup:other")
+    assert store.index_discard("pickup:u", "kept")
+    assert store.add_if_empty("m3", "答", 60, empty="pickup:u")  # an emptied index has no member
+    store.set("short", "v", EXPIRE)
+    time.sleep(EXPIRE + 0.05)
+    assert store.add_if_empty("short", "new", 60, empty="pickup:u")  # expired: absent
+    assert store.get("short") == "new" and store.ttl("short") is not None
+
+
 # -- expiry -----------------------------------------------------------------------------------------
 def test_every_write_can_expire(store: Store) -> None:
     written = time.monotonic()

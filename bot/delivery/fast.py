@@ -2,12 +2,21 @@
 
 WeChat sends a message again only after 5 s without an answer, and deduplicates by MsgId itself: two copies
 of one message are in flight together only when the first is still being handled seconds later. So a handler
-that answers within a short ``T`` may run before anything is written. The first try reads the record and the
-user's pickup index in one read round; when the record is absent and nothing is kept for the user, the
-handler runs in the request with nothing written, and its answer is recorded by one add-if-absent, the
-record created already delivered with its reply (move ``answer_at_once``). The answer is still decided by
-one atomic operation, so it is still given exactly once: when the add loses, a copy got there first and this
-try answers from the winner's record as any later copy would.
+that answers within a short ``T`` may run before anything is written, and its answer is recorded by one
+add-if-absent, the record created already delivered with its reply (move ``answer_at_once``). The answer is
+still decided by one atomic operation, so it is still given exactly once: when the add loses, a copy got there
+first and this try answers from the winner's record as any later copy would.
+
+Whether the try reads first. A retry comes 5 s or more after the message was made (its ``CreateTime``, which
+every try of a message carries); a first try comes within a second or so. A try whose ``CreateTime`` is that
+fresh (younger than half of WeChat's timeout, on a clock not found behind WeChat's) is a first try: it reads
+nothing, and its add is made conditional on the user having no answers kept for pickup as well (one
+statement); refused, one read says why — a copy's record (answer from it) or kept answers (the usual path,
+which shows them first). Any other try reads the record and the pickup index first (one read round), and runs
+the handler only when there is no record and nothing kept. A retry of a message still running therefore never
+runs its handler again, as long as the server clock is within about 2 s of WeChat's: a message made more than
+``[reply] clock_skew_s`` in this server's future says this clock is behind, and for the next 10 minutes every
+try reads first (one WARNING line says so).
 
 A handler still running at ``T`` is claimed by a watchdog (the runtime's timers, on the delivery clock): the
 record is created running, owned by this process, exactly as a claim-first message's (move ``claim``), and
@@ -23,6 +32,7 @@ dies within ``T`` (nothing was written: WeChat's retry runs it again, as a take-
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -43,6 +53,8 @@ from bot.store import StoreError
 
 log = logging.getLogger("bot.delivery")
 
+BEHIND_S = 600.0  # after a message made in this server's future, every try reads first for this long
+
 WriteClaim = Callable[[str, Inbound, float, float], "Claim | None"]  # key, inbound, created, waited
 
 
@@ -59,6 +71,7 @@ class FastRun:
     settled: bool = False  # the handler returned: the watchdog does nothing any more
     claim: Claim | None = None  # the watchdog wrote the claim: the usual path goes on from it
     lost: bool = False  # the watchdog's claim found a copy's record: that copy owns the answer
+    unread: str | None = None  # the user whose record and kept answers were not read first (a fresh first try)
     cancel: Callable[[], None] = lambda: None
 
 
@@ -85,6 +98,13 @@ class FastPath:
         self.states, self.jobs, self.outcomes, self.timers, self.clock = states, jobs, outcomes, timers, clock
         self.config: ReplyConfig = states.config
         self.write_claim = write_claim
+        # A retry's CreateTime is at least wechat_timeout_s old on WeChat's clock. Ours may be behind it by up to
+        # clock_skew_s unnoticed, and by a second more before every first try shows it: what is left, at most
+        # half the timeout (2.5 s by default; nothing when WeChat's timeout is scaled down in tests).
+        self.fresh_s = min(self.config.wechat_timeout_s / 2,
+                           self.config.wechat_timeout_s - self.config.clock_skew_s - 1.0)
+        self.behind_until = -math.inf  # clock.time() until which every try reads first (this clock is behind)
+        self.behind_lock = threading.Lock()
 
     def takes(self, inbound: Inbound) -> bool:
         """Text and events (no voice: its recognition is slow by nature), when the setting is on — and not with
@@ -111,13 +131,35 @@ class FastPath:
         """Look (one read round): the run to start, its watchdog armed, or None when the record exists or the
         user has answers kept (the claim-first path shows them first)."""
         openid = None if inbound.key.startswith("e:") else inbound.message.source  # events pick nothing up
-        raw, kept = self.states.peek(key, openid)
-        if raw is not None or kept:
-            return None
-        run = FastRun(key, inbound, created, waited)
+        if self.fresh(inbound):
+            run = FastRun(key, inbound, created, waited, unread=openid)
+        else:
+            raw, kept = self.states.peek(key, openid)
+            if raw is not None or kept:
+                return None
+            run = FastRun(key, inbound, created, waited)
         t = min(self.config.fast_path_s, max(0.0, budget - self.clock.monotonic()) / 2)
         run.cancel = self.timers.after(t, lambda: self.watchdog(run))
         return run
+
+    def fresh(self, inbound: Inbound) -> bool:
+        """Whether the message was made so recently (``CreateTime``, whole seconds on WeChat's clock) that this
+        can only be its first try: younger than half of WeChat's timeout, on a clock not found behind WeChat's."""
+        try:
+            made = int(inbound.data.get("CreateTime") or "")
+        except ValueError:
+            return False
+        now = self.clock.time()
+        age = now - made
+        if age < -self.config.clock_skew_s:  # made in this server's future: this clock is behind WeChat's
+            with self.behind_lock:
+                warn, self.behind_until = now >= self.behind_until, now + BEHIND_S
+            if warn:
+                log.warning("delivery msg_id=%s: the message was made %.0f s ahead of this server's clock: the clock "
+                            "is behind WeChat's (sync it: NTP); fast handlers read their record first for the next "
+                            "%.0f minutes", inbound.msg_id, -age, BEHIND_S / 60)
+            return False
+        return age < self.fresh_s and now >= self.behind_until
 
     def watchdog(self, run: FastRun) -> None:
         """``T`` passed and the handler still runs: write the claim (the usual path from now on)."""
@@ -154,22 +196,32 @@ class FastPath:
         single = answer is not None and (not answer.parts or first is not None and not too_long)
         if not single or self.clock.monotonic() >= budget:
             # a stream, an answer in several parts, or one too late for this try: the usual path, claimed now
-            claim = self.write_claim(run.key, run.inbound, run.created, run.waited)
-            if claim is None:
-                self.jobs.ended(run.key, None)
-                return Joined(self.states.count_retry(run.key))
-            self.jobs.wakeups.running_here(run.key)
-            return Joined(1, claim, processed and self.jobs.read_later(claim, processed))
+            return self.claim_now(run, processed)
         assert answer is not None and isinstance(processed, Answered)
         record = Record(State.DELIVERED, run.created, via="passive", answer=answer, openid=run.inbound.message.source)
         try:
-            won = self.states.answer_at_once(run.key, record)
-        finally:
+            won = self.states.answer_at_once(run.key, record, unless_kept=run.unread)
+            if not won and run.unread is not None and self.states.peek(run.key, run.unread)[0] is None:
+                # refused for the user's kept answers (no copy's record): the usual path shows them first
+                return self.claim_now(run, processed)
+        except BaseException:
             self.jobs.ended(run.key, None)
+            raise
+        self.jobs.ended(run.key, None)
         if not won:  # a copy's record is there: answer from it, as any later copy would
             return Joined(self.states.count_retry(run.key))
         self.outcomes.done(processed.trace, "passive", tries=1, answer=answer)
         return Say(first)
+
+    def claim_now(self, run: FastRun, processed: Processed | None) -> Joined:
+        """The handler returned and its answer takes the usual path: claim the message now (a copy's record:
+        that copy owns the answer)."""
+        claim = self.write_claim(run.key, run.inbound, run.created, run.waited)
+        if claim is None:
+            self.jobs.ended(run.key, None)
+            return Joined(self.states.count_retry(run.key))
+        self.jobs.wakeups.running_here(run.key)
+        return Joined(1, claim, processed and self.jobs.read_later(claim, processed))
 
     def abandon(self, run: FastRun) -> None:
         """The handler raised: stop the watchdog, and end the claim it may have written (its tries wake)."""

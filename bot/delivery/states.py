@@ -185,10 +185,14 @@ class States:
             return self.store.get(self.rkey(key)), False
         return self.store.get_peeking(self.rkey(key), pickup_index(openid))
 
-    def answer_at_once(self, key: str, record: Record) -> bool:
+    def answer_at_once(self, key: str, record: Record, *, unless_kept: str | None = None) -> bool:
         """Create the record already delivered (``record``: its reply, for a copy or a retry to carry again);
-        False when a copy of the message created it first."""
+        False when a copy of the message created it first — or, with ``unless_kept`` (an openid), when that user
+        has answers kept for pickup (nothing was read before: the same write looks)."""
         self._check("answer_at_once", Actor.TRY, None, record)
+        if unless_kept:
+            return self.store.add_if_empty(self.rkey(key), record.dump(), ttl=self.ttl(record),
+                                           empty=pickup_index(unless_kept))
         return self.store.add(self.rkey(key), record.dump(), ttl=self.ttl(record))
 
     def unclaim(self, key: str, raw: str, record: Record) -> bool:

@@ -96,6 +96,12 @@ class Store(ABC):
         return self.get(key), bool(self.index_range(peek, limit=1))
 
     @abstractmethod
+    def add_if_empty(self, key: str, value: str, ttl: float | None = None, *, empty: str) -> bool:
+        """``add``, only while index ``empty`` has no member, in one atomic operation: a fast message that read
+        nothing first records its answer unless its user has answers kept for pickup. False when the key is
+        live or the index has a member (the caller looks which)."""
+
+    @abstractmethod
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,
         index: Sequence[IndexOp] = (),
@@ -239,6 +245,16 @@ class LockingStore(Store):
                 return False
             self._save(full, value, self._deadline(now, ttl))
             self._apply(index)
+            return True
+        return self._write(op)
+
+    def add_if_empty(self, key: str, value: str, ttl: float | None = None, *, empty: str) -> bool:
+        ttl, full, name = check_ttl(ttl), self._k(key), self._ix(empty)
+
+        def op(now: float) -> bool:
+            if self._load(full, now) is not None or self._index_range(name, math.inf, 1):
+                return False
+            self._save(full, value, self._deadline(now, ttl))
             return True
         return self._write(op)
 

@@ -34,6 +34,14 @@ end
 return 1
 """
 
+# KEYS[1] the record, KEYS[2] an index zset; ARGV: value, px ("" = no expiry): set only when neither exists
+_ADD_IF_EMPTY = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1])
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+
 # KEYS[1] an index zset; ARGV: member, score ('' = whatever its score)
 _INDEX_DISCARD = """
 local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -104,6 +112,7 @@ class RedisStore(Store):
             raise self._wrap(exc) from None
         self._cas = self._client.register_script(_CAS)
         self._index_discard = self._client.register_script(_INDEX_DISCARD)
+        self._add_if_empty = self._client.register_script(_ADD_IF_EMPTY)
         self._cad = self._client.register_script(_CAD)
         self._incr = self._client.register_script(_INCR)
 
@@ -143,6 +152,11 @@ class RedisStore(Store):
         if index:
             return self.compare_and_set(key, None, value, ttl, index=index)
         return bool(self._run(self._client.set, self._k(key), value, nx=True, px=_px(ttl)))
+
+    def add_if_empty(self, key: str, value: str, ttl: float | None = None, *, empty: str) -> bool:
+        px = _px(ttl)
+        return bool(self._run(self._add_if_empty, keys=[self._k(key), self._ix(empty)],
+                              args=[value, "" if px is None else px]))
 
     def compare_and_set(
         self, key: str, expected: str | None, value: str, ttl: float | None = None, *,

@@ -309,6 +309,14 @@ class SQLiteStore(LockingStore):
             return super().add(key, value, ttl, index=index)
         return self._add(key, value, ttl, index, None)[0]
 
+    def add_if_empty(self, key: str, value: str, ttl: float | None = None, *, empty: str) -> bool:
+        ttl, full, name = check_ttl(ttl), self._k(key), self._ix(empty)
+        return self._statement_write(
+            "INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) SELECT ?, ?, ?"
+            f" WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = ? AND {_LIVE})"
+            " AND NOT EXISTS (SELECT 1 FROM wvb_index WHERE name = ?)",
+            lambda now: (full, value, self._deadline(now, ttl), full, now, name)) == 1
+
     def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
                     peek: str) -> tuple[bool, bool]:
         if len(index) > 1 or (index and index[0][2] is None):  # only an index entry put is one known change
