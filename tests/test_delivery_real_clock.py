@@ -88,7 +88,7 @@ def answer(ctx):
     words = text.split()
     if words[:1] == ["slow"]:
         with open(HERE / "runs.log", "a", encoding="utf-8") as runs:  # one line per run of the handler
-            runs.write(text + "\n")
+            runs.write(text + "\\n")
         time.sleep(float(words[1]))
         return "答：" + text
     if words[:1] == ["once"]:

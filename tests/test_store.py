@@ -295,6 +295,36 @@ def test_sqlite_store_survives_fork(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_sqlite_threads_share_one_connection_per_process_and_a_child_opens_its_own(tmp_path: Path) -> None:
+    """SQLite drops a connection's page cache whenever another connection commits: with a connection per
+    thread almost every statement read its pages again. One per process (the threads take turns); a child
+    forked while a parent's thread held that connection opens its own and does not wait for the thread."""
+    store = open_store(f"sqlite:///{tmp_path / 'one.db'}", prefix="o:")
+    assert len(race_threads(16, lambda: [store.incr("n") for _ in range(20)])) == 16
+    opened = store._opened  # type: ignore[attr-defined]
+    assert [pid for pid, _ in opened] == [os.getpid()], opened  # one connection, whatever the threads
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._use():  # type: ignore[attr-defined]
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        child = multiprocessing.get_context("fork").Process(target=lambda: [store.incr("n") for _ in range(5)])
+        child.start()
+        child.join(10)
+        assert child.exitcode == 0  # it neither waited for the parent's thread nor used the parent's connection
+    finally:
+        release.set()
+        holder.join(5)
+    assert store.get("n") == "325"
+    store.close()
+
+
 # -- SQLite specifics -------------------------------------------------------------------------------
 def test_sqlite_relative_url_creates_dirs_and_uses_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

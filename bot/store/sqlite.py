@@ -1,18 +1,24 @@
 """Embedded store shared by several worker processes on one machine (the default).
 
 A single SQLite file in WAL mode lets gunicorn workers share dedupe keys, leases and the access token
-without running a server. Each thread (and each forked process) gets its own connection because SQLite
-connections must not cross a fork.
+without running a server.
+
+One connection per process, used by one thread at a time. SQLite drops a connection's page cache whenever
+another connection commits, so with a connection per thread (64 a worker) almost every statement began by
+reading its pages again; with one per process only the other processes' commits do that. A statement takes
+tens of microseconds, so the threads waiting for the connection wait less than they did for pages (benchmarks:
+``webhook.py``, README "Benchmarks"). A forked child never uses its parent's connection (SQLite connections must
+not cross a fork): it opens its own on first use.
 
 Why the hot writes are single statements. A webhook's request threads share one GIL, and Python's sqlite3
 releases it around every statement: a transaction of ``BEGIN; SELECT; INSERT; INSERT; COMMIT`` gave the GIL up
 five times and had to win it back each time *while holding the database's write lock*, so every writer of
-every worker process waited for other threads' Python code. ``add``, ``compare_and_set``, ``set``,
-``compare_and_delete`` and ``get`` are one statement each (SQLite commits it on its own, without the GIL): the
-condition is in the statement (``INSERT OR REPLACE … WHERE NOT EXISTS`` a live row, ``UPDATE … WHERE value =
-?``), the one index change of ``add``/``compare_and_set`` rides in the row's ``ix_*`` columns and a trigger
-applies it, and ``add_peeking``'s look at an index is a TEMP trigger of the connection, in the same statement.
-The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
+every worker process waited for other threads' Python code. ``add``, ``add_if_empty``, ``compare_and_set``,
+``set``, ``compare_and_delete`` and ``get`` are one statement each (SQLite commits it on its own, without the
+GIL): the condition is in the statement (``INSERT OR REPLACE … WHERE NOT EXISTS`` a live row, ``UPDATE … WHERE
+value = ?``), the one index change of ``add``/``compare_and_set`` rides in the row's ``ix_*`` columns and a
+trigger applies it, and ``add_peeking``'s look at an index is a TEMP trigger of the connection, in the same
+statement. The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
 ``LockingStore``'s, and ``tests/test_store.py`` runs the same cases against every backend.
 """
 from __future__ import annotations
@@ -24,7 +30,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_ttl
@@ -64,6 +69,15 @@ log = logging.getLogger("bot.store")
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 MEMORY = ":memory:"
+_FORK_LOCK = threading.Lock()  # a forked child's first users of a store agree on its new lock
+
+
+def _after_fork() -> None:
+    global _FORK_LOCK
+    _FORK_LOCK = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def path_from_url(url: str) -> str:
@@ -91,12 +105,12 @@ class SQLiteStore(LockingStore):
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._memory = path == MEMORY
-        self._local = threading.local()
+        self._process_conn: tuple[int, sqlite3.Connection] | None = None  # (pid, this process's connection)
         self._opened: list[tuple[int, sqlite3.Connection]] = []
         self._opened_lock = threading.Condition()  # also counts operations in flight (close waits)
         self._inflight = 0
-        # ":memory:" is one private database per connection, so that mode shares one connection.
-        self._shared_lock = threading.RLock() if self._memory else None
+        self._use_lock = threading.RLock()  # one thread at a time uses the connection (a transaction, a statement)
+        self._use_pid = os.getpid()
         self._closed = False
         self._checkpoint_conn: tuple[int, sqlite3.Connection] | None = None
         self._checkpoint_at = self.checkpoint_every  # the write count at which the next checkpoint runs
@@ -153,19 +167,26 @@ class SQLiteStore(LockingStore):
                 time.sleep(random.uniform(0.005, 0.03))
 
     def _conn(self) -> sqlite3.Connection:
+        """This process's connection (opened on first use, and again after a fork); call under ``_use``."""
         if self._closed:
             raise StoreError(f"sqlite store {self.path} is closed")
-        if self._memory and self._opened:
-            return self._opened[0][1]
         pid = os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == pid:
-            return conn
-        conn = self._connect()  # new thread, or first use after a fork (never reuse the parent's)
-        self._local.conn, self._local.pid = conn, pid
-        with self._opened_lock:
-            self._opened.append((pid, conn))
-        return conn
+        if self._process_conn is None or self._process_conn[0] != pid:
+            conn = self._connect()  # never reuse the parent's
+            self._process_conn = (pid, conn)
+            with self._opened_lock:
+                self._opened.append((pid, conn))
+        return self._process_conn[1]
+
+    def _use(self) -> threading.RLock:
+        """The lock that gives one thread the connection: a forked child gets a new one (a thread of its parent
+        may have held the old one at the fork, and that thread does not exist in the child)."""
+        pid = os.getpid()
+        if self._use_pid != pid:
+            with _FORK_LOCK:
+                if self._use_pid != pid:
+                    self._use_lock, self._use_pid = threading.RLock(), pid
+        return self._use_lock
 
     def _run(self, op: Callable[[], T]) -> T:
         """Run ``op`` on this thread's connection, counted in flight (close() waits), errors as StoreError."""
@@ -174,7 +195,7 @@ class SQLiteStore(LockingStore):
                 raise StoreError(f"sqlite store {self.path} is closed")
             self._inflight += 1
         try:
-            with self._shared_lock or nullcontext():
+            with self._use():
                 return op()
         except sqlite3.Error as exc:
             from bot.ops.metrics import STORE_ERRORS, labelled
