@@ -107,8 +107,7 @@ class SQLiteStore(LockingStore):
         self._memory = path == MEMORY
         self._process_conn: tuple[int, sqlite3.Connection] | None = None  # (pid, this process's connection)
         self._opened: list[tuple[int, sqlite3.Connection]] = []
-        self._opened_lock = threading.Condition()  # also counts operations in flight (close waits)
-        self._inflight = 0
+        self._opened_lock = threading.Lock()
         self._use_lock = threading.RLock()  # one thread at a time uses the connection (a transaction, a statement)
         self._use_pid = os.getpid()
         self._closed = False
@@ -189,23 +188,16 @@ class SQLiteStore(LockingStore):
         return self._use_lock
 
     def _run(self, op: Callable[[], T]) -> T:
-        """Run ``op`` on this thread's connection, counted in flight (close() waits), errors as StoreError."""
-        with self._opened_lock:  # closing a connection in use crashes
+        """Run ``op`` with this process's connection to itself (close() waits for it), errors as StoreError."""
+        with self._use():
             if self._closed:
                 raise StoreError(f"sqlite store {self.path} is closed")
-            self._inflight += 1
-        try:
-            with self._use():
+            try:
                 return op()
-        except sqlite3.Error as exc:
-            from bot.ops.metrics import STORE_ERRORS, labelled
-            labelled(STORE_ERRORS, "sqlite").inc()
-            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
-        finally:
-            with self._opened_lock:
-                self._inflight -= 1
-                if self._closed:
-                    self._opened_lock.notify_all()
+            except sqlite3.Error as exc:
+                from bot.ops.metrics import STORE_ERRORS, labelled
+                labelled(STORE_ERRORS, "sqlite").inc()
+                raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
     def _statement_write(self, sql: str, params: Callable[[float], tuple[object, ...]]) -> int:
         """A write that is one statement (its own transaction) with ``params(now)``: how many rows it changed."""
@@ -386,12 +378,16 @@ class SQLiteStore(LockingStore):
 
     def close(self) -> None:
         """Close this process's connections (a forked child never closes its parent's)."""
-        pid = os.getpid()
-        with self._opened_lock:
+        pid, use = os.getpid(), self._use()
+        had = use.acquire(timeout=self.busy_timeout_s)  # closing a connection in use crashes: wait for it
+        try:
             self._closed = True
-            self._opened_lock.wait_for(lambda: self._inflight == 0, timeout=self.busy_timeout_s)
-            mine = [c for p, c in self._opened if p == pid]
-            self._opened = [(p, c) for p, c in self._opened if p != pid]
+            with self._opened_lock:
+                mine = [c for p, c in self._opened if p == pid]
+                self._opened = [(p, c) for p, c in self._opened if p != pid]
+        finally:
+            if had:
+                use.release()
         for conn in mine:
             try:
                 conn.close()
