@@ -439,8 +439,8 @@ def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
           "comparison with earlier numbers", ["memory"], "")
     if args.claim_first:
         table("claim-first (--claim-first) — the defaults with [reply] fast_path_s = 0, same bare runs",
-              ["claimfirst"], "its gap to the default = what the fast path gains (one write and one read a message "
-              "instead of two writes)")
+              ["claimfirst"], "its gap to the default = what the fast path gains (one write a message, and a read first only "
+              "for a message that is not fresh, instead of two writes)")
     if args.breakdown:
         table("breakdown (--breakdown) — each default alone, same bare runs: sqlwarn = SQLite store + WARNING, "
               "meminfo = memory:// + INFO (not deployable)", ["sqlwarn", "meminfo"],
