@@ -6,8 +6,7 @@ without running a server.
 One connection per process, used by one thread at a time. SQLite drops a connection's page cache whenever
 another connection commits, so with a connection per thread (64 a worker) almost every statement began by
 reading its pages again; with one per process only the other processes' commits do that. A statement takes
-tens of microseconds, so the threads waiting for the connection wait less than they did for pages (benchmarks:
-``webhook.py``, README "Benchmarks"). A forked child never uses its parent's connection (SQLite connections must
+tens of microseconds, so the turns are short (measured: README "Benchmarks"). A forked child never uses its parent's connection (SQLite connections must
 not cross a fork): it opens its own on first use.
 
 Why the hot writes are single statements. A webhook's request threads share one GIL, and Python's sqlite3
