@@ -109,6 +109,29 @@ def test_a_copy_while_the_message_is_fresh_runs_the_handler_too_and_one_answer_i
     assert not w.settle()
 
 
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_copy_to_the_same_process_while_the_message_is_fresh_reads_first(store: Store, answered: bool) -> None:
+    """A client that posts a message twice, or one worker that gets both: the process remembers what it began
+    while fresh, and a copy reads first — the answer given, it carries the same reply; the handler past ``T``
+    (claimed), it joins. (Within ``T``, before anything is written, the copy runs the handler too: the trade.)"""
+    w = World(store, "auto", "ok")
+    text(w)
+    msg = w.messages[0]
+    if answered:
+        w.advance(0.1)
+        w.finish_run(w.runs[0])
+    else:
+        w.advance(FAST + 0.1)  # the watchdog claimed it
+    w.send_try(msg, 0, copy=True)  # the same process
+    assert msg.runs == 1
+    if not answered:
+        w.finish_run(w.runs[0])
+        w.advance(0.1)
+    assert all(t.done for t in msg.tries)
+    assert seen(w, msg.n) == [(0, 1)]
+    assert not w.settle()
+
+
 def test_a_copy_after_the_message_is_fresh_joins_the_watchdogs_claim(store: Store) -> None:
     w = World(store, "auto", "ok")
     text(w)

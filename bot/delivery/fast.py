@@ -25,15 +25,17 @@ take-over. When that claim loses to a copy, the copy owns the answer: this handl
 An answer that needs more than one plain reply (too long: split; a stream) is claimed when the handler
 returns, then goes the usual way too.
 
-What a handler gives up (README "Fast handlers"): it may run twice when two copies of a message overlap
-within ``T`` (WeChat does not do that; a request replayed within the replay window does), or when its process
-dies within ``T`` (nothing was written: WeChat's retry runs it again, as a take-over would).
+What a handler gives up (README "Fast handlers"): it may run twice when a copy of a fresh message comes to
+another process, or to the same one within ``T`` (each process remembers the fresh messages it began: a copy it
+gets later reads first); WeChat does not send such copies, a request replayed within the replay window can. Or
+when its process dies within ``T`` (nothing was written: WeChat's retry runs it again, as a take-over would).
 """
 from __future__ import annotations
 
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -105,6 +107,8 @@ class FastPath:
                            self.config.wechat_timeout_s - self.config.clock_skew_s - 1.0)
         self.behind_until = -math.inf  # clock.time() until which every try reads first (this clock is behind)
         self.behind_lock = threading.Lock()
+        # keys this process began while fresh, until they no longer are: a copy of one here reads first
+        self.begun: OrderedDict[str, float] = OrderedDict()
 
     def takes(self, inbound: Inbound) -> bool:
         """Text and events (no voice: its recognition is slow by nature), when the setting is on — and not with
@@ -131,7 +135,7 @@ class FastPath:
         """Look (one read round): the run to start, its watchdog armed, or None when the record exists or the
         user has answers kept (the claim-first path shows them first)."""
         openid = None if inbound.key.startswith("e:") else inbound.message.source  # events pick nothing up
-        if self.fresh(inbound):
+        if self.fresh(inbound) and self.first_here(key):
             run = FastRun(key, inbound, created, waited, unread=openid)
         else:
             raw, kept = self.states.peek(key, openid)
@@ -160,6 +164,19 @@ class FastPath:
                             "%.0f minutes", inbound.msg_id, -age, BEHIND_S / 60)
             return False
         return age < self.fresh_s and now >= self.behind_until
+
+    def first_here(self, key: str) -> bool:
+        """Whether this process has not begun ``key`` while it was fresh: a copy that comes to the same process
+        (a client posting a message twice, a single worker) reads first, and joins or answers from the record."""
+        now = self.clock.monotonic()
+        with self.behind_lock:
+            begun = self.begun
+            while begun and next(iter(begun.values())) <= now:  # in order of expiry: all the same length
+                begun.popitem(last=False)
+            if key in begun:
+                return False
+            begun[key] = now + self.fresh_s + 1.0  # after that the message is not fresh any more
+            return True
 
     def watchdog(self, run: FastRun) -> None:
         """``T`` passed and the handler still runs: write the claim (the usual path from now on)."""
