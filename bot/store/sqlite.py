@@ -17,53 +17,24 @@ every worker process waited for other threads' Python code. ``add``, ``add_if_em
 GIL): the condition is in the statement (``INSERT OR REPLACE … WHERE NOT EXISTS`` a live row, ``UPDATE … WHERE
 value = ?``), the one index change of ``add``/``compare_and_set`` rides in the row's ``ix_*`` columns and a
 trigger applies it, and ``add_peeking``'s look at an index is a TEMP trigger of the connection, in the same
-statement. The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
+statement (tables and triggers: bot/store/sqlite_schema.py). ``add_if_empty``, the fast path's one write per
+message, goes further: the threads that make it while one is under way make it together, one statement for all
+(bot/store/groups.py). The other writes (rare: ``incr``, ``index_discard``) run in ``BEGIN IMMEDIATE``. The contract is
 ``LockingStore``'s, and ``tests/test_store.py`` runs the same cases against every backend.
 """
 from __future__ import annotations
 
 import logging
 import os
-import random
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_ttl
+from bot.store.groups import Member, WriteGroups
+from bot.store.sqlite_schema import setup
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS wvb_kv ("
-    " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL, ix_name TEXT, ix_member TEXT, ix_score REAL,"
-    " peek TEXT) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS wvb_index ("
-    " name TEXT NOT NULL, member TEXT NOT NULL, score REAL NOT NULL, PRIMARY KEY (name, member)) WITHOUT ROWID",
-    # No index by score: each index change would write one more page. index_range reads one index's members
-    # (the records in flight, a user's pickups: few) and sorts them.
-    "DROP INDEX IF EXISTS wvb_index_by_score",
-)
-# A write's one index change rides in its row's ix_* columns (score NULL: remove the member); the triggers
-# apply it in the same statement. A write with several index changes runs as a transaction instead.
-_APPLY_IX = (
-    " DELETE FROM wvb_index WHERE NEW.ix_score IS NULL AND name = NEW.ix_name AND member = NEW.ix_member;"
-    " INSERT OR REPLACE INTO wvb_index (name, member, score)"
-    "  SELECT NEW.ix_name, NEW.ix_member, NEW.ix_score WHERE NEW.ix_score IS NOT NULL;"
-)
-_TRIGGERS = tuple(
-    f"CREATE TRIGGER IF NOT EXISTS wvb_kv_ix_{event.lower()} AFTER {event} ON wvb_kv"
-    f" WHEN NEW.ix_name IS NOT NULL BEGIN{_APPLY_IX} END" for event in ("INSERT", "UPDATE"))
-_IX_COLUMNS = {"ix_name": "TEXT", "ix_member": "TEXT", "ix_score": "REAL", "peek": "TEXT"}
-# add_peeking: the index named in the new row's peek column is looked at in the same statement, by a trigger of
-# this connection's own (TEMP) that writes one row of a TEMP table when it has a member: one more change in the
-# connection's count, read without another statement.
-_PEEK = (
-    "PRAGMA temp_store=MEMORY",
-    "CREATE TEMP TABLE IF NOT EXISTS wvb_peeked (id INTEGER PRIMARY KEY)",
-    "CREATE TEMP TRIGGER IF NOT EXISTS wvb_kv_peek AFTER INSERT ON main.wvb_kv"
-    " WHEN NEW.peek IS NOT NULL AND EXISTS (SELECT 1 FROM main.wvb_index WHERE name = NEW.peek)"
-    " BEGIN INSERT OR REPLACE INTO wvb_peeked (id) VALUES (1); END",
-)
 log = logging.getLogger("bot.store")
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
@@ -112,6 +83,7 @@ class SQLiteStore(LockingStore):
         self._closed = False
         self._checkpoint_conn: tuple[int, sqlite3.Connection] | None = None
         self._checkpoint_at = self.checkpoint_every  # the write count at which the next checkpoint runs
+        self._groups = WriteGroups(self._add_group)
         if not self._memory:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -129,40 +101,11 @@ class SQLiteStore(LockingStore):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            self._setup(conn)
+            setup(conn, wal=not self._memory, busy_timeout_s=self.busy_timeout_s)
         except BaseException:
             conn.close()
             raise
         return conn
-
-    def _setup(self, conn: sqlite3.Connection) -> None:
-        """WAL mode, the tables and triggers, retried: when several workers open a new file at once,
-        switching the journal mode can report "database is locked" without waiting for the busy timeout."""
-        deadline = time.monotonic() + self.busy_timeout_s
-        while True:
-            try:
-                if not self._memory:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.execute("PRAGMA wal_autocheckpoint=0")  # our own checkpoints rewind it (_checkpoint)
-                    # A rewound WAL longer than 8 MB is cut back to 8 MB (one checkpoint interval of a busy store is
-                    # ~7 MB): writes go on while a checkpoint copies, so a slow copy can leave a longer file.
-                    conn.execute(f"PRAGMA journal_size_limit={8 << 20}")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(wvb_kv)")}
-                for column, kind in _IX_COLUMNS.items():
-                    if column not in columns:  # a file made by an earlier version
-                        conn.execute(f"ALTER TABLE wvb_kv ADD COLUMN {column} {kind}")
-                for statement in (*_TRIGGERS, *_PEEK):
-                    conn.execute(statement)
-                return
-            except sqlite3.OperationalError as exc:
-                if "duplicate column" in str(exc):
-                    continue  # another worker added it first
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.005, 0.03))
 
     def _conn(self) -> sqlite3.Connection:
         """This process's connection (opened on first use, and again after a fork); call under ``_use``."""
@@ -265,7 +208,7 @@ class SQLiteStore(LockingStore):
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database and let it start over. SQLite's automatic checkpoints (off: see
-        ``_setup``) copy what they can but never rewind the WAL while writes keep coming: under steady load it
+        ``sqlite_schema.setup``) copy what they can but never rewind the WAL while writes keep coming: under steady load it
         grew by every page written (~25 KB a message, 500 MB in a 20,000-message test), and every commit past
         1,000 pages ran another checkpoint. RESTART holds new writers back for the copy (a few ms) and waits
         up to 0.1 s for the readers; when it cannot have them (busy, or the lock not had), it tries again 100
@@ -322,12 +265,40 @@ class SQLiteStore(LockingStore):
         return self._add(key, value, ttl, index, None)[0]
 
     def add_if_empty(self, key: str, value: str, ttl: float | None = None, *, empty: str) -> bool:
-        ttl, full, name = check_ttl(ttl), self._k(key), self._ix(empty)
-        return self._statement_write(
-            "INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) SELECT ?, ?, ?"
-            f" WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = ? AND {_LIVE})"
-            " AND NOT EXISTS (SELECT 1 FROM wvb_index WHERE name = ?)",
-            lambda now: (full, value, self._deadline(now, ttl), full, now, name)) == 1
+        # the fast path's one write, made by every thread at once under load: grouped (bot/store/groups.py)
+        return self._groups.join(Member(self._k(key), value, check_ttl(ttl), self._ix(empty)))
+
+    # Each member inserted unless a live row has its key or its index has a member, all in one statement (the
+    # SELECT is read in full before the first row goes in: each member is judged on the table as it was).
+    _ADD_IF_EMPTY = ("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) SELECT column1, column2, column3"
+                     " FROM (VALUES {rows}) WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = column1 AND"
+                     f" {_LIVE}) AND NOT EXISTS (SELECT 1 FROM wvb_index WHERE name = column4)")
+
+    def _add_group(self, group: list[Member]) -> None:
+        first: dict[str, Member] = {}
+        for m in group:  # a copy in the same group: the first one's write decides, the others are not written
+            first.setdefault(m.key, m)
+        members = list(first.values())
+
+        def op() -> None:
+            now = self._statement_time()
+            conn = self._conn()
+            rows = ", ".join(["(?, ?, ?, ?)"] * len(members))
+            values = [v for m in members for v in (m.key, m.value, self._deadline(now, m.expires_in), m.condition)]
+            added = conn.execute(self._ADD_IF_EMPTY.format(rows=rows), (*values, now)).rowcount
+            if added == len(members):
+                for m in members:
+                    m.written = True
+                return
+            # Some were refused: the rows that hold our values now are ours — unless another process wrote one
+            # of those keys with the very same value (a copy of the message, answered alike): then which are
+            # ours cannot be told, and none counts as written (each caller answers from the record, as a copy).
+            found = dict(conn.execute(f"SELECT key, value FROM wvb_kv WHERE key IN ({', '.join('?' * len(members))})"
+                                      f" AND {_LIVE}", (*first, now)).fetchall())
+            ours = [m for m in members if found.get(m.key) == m.value]
+            for m in ours:
+                m.written = len(ours) == added
+        self._run(op)
 
     def add_peeking(self, key: str, value: str, ttl: float | None = None, *, index: Sequence[IndexOp] = (),
                     peek: str) -> tuple[bool, bool]:
