@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.store.base import StoreError
 
@@ -34,7 +34,7 @@ class Member:
     written: bool = False
     error: BaseException | None = None
     lead: bool = False  # woken to write the next group, not because this write is done
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # what a waiting thread waits on (a thread that leads at once needs none)
 
 
 class WriteGroups:
@@ -51,6 +51,7 @@ class WriteGroups:
         """Write ``member`` in a group (led by this thread or another) and say whether it was written."""
         lead = self._enqueue(member)
         if not lead:
+            assert member.done is not None
             member.done.wait()  # set once: either it was written, or this thread leads the next group
             lead = member.lead
         if lead:
@@ -64,8 +65,11 @@ class WriteGroups:
             if self._pid != os.getpid():  # a forked child: its parent's queue and leader are not its own
                 self._pid, self._queued, self._leading = os.getpid(), [], False
             self._queued.append(member)
-            lead, self._leading = not self._leading, True
-            return lead
+            if self._leading:
+                member.done = threading.Event()
+                return False
+            self._leading = True
+            return True
 
     def _lead(self, member: Member) -> None:
         with self._lock:  # this thread's write is first: it was queued first, or handed the lead
@@ -83,7 +87,7 @@ class WriteGroups:
                 else:
                     following.lead = True
             for m in group:
-                if m is not member:
+                if m.done is not None and m is not member:
                     m.done.set()
-            if following is not None:
+            if following is not None and following.done is not None:
                 following.done.set()
