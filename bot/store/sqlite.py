@@ -24,6 +24,7 @@ message, goes further: the threads that make it while one is under way make it t
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -62,6 +63,17 @@ def path_from_url(url: str) -> str:
             "sqlite:////absolute/path.db"
         )
     return path
+
+
+@functools.cache
+def _add_if_empty_sql(members: int) -> str:
+    """A group's add_if_empty: each member inserted unless a live row has its key or its index has a member, in
+    one statement (the SELECT is read in full before the first row goes in: each member is judged on the table
+    as it was before the group)."""
+    rows = ", ".join(["(?, ?, ?, ?)"] * members)
+    return ("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) SELECT column1, column2, column3"
+            f" FROM (VALUES {rows}) WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = column1 AND {_LIVE})"
+            " AND NOT EXISTS (SELECT 1 FROM wvb_index WHERE name = column4)")
 
 
 class SQLiteStore(LockingStore):
@@ -268,12 +280,6 @@ class SQLiteStore(LockingStore):
         # the fast path's one write, made by every thread at once under load: grouped (bot/store/groups.py)
         return self._groups.join(Member(self._k(key), value, check_ttl(ttl), self._ix(empty)))
 
-    # Each member inserted unless a live row has its key or its index has a member, all in one statement (the
-    # SELECT is read in full before the first row goes in: each member is judged on the table as it was).
-    _ADD_IF_EMPTY = ("INSERT OR REPLACE INTO wvb_kv (key, value, expires_at) SELECT column1, column2, column3"
-                     " FROM (VALUES {rows}) WHERE NOT EXISTS (SELECT 1 FROM wvb_kv WHERE key = column1 AND"
-                     f" {_LIVE}) AND NOT EXISTS (SELECT 1 FROM wvb_index WHERE name = column4)")
-
     def _add_group(self, group: list[Member]) -> None:
         first: dict[str, Member] = {}
         for m in group:  # a copy in the same group: the first one's write decides, the others are not written
@@ -283,9 +289,8 @@ class SQLiteStore(LockingStore):
         def op() -> None:
             now = self._statement_time()
             conn = self._conn()
-            rows = ", ".join(["(?, ?, ?, ?)"] * len(members))
             values = [v for m in members for v in (m.key, m.value, self._deadline(now, m.expires_in), m.condition)]
-            added = conn.execute(self._ADD_IF_EMPTY.format(rows=rows), (*values, now)).rowcount
+            added = conn.execute(_add_if_empty_sql(len(members)), (*values, now)).rowcount
             if added == len(members):
                 for m in members:
                     m.written = True
