@@ -77,7 +77,7 @@ from _rig import (  # noqa: E402
 from _rig import mb as _mb  # noqa: E402
 from _rig import rnd as _r  # noqa: E402
 
-from bot.config import config_from_dict  # noqa: E402
+from bot.config import config_from_dict, load_config  # noqa: E402
 from bot.testing import BotClient, WeChatRetryClient, messages  # noqa: E402
 
 
@@ -109,18 +109,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             nonlocal in_flight, peak
             time.sleep(max(0.0, start_at - time.monotonic()))
             client = WeChatRetryClient(config, url, wait_s=5.0, tries=3)
-            user = f"obench{i:05d}{os.getpid()}"
+            user, msg_id = f"obench{i:05d}{os.getpid()}", messages.next_msg_id()
             with lock:
                 in_flight += 1
                 peak = max(peak, in_flight)
             try:
-                seen = client.voice(clips[i % len(clips)], openid=user)
+                seen = client.voice(clips[i % len(clips)], openid=user, msg_id=msg_id)
             finally:
                 with lock:
                     in_flight -= 1
-            results[i] = {"openid": user, "expected": SENTENCES[i % len(SENTENCES)], "statuses": seen.statuses,
-                          "passive": [r.content for r in seen.passive], "answered_s": seen.answered_s,
-                          "error_shown": seen.error_shown}
+            results[i] = {"openid": user, "msg_id": msg_id, "expected": SENTENCES[i % len(SENTENCES)],
+                          "statuses": seen.statuses, "error": seen.error, "passive": [r.content for r in seen.passive],
+                          "answered_s": seen.answered_s, "error_shown": seen.error_shown}
 
         cpu_before = {pid: cpu_s(pid) or 0.0 for pid in [*children(gunicorn.pid), sandbox.pid]}
         own_before = time.process_time()
@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pending = settle(workdir / "state.db", args.settle_max)  # late jobs send through customer service
         sampler.stop_event.set()
         custom = requests.get(f"{sandbox_url}/sandbox/messages", timeout=10).json()
+        lost_detail = where_lost(results, custom, workdir, load_config(config_path))
         end_rss = {pid: rss_kb(pid) for pid in children(gunicorn.pid)}
         used = lambda pid: round((cpu_s(pid) or 0.0) - cpu_before.get(pid, 0.0), 2)  # noqa: E731
         cpu = {"workers": [used(pid) for pid in children(gunicorn.pid)], "sandbox": used(sandbox.pid),
@@ -174,12 +175,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_s": _r(max(answered_s) if answered_s else None),
         "answered_s": sorted(_r(x) for x in answered_s),  # per message (passive answers), for the report's plot
         "duplicates": dup, "lost": lost, "wrong": wrong, "error_shown": errors, "unfinished": unfinished,
-        "still_running_at_end": pending,
+        "still_running_at_end": pending, "lost_detail": lost_detail,
         "tries": dict(Counter(len(r["statuses"]) for r in results if r)),
         "worker_rss_mb": {str(pid): {"idle": _mb(idle_rss.get(pid)), "peak": _mb(sampler.peak.get(pid)),
                                      "end": _mb(end_rss.get(pid))} for pid in sorted(set(idle_rss) | set(end_rss))},
         "work_dir": str(workdir) if args.keep else None, "cpu_s": cpu, "loadavg_before": [round(x, 2) for x in load_before], "cpus": os.cpu_count(),
     }
+
+
+def where_lost(results: list[dict[str, Any]], custom: list[dict[str, Any]], workdir: Path,
+               config: Any) -> list[dict[str, Any]]:
+    """For each message whose user saw no answer: what the client saw, its delivery record, and the bot's log
+    lines that name it — where the answer ended (kept, still running, never recorded)."""
+    answered = {m["touser"] for m in custom}
+    lost = [r for r in results if r and not r["passive"] and r["openid"] not in answered]
+    if not lost:
+        return []
+    kept = records(config.storage.url, config.storage.prefix, [r["msg_id"] for r in lost])
+    try:
+        log_lines = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()
+    except OSError:
+        log_lines = []
+    return [{"msg_id": r["msg_id"], "statuses": r["statuses"], "error": r.get("error"),
+             "record": {k: v for k, v in (kept.get(r["msg_id"]) or {}).items() if k not in ("push", "answer", "kept")},
+             "log": [ln[:300] for ln in log_lines if str(r["msg_id"]) in ln][:12]} for r in lost]
 
 
 PICKUP_HANDLERS = '''"""The pickup run's handler: ``slow S <sentence>`` answers <sentence> after S seconds; else an echo."""
@@ -207,7 +226,6 @@ def answer_range(spec: str) -> tuple[float, float]:
 def run_pickup(args: argparse.Namespace) -> dict[str, Any]:
     """N users on an account without customer service, each with an answer past WeChat's 15 s; each reads the
     notice, writes again ``--think`` s later, and must find the earlier answer first in that reply."""
-    from bot.config import load_config
     low, high = answer_range(args.answer_s)
     rng = random.Random(args.seed)
     n = args.messages
@@ -328,7 +346,9 @@ def summary(result: dict[str, Any], argv: list[str]) -> str:
         f"load ({result['messages']} voice messages, recognition {result['recognition_latency_s']:g} s): passive share "
         f"{result['passive_share']:.3f}, lost {result['lost']}, duplicates {result['duplicates']}, wrong "
         f"{result['wrong']}",
-        f"  median time to the answer {result['p50_s']} s (p99 {result['p99_s']})"])
+        f"  median time to the answer {result['p50_s']} s (p99 {result['p99_s']})",
+        *[f"  lost msg_id={d['msg_id']}: tries {d['statuses']} ({d['error']}), record {d['record'] or 'none'}; "
+          f"log: {' | '.join(d['log']) or 'nothing'}" for d in result.get("lost_detail", [])]])
 
 
 def main(argv: list[str] | None = None) -> int:
