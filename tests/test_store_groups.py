@@ -120,7 +120,8 @@ def test_a_group_limit_splits_a_long_queue() -> None:
 def test_a_forked_child_does_not_wait_for_its_parents_group(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'g.db'}")
     assert isinstance(store, SQLiteStore)
-    store._groups._leading = True  # as if a parent's thread were writing a group when the child was forked
+    store._groups._leading = True  # as if a parent's thread were writing a group when the child was forked,
+    assert store._groups._lock.acquire(timeout=5)  # and another were queueing (the lock held at the fork)
     try:
         child = multiprocessing.get_context("fork").Process(
             target=lambda: os._exit(0 if store.add_if_empty("child", "v", 60, empty="pickup:u") else 3))
@@ -128,6 +129,7 @@ def test_a_forked_child_does_not_wait_for_its_parents_group(tmp_path: Path) -> N
         child.join(10)
         assert child.exitcode == 0
     finally:
+        store._groups._lock.release()
         store._groups._leading = False
     assert store.get("child") == "v"
     store.close()

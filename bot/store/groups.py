@@ -22,6 +22,16 @@ from dataclasses import dataclass
 
 from bot.store.base import StoreError
 
+_fork_lock = threading.Lock()  # a forked child's first writers agree on its new queue
+
+
+def _after_fork() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
 
 @dataclass(eq=False)
 class Member:
@@ -57,13 +67,18 @@ class WriteGroups:
         if lead:
             self._lead(member)
         if member.error is not None:
-            raise StoreError(str(member.error)) from member.error
+            if lead and not isinstance(member.error, Exception):  # this thread was interrupted: as it was
+                raise member.error
+            raise StoreError(str(member.error) or type(member.error).__name__) from member.error
         return member.written
 
     def _enqueue(self, member: Member) -> bool:
+        if self._pid != os.getpid():  # a forked child: its parent's queue, leader and lock are not its own
+            with _fork_lock:
+                if self._pid != os.getpid():
+                    self._lock, self._queued, self._leading = threading.Lock(), [], False
+                    self._pid = os.getpid()
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: its parent's queue and leader are not its own
-                self._pid, self._queued, self._leading = os.getpid(), [], False
             self._queued.append(member)
             if self._leading:
                 member.done = threading.Event()
