@@ -8,6 +8,7 @@ runs when two copies overlap within ``T``, or when its process dies within ``T``
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from bot.config import ConfigError
 from bot.core.router import Router
 from bot.delivery.background import TimerThread
 from bot.delivery.record import OPEN, Record, State
-from bot.ops.clock import SYSTEM
+from bot.ops.clock import SYSTEM, SystemClock
 from bot.runtime import build_webhook
 from bot.store import Store, open_store
 from bot.testing import BotClient
@@ -360,6 +361,37 @@ def test_the_timer_thread_runs_due_work_once_and_never_cancelled_work() -> None:
     finally:
         timers.close()
     assert ran == ["early", "late"]
+
+
+class CountingClock(SystemClock):
+    """The real clock, counting the timer thread's sleeps (each one a wake-up after it)."""
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        self.waits += 1
+        return super().wait(event, timeout)
+
+
+def test_the_timer_thread_is_not_woken_by_each_message_answered_in_time() -> None:
+    """Under load every fast message arms a watchdog and cancels it within milliseconds. Before, the heap emptied
+    between messages and each next one woke the thread (two context switches a message for nothing); now an entry
+    wakes it only when due before the thread would look anyway — and an entry due sooner still runs on time."""
+    clock = CountingClock()
+    timers = TimerThread(clock)
+    ran: list[float] = []
+    try:
+        for _ in range(100):
+            timers.after(0.5, lambda: ran.append(-1.0))()  # armed and at once cancelled: answered in time
+            time.sleep(0.002)  # the thread has time to look between messages
+        assert clock.waits <= 10, clock.waits  # was ~100: one look per message
+        armed = time.monotonic()
+        timers.after(0.05, lambda: ran.append(time.monotonic() - armed))
+        assert wait_for(lambda: bool(ran), 2.0)
+    finally:
+        timers.close()
+    assert ran and 0.05 <= ran[0] < 0.4, ran  # due before the thread's next look: it was woken for it
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

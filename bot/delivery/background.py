@@ -16,6 +16,7 @@ import contextvars
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import weakref
@@ -113,7 +114,10 @@ class TimerThread:
     again after a fork), in a copy of the arming thread's context. A cancelled entry is skipped, never run.
 
     Cheap to arm and to cancel (a heap push, a flag): a fast handler arms one per message and cancels it when it
-    answers in time; the thread wakes only when the earliest entry is due."""
+    answers in time. Arming wakes the thread only when the entry is due before the thread would look anyway
+    (``_until``); when the heap empties, the thread looks once more after the last delay armed before it sleeps
+    long. Under load, messages answered in milliseconds had emptied the heap between messages, and each next one
+    woke the thread: two context switches a message, for nothing."""
 
     def __init__(self, clock: Clock, name: str = "wvb-timers") -> None:
         self.clock, self.name = clock, name
@@ -123,16 +127,20 @@ class TimerThread:
         self._wake = threading.Event()
         self._pid = 0
         self._closed = False
+        self._until = -math.inf  # the thread looks at the heap again by then (on clock.monotonic())
+        self._linger = 0.0  # the last delay armed: how long an emptied heap is watched before a long sleep
+        self._armed = False  # an entry was armed since the thread last looked
 
     def after(self, delay_s: float, work: Callable[[], None]) -> Callable[[], None]:
         context = contextvars.copy_context()
         entry: list[Any] = [self.clock.monotonic() + delay_s, next(self._order), lambda: context.run(work)]
         with self._lock:
             if self._pid != os.getpid() and not self._closed:
-                self._pid, self._heap = os.getpid(), []
+                self._pid, self._heap, self._until = os.getpid(), [], -math.inf
                 threading.Thread(target=self._run, name=self.name, daemon=True).start()
             heapq.heappush(self._heap, entry)
-            if self._heap[0] is entry:  # earlier than what the thread waits for
+            self._linger, self._armed = delay_s, True
+            if entry[0] < self._until:  # due before the thread would look: wake it
                 self._wake.set()
 
         def cancel() -> None:
@@ -157,7 +165,12 @@ class TimerThread:
                     work = heapq.heappop(heap)[2]
                     if work is not None:
                         due.append(work)
-                wait = heap[0][0] - now if heap else IDLE_EVERY_S
+                if heap:
+                    wait = heap[0][0] - now
+                else:  # entries came since the last look: more may come, look once more before sleeping long
+                    wait = min(self._linger, IDLE_EVERY_S) if self._armed and self._linger > 0 else IDLE_EVERY_S
+                self._armed = False
+                self._until = -math.inf if due else now + wait  # with work to run, it looks again right after
                 self._wake.clear()
             for work in due:
                 try:
