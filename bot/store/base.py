@@ -7,6 +7,8 @@ backend instead of once per feature.
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -16,6 +18,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 class StoreError(Exception):
     """A backend failed or is unreachable; the message never contains a password from the URL."""
+
+
+_fork_lock = threading.Lock()
+
+
+def _renew_fork_lock() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()  # a parent's thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_renew_fork_lock)
+
+
+def fork_lock() -> threading.Lock:
+    """What a forked child's first users of a store take to agree on the child's own locks and queues (a parent's
+    thread may have held them at the fork, and that thread does not exist in the child)."""
+    return _fork_lock
 
 
 def check_ttl(ttl: float | None) -> float | None:

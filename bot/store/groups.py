@@ -20,17 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.store.base import StoreError
-
-_fork_lock = threading.Lock()  # a forked child's first writers agree on its new queue
-
-
-def _after_fork() -> None:
-    global _fork_lock
-    _fork_lock = threading.Lock()  # a parent's thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
+from bot.store.base import StoreError, fork_lock
 
 
 @dataclass(eq=False)
@@ -74,7 +64,7 @@ class WriteGroups:
 
     def _enqueue(self, member: Member) -> bool:
         if self._pid != os.getpid():  # a forked child: its parent's queue, leader and lock are not its own
-            with _fork_lock:
+            with fork_lock():
                 if self._pid != os.getpid():
                     self._lock, self._queued, self._leading = threading.Lock(), [], False
                     self._pid = os.getpid()

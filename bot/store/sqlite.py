@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_ttl
+from bot.store.base import Entry, IndexOp, LockingStore, StoreError, T, check_ttl, fork_lock
 from bot.store.groups import Member, WriteGroups
 from bot.store.sqlite_schema import setup
 
@@ -40,15 +40,6 @@ log = logging.getLogger("bot.store")
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 MEMORY = ":memory:"
-_FORK_LOCK = threading.Lock()  # a forked child's first users of a store agree on its new lock
-
-
-def _after_fork() -> None:
-    global _FORK_LOCK
-    _FORK_LOCK = threading.Lock()  # a parent's thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def path_from_url(url: str) -> str:
@@ -136,7 +127,7 @@ class SQLiteStore(LockingStore):
         may have held the old one at the fork, and that thread does not exist in the child)."""
         pid = os.getpid()
         if self._use_pid != pid:
-            with _FORK_LOCK:
+            with fork_lock():
                 if self._use_pid != pid:
                     self._use_lock, self._use_pid = threading.RLock(), pid
         return self._use_lock
