@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -175,13 +178,34 @@ class SharedWritesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     Why. Every message logs one INFO line, from one of 64 request threads a worker. The stdlib handler writes
     each under its lock, and the write gives the GIL up while the lock is held: the next threads to log queued on
     the lock, each to sleep and wake in turn (measured under load: README "Benchmarks"). Lines keep their order,
-    and the last one is written before its writer returns."""
+    and the last one is written before its writer returns.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    With ``batch_s`` (gunicorn's workers: bot/web/preflight.py), a line that comes less than ``batch_s`` after the
+    last write is not written by its thread at all: a flusher thread writes what has queued every ``batch_s``
+    while lines keep coming (so such a line is at most ``batch_s`` late), and goes idle after a quiet ``batch_s``.
+    A line after a quiet spell is written at once by its thread, as is a WARNING or worse (with every line queued
+    before it). Under load a worker then makes one ``write`` a ``batch_s`` instead of one a message: each write
+    gave the GIL up and a request thread had to win it back. The price: lines queued when the process is killed
+    (``kill -9``) are lost, at most ``batch_s`` of them; an exit that runs ``atexit`` (``sys.exit``, gunicorn's
+    SIGTERM and SIGQUIT) writes them (``logging.shutdown`` flushes every handler). A forked child writes its lines
+    at once (it may end with ``os._exit``, as RQ's work horses do)."""
+
+    idle_s = 30.0  # an idle flusher thread ends after this long (the next busy spell starts another)
+
+    def __init__(self, stream: TextIO | None = None, *, batch_s: float = 0.0) -> None:
         super().__init__(stream)
+        self.batch_s = batch_s
+        self._reset()
+        _at_fork.add(self)
+
+    def _reset(self) -> None:
         self._queued: list[str] = []
-        self._writing = False  # a thread is writing the queued lines: others only queue theirs
+        self._writing = False  # a thread writes the queued lines until none is left: others only queue theirs
+        self._armed = False  # the flusher writes the queued lines within batch_s: others only queue theirs
         self._queue_lock = threading.Lock()
+        self._wake = threading.Event()  # set when armed: the idle flusher goes on
+        self._flusher: threading.Thread | None = None
+        self._last_write = -math.inf  # time.monotonic() of the last write
 
     def handle(self, record: logging.LogRecord) -> Any:
         rv = self.filter(record)
@@ -194,23 +218,87 @@ class SharedWritesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 - logging's own rule: a bad record is reported, never raised
             self.handleError(record)
             return rv
+        later = record.levelno < logging.WARNING and self.batch_s > 0
+        start: threading.Thread | None = None
+        write = False
         with self._queue_lock:
             self._queued.append(line)
-            if self._writing:
+            if self._writing or later and self._armed:
                 return rv
-            self._writing = True
+            if later and time.monotonic() - self._last_write < self.batch_s:  # lines come fast: the flusher's
+                self._armed = True
+                self._wake.set()
+                if self._flusher is None:
+                    self._flusher = start = threading.Thread(target=self._flush_later, name="wvb-log-writes",
+                                                             daemon=True)
+            else:
+                self._writing = write = True
+        if start is not None:
+            start.start()
+        if write:
+            self._write_queued(record)
+        return rv
+
+    def _write_queued(self, record: logging.LogRecord | None) -> None:
+        """Write the queued lines until none is left (this thread has the ``_writing`` turn), in order."""
         while True:
             with self._queue_lock:
                 lines, self._queued = self._queued, []
                 if not lines:
                     self._writing = False
-                    return rv
+                    return
+                self._last_write = time.monotonic()
             try:
                 with self.lock:  # type: ignore[union-attr]  # the stream's own lock: setStream, flush and close
                     self.stream.write("".join(lines))
                     self.stream.flush()
             except Exception:  # noqa: BLE001
-                self.handleError(record)
+                if record is not None:
+                    self.handleError(record)
+
+    def _flush_later(self) -> None:
+        """The flusher: while armed, write what has queued ``batch_s`` after the last write; idle when a look
+        finds nothing (ends after ``idle_s`` idle)."""
+        while True:
+            if not self._wake.wait(self.idle_s):
+                with self._queue_lock:
+                    if not self._armed:
+                        self._flusher = None
+                        return
+                continue
+            time.sleep(max(0.0, self._last_write + self.batch_s - time.monotonic()))
+            with self._queue_lock:
+                if self._writing:  # a thread is writing them (a WARNING, a flush): look again later
+                    continue
+                if not self._queued:
+                    self._armed = False
+                    self._wake.clear()
+                    continue
+                self._writing = True
+            self._write_queued(None)
+
+    def flush(self) -> None:
+        """Write the queued lines now (``logging.shutdown`` calls this at exit), then flush the stream."""
+        with self._queue_lock:
+            take = not self._writing and bool(self._queued)
+            if take:
+                self._writing = True
+        if take:
+            self._write_queued(None)
+        super().flush()
+
+
+_at_fork: weakref.WeakSet[SharedWritesHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no flusher, nothing queued (the parent writes its own lines) and no batching."""
+    for handler in list(_at_fork):
+        handler._reset()
+        handler.batch_s = 0.0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _installed_secrets: set[str] = set()  # every secret a handler of this process was installed for
@@ -218,15 +306,16 @@ _installed_secrets: set[str] = set()  # every secret a handler of this process w
 
 def install_handler(level: str, fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
                     hash_openid: Callable[[str], str | None] | None = None, *,
-                    logger: logging.Logger | None = None) -> logging.Handler:
+                    logger: logging.Logger | None = None, batch_s: float = 0.0) -> logging.Handler:
     """Replace this module's handler on ``logger`` (default: the root; calling it again reconfigures, never
     duplicates output). The new handler still hides the secrets of every earlier one: a second bot set up in the
     same process (two Flask apps, two configs) must not make the first one's secrets appear."""
     target = logger or logging.getLogger()
     for old in [h for h in target.handlers if getattr(h, "_wvb", False)]:
         target.removeHandler(old)
+        old.flush()  # lines it still holds (batch_s) come before the new handler's
     _installed_secrets.update(s for s in secrets if s)
-    handler = SharedWritesHandler(stream or sys.stderr)
+    handler = SharedWritesHandler(stream or sys.stderr, batch_s=batch_s)
     handler._wvb = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactFilter(_installed_secrets, hash_openid))
@@ -239,14 +328,16 @@ def _hasher(config: Config) -> Callable[[str], str | None] | None:
     return (lambda openid: hash_openid(config, openid)) if config.logging.hash_openid else None
 
 
-def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+def setup_logging(config: Config | str = "INFO", stream: TextIO | None = None, *,
+                  batch_s: float = 0.0) -> logging.Handler:
     """Log to stderr in ``[logging] format``, every line passed through the secret-redacting filter.
 
-    Takes a Config (level, format and the secrets to redact) or just a level name."""
+    Takes a Config (level, format and the secrets to redact) or just a level name; ``batch_s``: lines that come
+    faster than that are written together, at most that late (:class:`SharedWritesHandler`)."""
     if isinstance(config, str):
-        return install_handler(config, stream=stream)
+        return install_handler(config, stream=stream, batch_s=batch_s)
     return install_handler(config.logging.level, config.logging.format, config_secrets(config), stream=stream,
-                           hash_openid=_hasher(config))
+                           hash_openid=_hasher(config), batch_s=batch_s)
 
 
 # The request logs of the servers a host app runs under: werkzeug's development server and gunicorn's access log.

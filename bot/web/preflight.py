@@ -21,6 +21,9 @@ from bot.store import StoreError
 from bot.web.app import create_app
 
 ENV = "WECHAT_VOICEBOT_CONFIG"
+# A worker's log lines that come faster than one a this are written together, by one thread, at most this late
+# (bot/ops/logs.py SharedWritesHandler): under load a write per message was a GIL hand-off per message.
+WORKER_LOG_BATCH_S = 0.02
 NEXT_STEP = f"set {ENV}=FILE, or copy config.example.toml to config.toml and edit it"
 
 
@@ -62,7 +65,7 @@ def worker_app() -> Flask:
     """A worker's app (``bot.wsgi:app``): a config, router or store it cannot start with is one line and gunicorn's
     "worker failed to boot" exit status, as in :func:`worker_config`."""
     config = worker_config()
-    setup_logging(config)
+    setup_logging(config, batch_s=WORKER_LOG_BATCH_S)
     try:
         return create_app(config)
     except ConfigError as exc:  # a router that cannot be loaded, when the master ran no preflight
