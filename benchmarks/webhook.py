@@ -79,7 +79,7 @@ from bot.testing.client import BotClient  # noqa: E402
 from bot.testing.net import free_port  # noqa: E402
 
 MODES = ("plaintext", "safe")
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.75  # issue 23 (issue 12 aimed at 0.9x: README "Benchmarks")
 HEADLINE = "default"
 LOG_LINE = " outcome="  # in each message's bot.message line (text format)
 BEHIND_LINE = "the clock is behind WeChat's"  # bot/delivery/fast.py: a CreateTime in the server's future

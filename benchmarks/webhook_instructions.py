@@ -45,7 +45,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 MODES = ("plaintext", "safe")
 WARMUP = 50
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.75  # issue 23, as benchmarks/webhook.py
 sys.path[:0] = [str(REPO), str(BENCH_DIR)]
 
 from _servers import VARIANTS, bench_secrets, clean_env, write_our_config  # noqa: E402
