@@ -14,9 +14,11 @@ import pytest
 from conftest import BASE_CONFIG, merge
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from bot.config import config_from_dict
-from bot.ops import logs, trace
+from bot.ops import logs, metrics, trace
+from bot.ops.account import serving
 from bot.ops.logs import ANSI, EVENT_ID, OPENID_PARAM, SECRET_PARAM, RedactFilter, may_hold_secret_param, setup_logging
 
 SECRETS = ["conftest-secret", "conftest-token", "s3cr"]
@@ -192,3 +194,31 @@ def test_an_openid_hashed_by_one_bots_filter_is_not_hashed_again_by_anothers() -
     once = RedactFilter([], bot_a).redact(line)
     assert f"openid={bot_a('oRAWOPENID1234567890abcdefgh')}&" in once
     assert RedactFilter([], bot_b).redact(once) == once
+
+
+def test_message_done_counts_every_message_of_a_kind_for_its_own_account() -> None:
+    """message_done finds a kind's metrics once (account, type, outcome, path, steps): each later message of that
+    kind still counts, for its own account — named in the fields, or the work's current one."""
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    kind = {"type": "text", "outcome": "answered", "path": "passive"}
+    before = {a: (value("wvb_messages_total", account=a, type="text", outcome="answered"),
+                  value("wvb_deliveries_total", account=a, path="passive"),
+                  value("wvb_step_seconds_count", account=a, step="kindtest"),
+                  value("wvb_step_seconds_sum", account=a, step="kindtest")) for a in ("shop", "news", "blog")}
+    for _ in range(3):
+        metrics.message_done({"account": "shop", **kind, "steps": {"kindtest": 2.0}})
+    metrics.message_done({"account": "news", **kind, "steps": {"kindtest": 4.0}})
+    with serving("blog"):
+        metrics.message_done({**kind, "steps": {"kindtest": 8.0}})
+    for account, n, ms in (("shop", 3, 6.0), ("news", 1, 4.0), ("blog", 1, 8.0)):
+        m, d, c, s = before[account]
+        assert value("wvb_messages_total", account=account, type="text", outcome="answered") == m + n
+        assert value("wvb_deliveries_total", account=account, path="passive") == d + n
+        assert value("wvb_step_seconds_count", account=account, step="kindtest") == c + n
+        assert value("wvb_step_seconds_sum", account=account, step="kindtest") == pytest.approx(s + ms / 1000)
+    for i in range(1100):  # many kinds (steps named by a handler): the kinds remembered stay bounded
+        metrics.message_done({"account": "shop", **kind, "steps": {f"kind{i}": 1.0}})
+    assert 0 < len(metrics._done) <= 1024
+    assert value("wvb_step_seconds_count", account="shop", step="kind5") == 1

@@ -75,13 +75,27 @@ def labelled(metric: Any, *labels: str, account: str | None = None) -> Any:
     return child
 
 
+# message_done's metrics per kind of message: (counters to increment, step histograms in the steps' order)
+_done: dict[tuple[str, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+
+
 def message_done(fields: dict[str, Any]) -> None:
-    """Count one finished message (``fields`` of its ``bot.message`` line, which names its account)."""
-    account = fields.get("account")
-    labelled(MESSAGES, fields.get("type") or "unknown", fields.get("outcome") or "unknown", account=account).inc()
-    labelled(DELIVERIES, fields["path"], account=account).inc()
-    for step, ms in (fields.get("steps") or {}).items():
-        labelled(STEP_SECONDS, step, account=account).observe(ms / 1000)
+    """Count one finished message (``fields`` of its ``bot.message`` line, which names its account). Every
+    message counts the same few metrics, found once per kind of message (account, type, outcome, path, steps)."""
+    account = metrics_label(fields.get("account"))
+    steps = fields.get("steps") or {}
+    key = (account, fields.get("type") or "unknown", fields.get("outcome") or "unknown", fields["path"], *steps)
+    found = _done.get(key)
+    if found is None:
+        if len(_done) >= 1024:  # kinds are few; never let them grow without bound
+            _done.clear()
+        found = _done[key] = ((labelled(MESSAGES, key[1], key[2], account=account),
+                               labelled(DELIVERIES, key[3], account=account)),
+                              tuple(labelled(STEP_SECONDS, step, account=account) for step in steps))
+    for counter in found[0]:
+        counter.inc()
+    for histogram, ms in zip(found[1], steps.values()):
+        histogram.observe(ms / 1000)
 
 
 def exposition() -> bytes:

@@ -60,7 +60,10 @@ class Trace:
     def fields(self) -> dict[str, Any]:
         """The line's fields: the first six always, the others when set."""
         fields = {"account": self.account} if self.account else {}
-        fields.update((k, v) for k, v in vars(self).items() if k in self.ALWAYS or v is not None and k != "account")
+        always = self.ALWAYS
+        for k, v in vars(self).items():  # a plain loop: every message's line is built here
+            if v is not None and k != "account" or k in always:
+                fields[k] = v
         return fields
 
     def to_json(self) -> dict[str, Any]:
