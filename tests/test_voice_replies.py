@@ -143,7 +143,9 @@ def test_a_voice_answer_ready_after_the_budget_still_arrives(path: str) -> None:
                 time.sleep(1.5)
                 later = BotClient(config, url=bot.url, openid=user).text("在吗")
     if path == "retry":
-        assert seen.statuses == ["timeout", "reply"] and seen.passive[0].type == "voice"
+        # a later try carries it: the second on an idle machine, the third on a busy one
+        assert seen.statuses[0] == "timeout" and seen.statuses[-1] == "reply", seen
+        assert set(seen.statuses[:-1]) == {"timeout"} and seen.passive[0].type == "voice", seen
         media_id = seen.passive[0].media_id
     elif path == "customer_service":
         assert seen.statuses == ["success"] and [m["msgtype"] for m in seen.customer_service] == ["voice"]
