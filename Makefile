@@ -22,9 +22,10 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python -m bot run$(if $(CONFIG), --config $(CONFIG))$(if $(UNVERIFIED), --unverified)$(if $(RETIRED), --recognition-retired)$(if $(PORT), --port $(PORT))$(if $(SANDBOX_PORT), --sandbox-port $(SANDBOX_PORT))
 
-# Four test processes, a module per process (its fixtures stay together): most tests wait on sockets and clocks.
+# Three test processes, a module per process (its fixtures stay together): most tests wait on sockets and clocks,
+# but the scaled-clock ones need the CPU when their moment comes, and four processes on 2 cores starved them.
 test: install lint
-	$(BIN)/python -m pytest -q -n 4 --dist loadfile
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # ruff (lint) and mypy (types), configured in pyproject.toml; part of make test.
 lint: install

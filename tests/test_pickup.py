@@ -130,6 +130,8 @@ def test_an_answer_no_try_will_carry_is_sent_by_the_sweeper(customer_service: bo
             if customer_service:
                 sent = wait_for(lambda: [m for m in sandbox.custom_messages() if m["touser"] == user], 6.0)
                 assert [m["text"]["content"] for m in sent] == ["慢答案 slow 1.2"]
+                # the sandbox has the message before the bot has its reply: the line comes after that reply
+                assert wait_for(lambda: shown_lines(logs, msg_id), 5.0), logs.messages
             else:
                 assert wait_for(lambda: logs.lines(f"delivery msg_id={msg_id} answer kept for pickup"), 6.0)
                 assert BotClient(config, url=bot.url, openid=user).text("在吗").content == "慢答案 slow 1.2\n\n回声 在吗"
