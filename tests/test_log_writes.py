@@ -229,3 +229,44 @@ def test_gunicorn_workers_write_every_message_line_under_load_and_by_their_exit(
     lines = server.log_lines("INFO bot.message")
     ids = sorted(int(ln.split("msg_id=")[1].split()[0]) - base for ln in lines)
     assert ids == list(range(180))  # each once
+
+
+class BlocksOn(Recording):
+    """A stream whose write of a text holding ``BLOCK`` blocks until released (a full pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def write(self, text: str) -> int:
+        if "BLOCK" in text:
+            self.entered.set()
+            assert self.release.wait(10)
+        return super().write(text)
+
+
+def test_the_flusher_waits_without_spinning_while_a_write_blocks() -> None:
+    """A thread whose write blocks (a full pipe) holds the writing turn while the flusher is armed: the flusher
+    looks again a batch_s later; it does not spin on the turn (the last write's time stays old while it blocks)."""
+    stream = BlocksOn()
+    handler = SharedWritesHandler(stream, batch_s=0.02)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = _logger("test.batched.blocked", handler)
+    logger.info("msg_id=1 first")  # at once
+    logger.info("msg_id=2 queued")  # within batch_s: the flusher is armed
+    warning = threading.Thread(target=logger.warning, args=("msg_id=3 BLOCK",))  # at once, with line 2: blocks
+    warning.start()
+    assert stream.entered.wait(5)
+    flusher = handler._flusher
+    assert flusher is not None and flusher.native_id is not None
+
+    def cpu_ticks() -> int:  # the flusher thread's own user + system time, in clock ticks
+        fields = Path(f"/proc/self/task/{flusher.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    before = cpu_ticks()
+    time.sleep(0.5)  # the write stays blocked; the armed flusher must not burn this half second
+    spent = (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK")
+    stream.release.set()
+    warning.join(5)
+    assert spent <= 0.03, f"the flusher spent {spent:.2f} s of CPU while a write was blocked"
+    assert "".join(stream.wait_for(2)) == "msg_id=1 first\nmsg_id=2 queued\nmsg_id=3 BLOCK\n"

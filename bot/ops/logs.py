@@ -225,7 +225,7 @@ class SharedWritesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._queued.append(line)
             if self._writing or later and self._armed:
                 return rv
-            if later and time.monotonic() - self._last_write < self.batch_s:  # lines come fast: the flusher's
+            if later and time.monotonic() - self._last_write < self.batch_s:  # lines come fast: the flusher writes it
                 self._armed = True
                 self._wake.set()
                 if self._flusher is None:
@@ -268,14 +268,16 @@ class SharedWritesHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 continue
             time.sleep(max(0.0, self._last_write + self.batch_s - time.monotonic()))
             with self._queue_lock:
-                if self._writing:  # a thread is writing them (a WARNING, a flush): look again later
-                    continue
-                if not self._queued:
+                busy = self._writing  # a thread is writing them (a WARNING, a flush; a stream that blocks)
+                if not busy and not self._queued:
                     self._armed = False
                     self._wake.clear()
                     continue
-                self._writing = True
-            self._write_queued(None)
+                self._writing = True  # this thread's turn, or still the writing thread's
+            if busy:
+                time.sleep(self.batch_s)  # look again later (a blocked write keeps _last_write old: never spin)
+            else:
+                self._write_queued(None)
 
     def flush(self) -> None:
         """Write the queued lines now (``logging.shutdown`` calls this at exit), then flush the stream."""

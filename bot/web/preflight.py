@@ -21,7 +21,7 @@ from bot.store import StoreError
 from bot.web.app import create_app
 
 ENV = "WECHAT_VOICEBOT_CONFIG"
-# A worker's log lines that come faster than one a this are written together, by one thread, at most this late
+# A worker's log lines that come less than this apart are written together, by one thread, at most this late
 # (bot/ops/logs.py SharedWritesHandler): under load a write per message was a GIL hand-off per message.
 WORKER_LOG_BATCH_S = 0.02
 NEXT_STEP = f"set {ENV}=FILE, or copy config.example.toml to config.toml and edit it"
